@@ -1,0 +1,113 @@
+/**
+ * The libc calls Bun does not expose: poll on pcap's selectable fd, raw IP sockets for
+ * `l3_raw_socket`, netlink sockets for the routing and neighbour tables, and memcpy to copy
+ * captured frames out of libpcap's ring into a preallocated buffer without allocating.
+ */
+import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+
+const libc = dlopen("libc.so.6", {
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  sendto: {
+    args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32],
+    returns: FFIType.i64,
+  },
+  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
+  setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+  memcpy: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
+  __errno_location: { args: [], returns: FFIType.ptr },
+  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+});
+
+const c = libc.symbols;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOCK_NONBLOCK = 0o4000;
+export const IPPROTO_RAW = 255;
+export const NETLINK_ROUTE = 0;
+export const POLLIN = 1;
+export const MSG_DONTWAIT = 0x40;
+
+/** errno of the last failed libc call on this thread. */
+export function errno(): number {
+  const loc = c.__errno_location();
+  return loc === null ? 0 : read.i32(loc, 0);
+}
+
+export function strerror(code: number): string {
+  return String(c.strerror(code));
+}
+
+/** A libc call failed: names the call and carries errno. */
+export class SystemError extends Error {
+  constructor(
+    readonly op: string,
+    readonly code: number,
+  ) {
+    super(`${op}: ${strerror(code)} (errno ${code})`);
+    this.name = "SystemError";
+  }
+}
+
+const pollfd = new Int32Array(2); // struct pollfd { int fd; short events; short revents; }
+const pollfdPtr = ptr(pollfd);
+
+/**
+ * Waits until fd is readable or timeoutMs passes. Returns true when readable.
+ * Blocks the calling thread: call it from a Worker, never from the main thread.
+ */
+export function pollReadable(fd: number, timeoutMs: number): boolean {
+  pollfd[0] = fd;
+  pollfd[1] = POLLIN;
+  const r = c.poll(pollfdPtr, 1, Math.max(0, Math.min(timeoutMs, 0x7fffffff) | 0));
+  if (r < 0) {
+    const e = errno();
+    if (e === 4) return false; // EINTR: the caller re-checks its deadline
+    throw new SystemError("poll", e);
+  }
+  return r > 0 && (new Int16Array(pollfd.buffer)[3]! & POLLIN) !== 0;
+}
+
+export function openSocket(domain: number, type: number, protocol: number): number {
+  const fd = c.socket(domain, type | SOCK_CLOEXEC, protocol);
+  if (fd < 0) throw new SystemError(`socket(${domain}, ${type}, ${protocol})`, errno());
+  return fd;
+}
+
+export function bindSocket(fd: number, addr: Uint8Array): void {
+  if (c.bind(fd, addr, addr.byteLength) < 0) throw new SystemError("bind", errno());
+}
+
+export function setSockOptInt(fd: number, level: number, name: number, value: number): void {
+  const v = new Int32Array([value]);
+  if (c.setsockopt(fd, level, name, v, 4) < 0) throw new SystemError(`setsockopt(${level}, ${name})`, errno());
+}
+
+/** Sends buf[0..len) to addr; returns bytes sent, or -errno. */
+export function sendTo(fd: number, buf: Uint8Array, len: number, addr: Uint8Array | null): number {
+  const r = Number(c.sendto(fd, buf, len, 0, addr, addr === null ? 0 : addr.byteLength));
+  return r < 0 ? -errno() : r;
+}
+
+/** Receives into buf without blocking; returns bytes, 0 when nothing is waiting, or -errno. */
+export function recvNow(fd: number, buf: Uint8Array): number {
+  const r = Number(c.recv(fd, buf, buf.byteLength, MSG_DONTWAIT));
+  if (r >= 0) return r;
+  const e = errno();
+  return e === 11 ? 0 : -e; // EAGAIN
+}
+
+export function closeFd(fd: number): void {
+  c.close(fd);
+}
+
+/** Copies len bytes from native memory at src into dst (no allocation). */
+export function copyFromNative(dst: Uint8Array, src: Pointer, len: number): void {
+  c.memcpy(dst, src, len);
+}
