@@ -1,0 +1,27 @@
+/**
+ * Exit codes (sysexits, as the spec fixes them) and the error that carries one up to main.ts,
+ * the only place that calls process.exit.
+ */
+export const EXIT_OK = 0;
+/** `probe`: not a single answer, as ping. */
+export const EXIT_NO_ANSWER = 1;
+export const EXIT_USAGE = 64;
+export const EXIT_DATAERR = 65;
+export const EXIT_NOINPUT = 66;
+/** A destination name that does not resolve. */
+export const EXIT_NOHOST = 68;
+export const EXIT_UNAVAILABLE = 69;
+export const EXIT_NOPERM = 77;
+
+/** A failure with a one-line message for stderr and the exit code it maps to. */
+export class ExitError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+    /** Print the command's usage after the message (bad arguments). */
+    readonly showUsage = false,
+  ) {
+    super(message);
+    this.name = "ExitError";
+  }
+}

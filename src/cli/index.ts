@@ -1,0 +1,86 @@
+/**
+ * The command line: `probe`, `check`, `--version`, and (default) the daemon. Routing is done here
+ * rather than by citty so that a bare FILE argument selects the daemon, as the original accepts,
+ * and so that every bad argument becomes one line on stderr and exit 64.
+ */
+import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { libpcapVersion, LibpcapUnavailable } from "../native/libpcap.ts";
+import { VERSION } from "../version.ts";
+import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
+import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
+
+type Out = (line: string) => void;
+
+// citty reads "-6" as a number; the prober's -4/-6 are flags.
+function normaliseFamilyFlags(argv: string[]): string[] {
+  return argv.map((a) => (a === "-6" ? "--6" : a === "-4" ? "--4" : a));
+}
+
+/** Every --option must be one the command declares: a misspelt flag never passes silently. */
+function rejectUnknownOptions(cmd: CommandDef<ArgsDef>, argv: string[]): void {
+  const args = (cmd.args ?? {}) as ArgsDef;
+  const known = new Set<string>();
+  for (const [name, def] of Object.entries(args)) {
+    known.add(name);
+    if (def.type === "boolean") known.add(`no-${name}`);
+    if ("alias" in def) for (const alias of [def.alias ?? []].flat()) known.add(alias);
+  }
+  for (const a of argv) {
+    if (a === "--") break;
+    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
+    const name = a.replace(/^--?/, "").split("=")[0]!;
+    if (!known.has(name)) throw new ExitError(EXIT_USAGE, `unknown option ${a}`, true);
+  }
+}
+
+export function versionText(): string {
+  let pcap: string;
+  try {
+    const v = libpcapVersion();
+    pcap = `libpcap ${v.version}${v.path.startsWith("/$bunfs") || v.path.includes("build/libpcap") ? " (embedded)" : ` (${v.path})`}`;
+  } catch (e) {
+    if (!(e instanceof LibpcapUnavailable)) throw e;
+    pcap = "libpcap not loadable";
+  }
+  return `netprobify ${VERSION} (bun ${Bun.version}, ${pcap})`;
+}
+
+/** Runs the command line; returns the exit code. Only main.ts exits. */
+export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<number> {
+  const argv = normaliseFamilyFlags(rawArgv);
+  let cmd: CommandDef<ArgsDef> | null = null;
+  try {
+    if (argv[0] === "--version" || argv[0] === "-V") {
+      out(versionText());
+      return 0;
+    }
+    const sub = argv[0];
+    if (sub === "probe") {
+      cmd = probeCommand as CommandDef<ArgsDef>;
+      const rest = argv.slice(1);
+      if (rest.includes("--help") || rest.includes("-h")) {
+        out(await renderUsage(cmd));
+        return 0;
+      }
+      rejectUnknownOptions(cmd, rest);
+      let code = 0;
+      await runCommand(
+        { ...cmd, run: async ({ args }) => void (code = await runProbe(parseProbeArgs(args), out)) },
+        { rawArgs: rest },
+      );
+      return code;
+    }
+    throw new ExitError(EXIT_USAGE, `unknown command "${sub ?? ""}" (commands: probe; --version)`);
+  } catch (e) {
+    if (e instanceof ExitError) {
+      err(`netprobify: ${e.message}`);
+      if (e.showUsage && cmd) err(await renderUsage(cmd));
+      return e.exitCode;
+    }
+    if (e instanceof LibpcapUnavailable || (e instanceof Error && e.name === "LibpcapUnavailable")) {
+      err(`netprobify: ${e.message}`);
+      return EXIT_UNAVAILABLE;
+    }
+    throw e;
+  }
+}

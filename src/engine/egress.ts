@@ -1,0 +1,249 @@
+/**
+ * Where each probe leaves: the kernel's route (egress interface, preferred source, next hop) and
+ * the next hop's MAC. Routes are looked up per destination and MACs are kept per next hop, so
+ * 10,000 targets behind one router cost one neighbour entry; both are refreshed at the start of
+ * every batch so a failover never leaves probes going to a stale MAC.
+ */
+import { getLink, getNeighbour, getRoute, NoRoute, NoSuchLink, type LinkInfo, type RouteInfo } from "../net/netlink.ts";
+import { formatAddress, parseAddress, parseMac, type Family } from "../packet/address.ts";
+import {
+  ETHERTYPE_ARP,
+  ICMP6_NEIGHBOUR_ADVERT,
+  IPPROTO_ICMPV6,
+  LINK_ETHERNET,
+  LINK_RAW,
+  writeArpRequest,
+  writeNeighbourSolicitation,
+  type LinkKind,
+} from "../packet/build.ts";
+import { PARSE_OK, ParsedFrame, parseFrame } from "../packet/parse.ts";
+import { AF_INET, AF_INET6, IPPROTO_RAW, openSocket, pollReadable, SOCK_RAW, closeFd } from "../native/libc.ts";
+import { DLT_EN10MB, DLT_RAW, PcapHandle } from "../native/libpcap.ts";
+
+/** How a probe reaches the wire. */
+export type EgressMode = "inject" | "raw-socket" | "unroutable";
+
+export interface Egress {
+  mode: EgressMode;
+  /** inject: the handle of the egress interface. */
+  handle: PcapHandle | null;
+  /** raw-socket: the socket for the family. */
+  fd: number;
+  link: LinkKind;
+  readonly srcMac: Uint8Array;
+  readonly dstMac: Uint8Array;
+  /** Source address the kernel would choose (16 bytes). */
+  readonly src: Uint8Array;
+  ifname: string;
+  /** unroutable: why (no route, blackhole, unresolved next hop). */
+  reason: string;
+}
+
+const ARPHRD_LOOPBACK = 772;
+const NEIGHBOUR_ATTEMPTS = 3;
+const NEIGHBOUR_WAIT_MS = 300;
+
+/** Owns the inject handles and raw sockets, one per interface / family, for the engine's life. */
+export class EgressResolver {
+  readonly #handles = new Map<string, PcapHandle>();
+  readonly #rawSockets = new Map<Family, number>();
+  /** Next-hop MACs resolved this batch, keyed "ifindex/address". */
+  #macs = new Map<string, Uint8Array | null>();
+  #routes = new Map<string, Egress>();
+  readonly #frame = new Uint8Array(128);
+  readonly #parsed = new ParsedFrame();
+
+  constructor(
+    private readonly useRawSocket: boolean,
+    private readonly log: (message: string) => void = () => {},
+  ) {}
+
+  /** Forgets routes and MACs so the next lookups ask the kernel again (called per batch). */
+  refresh(): void {
+    this.#macs = new Map();
+    this.#routes = new Map();
+  }
+
+  /** The egress for dst, from src when given (else the kernel's preferred source). */
+  resolve(family: Family, dst: string, src: string | null): Egress {
+    const key = `${dst}|${src ?? ""}`;
+    let e = this.#routes.get(key);
+    if (!e) {
+      e = this.#lookup(family, dst, src);
+      this.#routes.set(key, e);
+    }
+    return e;
+  }
+
+  #lookup(family: Family, dst: string, src: string | null): Egress {
+    const e: Egress = {
+      mode: "unroutable",
+      handle: null,
+      fd: -1,
+      link: LINK_ETHERNET,
+      srcMac: new Uint8Array(6),
+      dstMac: new Uint8Array(6),
+      src: new Uint8Array(16),
+      ifname: "",
+      reason: "",
+    };
+    let route: RouteInfo;
+    try {
+      route = getRoute(dst, src ? { src } : undefined);
+    } catch (err) {
+      if (err instanceof NoRoute) {
+        e.reason = `no route to ${dst}`;
+        return e;
+      }
+      throw err;
+    }
+    e.ifname = route.ifname;
+    const preferred = src ?? route.src;
+    if (preferred) e.src.set(parseAddress(preferred)!.bytes);
+    if (route.type !== "unicast" && route.type !== "local") {
+      e.reason = `route to ${dst} is ${route.type}`;
+      return e;
+    }
+    if (!preferred) {
+      e.reason = `no source address for ${dst} on ${route.ifname}`;
+      return e;
+    }
+    // Local destinations go through a raw socket: the kernel then delivers them over loopback
+    // with a route attached, whereas a frame injected on lo with a 127/8 source is dropped as
+    // a martian by IPv4 input routing.
+    if (this.useRawSocket || route.type === "local") {
+      e.mode = "raw-socket";
+      e.link = LINK_RAW;
+      e.fd = this.#rawSocket(family);
+      return e;
+    }
+    const ifname = route.ifname;
+    const handle = this.#handle(ifname);
+    e.handle = handle;
+    if (handle.datalink === DLT_RAW) {
+      e.link = LINK_RAW;
+    } else if (handle.datalink !== DLT_EN10MB) {
+      e.reason = `interface ${ifname} has link type ${handle.datalink}, which the prober cannot frame`;
+      return e;
+    }
+    let link: LinkInfo;
+    try {
+      link = getLink(ifname);
+    } catch (err) {
+      if (!(err instanceof NoSuchLink)) throw err;
+      e.reason = `interface ${ifname} vanished`;
+      return e;
+    }
+    if (e.link === LINK_ETHERNET && link.arpHardwareType !== ARPHRD_LOOPBACK && link.mac) {
+      parseMac(link.mac, e.srcMac);
+      const nextHop = route.gateway ?? dst;
+      const mac = this.#nextHopMac(family, link.ifindex, ifname, nextHop, e.srcMac, e.src);
+      if (!mac) {
+        e.reason = `next hop ${nextHop} on ${ifname} does not answer ${family === 4 ? "ARP" : "neighbour solicitation"}`;
+        return e;
+      }
+      e.dstMac.set(mac);
+    }
+    e.mode = "inject";
+    return e;
+  }
+
+  #handle(ifname: string): PcapHandle {
+    let h = this.#handles.get(ifname);
+    if (!h || h.closed) {
+      h = PcapHandle.openLive(ifname, { snaplen: 64, bufferBytes: 256 * 1024, immediate: true });
+      // This handle only sends: a filter that accepts nothing keeps the kernel from copying
+      // every frame of the interface into its ring.
+      h.setFilter("ether proto 0xfffe");
+      this.#handles.set(ifname, h);
+    }
+    return h;
+  }
+
+  #rawSocket(family: Family): number {
+    let fd = this.#rawSockets.get(family);
+    if (fd === undefined) {
+      // IPPROTO_RAW implies IP_HDRINCL (and IPV6_HDRINCL): the prober writes the IP header.
+      fd = openSocket(family === 4 ? AF_INET : AF_INET6, SOCK_RAW, IPPROTO_RAW);
+      this.#rawSockets.set(family, fd);
+    }
+    return fd;
+  }
+
+  #nextHopMac(
+    family: Family,
+    ifindex: number,
+    ifname: string,
+    nextHop: string,
+    srcMac: Uint8Array,
+    src: Uint8Array,
+  ): Uint8Array | null {
+    const key = `${ifindex}/${nextHop}`;
+    if (this.#macs.has(key)) return this.#macs.get(key) ?? null;
+    let mac: Uint8Array | null = null;
+    const known = getNeighbour(ifindex, nextHop);
+    if (known?.usable && known.mac) {
+      mac = new Uint8Array(6);
+      parseMac(known.mac, mac);
+    } else {
+      mac = this.#solicit(family, ifname, nextHop, srcMac, src);
+      if (mac) this.log(`resolved next hop ${nextHop} on ${ifname} itself: the kernel had no entry`);
+    }
+    this.#macs.set(key, mac);
+    return mac;
+  }
+
+  /** ARP or neighbour solicitation on our own, for a next hop the kernel has not resolved. */
+  #solicit(family: Family, ifname: string, nextHop: string, srcMac: Uint8Array, src: Uint8Array): Uint8Array | null {
+    const target = parseAddress(nextHop)!.bytes;
+    const h = PcapHandle.openLive(ifname, { snaplen: 128, bufferBytes: 256 * 1024, immediate: true });
+    try {
+      h.setFilter(family === 4 ? "arp" : `icmp6 and ip6[40] == ${ICMP6_NEIGHBOUR_ADVERT}`);
+      const len =
+        family === 4
+          ? writeArpRequest(this.#frame, srcMac, src, target)
+          : writeNeighbourSolicitation(this.#frame, srcMac, src, target);
+      for (let attempt = 0; attempt < NEIGHBOUR_ATTEMPTS; attempt++) {
+        h.inject(this.#frame, len);
+        const until = performance.now() + NEIGHBOUR_WAIT_MS;
+        for (let left = NEIGHBOUR_WAIT_MS; left > 0; left = until - performance.now()) {
+          if (!pollReadable(h.selectableFd, left)) continue;
+          while (h.next() === 1) {
+            const mac = this.#answer(family, h, target);
+            if (mac) return mac;
+          }
+        }
+      }
+      return null;
+    } finally {
+      h.close();
+    }
+  }
+
+  #answer(family: Family, h: PcapHandle, target: Uint8Array): Uint8Array | null {
+    const p = this.#parsed;
+    if (parseFrame(h.frame, h.caplen, h.datalink, p) !== PARSE_OK) return null;
+    if (family === 4) {
+      if (p.etherType !== ETHERTYPE_ARP || p.arpOp !== 2) return null;
+      for (let i = 0; i < 4; i++) if (p.arpSenderIp[i] !== target[i]) return null;
+      return h.frame.slice(p.arpSenderMacOffset, p.arpSenderMacOffset + 6);
+    }
+    if (p.outer.protocol !== IPPROTO_ICMPV6 || p.ndMacOffset < 0) return null;
+    for (let i = 0; i < 16; i++) if (p.ndTarget[i] !== target[i]) return null;
+    return h.frame.slice(p.ndMacOffset, p.ndMacOffset + 6);
+  }
+
+  close(): void {
+    for (const h of this.#handles.values()) h.close();
+    this.#handles.clear();
+    for (const fd of this.#rawSockets.values()) closeFd(fd);
+    this.#rawSockets.clear();
+  }
+}
+
+/** Text form of an egress, for logs and the `probe` command's header. */
+export function describeEgress(family: Family, e: Egress): string {
+  if (e.mode === "unroutable") return e.reason;
+  const src = formatAddress(family, e.src);
+  return e.mode === "raw-socket" ? `raw socket, source ${src}` : `${e.ifname}, source ${src}`;
+}

@@ -1,0 +1,52 @@
+/**
+ * Worker entry that owns a ProbeEngine: packets never touch the thread that asked for them.
+ * One message in per batch, one message out per batch, whatever the number of probes.
+ */
+import { libpcapVersion } from "../native/libpcap.ts";
+import { ProbeEngine } from "./probe-engine.ts";
+import type { EngineReply, EngineRequest } from "./engine-client.ts";
+
+declare const self: Worker;
+
+let engine: ProbeEngine | null = null;
+
+function reply(message: EngineReply): void {
+  self.postMessage(message);
+}
+
+function fail(id: number | undefined, e: unknown): void {
+  const err = e instanceof Error ? e : new Error(String(e));
+  reply({ type: "error", id, name: err.name, message: err.message });
+}
+
+self.onmessage = async (event: MessageEvent<EngineRequest>) => {
+  const msg = event.data;
+  try {
+    if (msg.type === "open") {
+      engine = new ProbeEngine({ ...msg.options, log: (message) => reply({ type: "log", message }) });
+      reply({ type: "opened", libpcap: libpcapVersion().version });
+    } else if (msg.type === "run") {
+      if (!engine) throw new Error("engine is not open");
+      const r = await engine.run(msg.targets);
+      // Copies: the result's arrays are views into buffers the engine reuses, and structured
+      // clone would otherwise copy those buffers whole.
+      reply({
+        type: "result",
+        id: msg.id,
+        result: {
+          ...r,
+          status: r.status.slice(),
+          reply: r.reply.slice(),
+          srcPort: r.srcPort.slice(),
+          srcIndex: r.srcIndex.slice(),
+        },
+      });
+    } else {
+      engine?.close();
+      engine = null;
+      reply({ type: "closed" });
+    }
+  } catch (e) {
+    fail(msg.type === "run" ? msg.id : undefined, e);
+  }
+};

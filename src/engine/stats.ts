@@ -1,0 +1,85 @@
+/**
+ * Figures of a batch: loss, RTT percentiles and per-path loss over a range of slots. Pure
+ * functions over the engine's BatchResult.
+ */
+import { SLOT_ANSWERED, type BatchResult } from "./probe-engine.ts";
+
+/**
+ * The spec's percentile over sorted samples: k = (n - 1) * p / 100; the value at k when k is
+ * whole, else linear interpolation between floor(k) and ceil(k). No sample: 0.
+ */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  const n = sorted.length;
+  if (n === 0) return 0;
+  const k = ((n - 1) * p) / 100;
+  const f = Math.floor(k);
+  const c = Math.ceil(k);
+  if (f === c) return sorted[f]!;
+  return sorted[f]! + (sorted[c]! - sorted[f]!) * (k - f);
+}
+
+export interface RangeSummary {
+  sent: number;
+  answered: number;
+  lost: number;
+  lossRatio: number;
+  /** RTTs in seconds, sorted ascending (probes answered and timed). */
+  rtts: Float64Array;
+}
+
+/** Loss and sorted RTTs of slots [from, to) that satisfy `include` (all when omitted). */
+export function summarize(r: BatchResult, from: number, to: number, include?: (slot: number) => boolean): RangeSummary {
+  let sent = 0;
+  let answered = 0;
+  let timed = 0;
+  const rtts = new Float64Array(to - from);
+  for (let s = from; s < to; s++) {
+    if (include && !include(s)) continue;
+    sent++;
+    if (r.status[s] !== SLOT_ANSWERED) continue;
+    answered++;
+    const v = r.rttNs[s]!;
+    if (!Number.isNaN(v)) rtts[timed++] = v / 1e9;
+  }
+  const sorted = rtts.subarray(0, timed).sort();
+  const lost = sent - answered;
+  return { sent, answered, lost, lossRatio: sent === 0 ? 0 : lost / sent, rtts: sorted };
+}
+
+export interface PathSummary {
+  /** Source address index and port of the path (the ECMP hash inputs the prober varies). */
+  srcIndex: number;
+  srcPort: number;
+  sent: number;
+  lost: number;
+}
+
+/** Per-path (source address, source port) loss of slots [from, to). */
+export function paths(r: BatchResult, from: number, to: number): PathSummary[] {
+  const byKey = new Map<number, PathSummary>();
+  for (let s = from; s < to; s++) {
+    const key = r.srcIndex[s]! * 65536 + r.srcPort[s]!;
+    let p = byKey.get(key);
+    if (!p) {
+      p = { srcIndex: r.srcIndex[s]!, srcPort: r.srcPort[s]!, sent: 0, lost: 0 };
+      byKey.set(key, p);
+    }
+    p.sent++;
+    if (r.status[s] !== SLOT_ANSWERED) p.lost++;
+  }
+  return [...byKey.values()].sort((a, b) => a.srcIndex - b.srcIndex || a.srcPort - b.srcPort);
+}
+
+/** A path is down when it carried at least this many probes and none was answered. */
+export const PATH_DOWN_MIN_PROBES = 3;
+
+/** Worst path's loss ratio and the number of paths that lost everything (spec's added metrics). */
+export function pathHealth(list: PathSummary[]): { worstLossRatio: number; pathsDown: number } {
+  let worst = 0;
+  let down = 0;
+  for (const p of list) {
+    if (p.sent > 0) worst = Math.max(worst, p.lost / p.sent);
+    if (p.sent >= PATH_DOWN_MIN_PROBES && p.lost === p.sent) down++;
+  }
+  return { worstLossRatio: worst, pathsDown: down };
+}
