@@ -111,3 +111,23 @@ export function closeFd(fd: number): void {
 export function copyFromNative(dst: Uint8Array, src: Pointer, len: number): void {
   c.memcpy(dst, src, len);
 }
+
+export const SOL_NETLINK = 270;
+/** Errors come back with the request's header only, not the whole request echoed. */
+export const NETLINK_CAP_ACK = 10;
+/** Errors carry the kernel's explanation (NLMSGERR_ATTR_MSG) next to errno. */
+export const NETLINK_EXT_ACK = 11;
+/** recv returns the datagram's real length even when it did not fit: truncation is detectable. */
+export const MSG_TRUNC = 0x20;
+
+/**
+ * Receives one datagram into buf without blocking, with extra recv flags (e.g. MSG_TRUNC).
+ * Returns its length (which exceeds buf.byteLength when truncated under MSG_TRUNC), 0 when nothing
+ * is waiting, or -errno.
+ */
+export function recvFlags(fd: number, buf: Uint8Array, flags: number): number {
+  const r = Number(c.recv(fd, buf, buf.byteLength, flags | MSG_DONTWAIT));
+  if (r >= 0) return r;
+  const e = errno();
+  return e === 11 ? 0 : -e; // EAGAIN
+}
