@@ -1,0 +1,678 @@
+/**
+ * The configuration schema: the single source of truth for what netprobify.yaml may contain.
+ *
+ * The TypeScript types, the checks `netprobify check` runs, the messages it prints and the
+ * JSON Schema in schema_config.yaml are all derived from the valibot objects below, so a field
+ * is added or changed here and nowhere else (then `bun run scripts/gen-schema.ts`).
+ */
+import * as v from "valibot";
+
+// --- names and enumerations ---
+
+/** Probe, group and target names: they become label values and keys, so the original kept them tame. */
+export const NAME_PATTERN = /^[a-z0-9_\-\.]+$/;
+
+export const TARGET_TYPES = ["TCPsyn", "ICMPping", "UDPunreachable"] as const;
+export type TargetType = (typeof TARGET_TYPES)[number];
+
+export const ADDRESS_FAMILIES = ["ipv4", "ipv6"] as const;
+export type AddressFamily = (typeof ADDRESS_FAMILIES)[number];
+
+export const LOGGING_LEVELS = ["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"] as const;
+export const ALERT_LEVELS = ["paging", "paging_validation", "sandbox", "no_alert"] as const;
+export const TARGET_STATES = ["in production", "validation"] as const;
+
+// --- defaults: every optional field that has one names it here ---
+
+/**
+ * Default histogram buckets in seconds: 50 us doubling 18 times up to 13.1072 s, the first
+ * bound past 10 s. Written out rather than computed so that the list in schema_config.yaml
+ * and in reviews is the list the code uses (doubling 50e-6 is exact in binary anyway).
+ */
+export const DEFAULT_HISTOGRAM_BUCKETS: readonly number[] = [
+  0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024,
+  0.2048, 0.4096, 0.8192, 1.6384, 3.2768, 6.5536, 13.1072,
+];
+
+export const GLOBAL_DEFAULTS = {
+  interval_packets: 0,
+  verbose: 0,
+  prometheus_address: "0.0.0.0",
+  reload_conf_interval: 0,
+  l3_raw_socket: false,
+  timeout: 3600,
+  percentile: [95, 50] as readonly number[],
+  disable_dynamic_inventories: [] as readonly string[],
+  histogram_buckets: DEFAULT_HISTOGRAM_BUCKETS,
+  histogram_per_destination: false,
+  max_probes_per_second: 100_000,
+} as const;
+
+export const GROUP_DEFAULTS = {
+  src_port_a: 65000,
+  src_port_z: 65001,
+  dscp: 0,
+  permit_target_auto_register: true,
+} as const;
+
+export const TARGET_DEFAULTS = {
+  dont_fragment: true,
+  is_subnet: false,
+  nb_packets: 1,
+  alert_level: "no_alert",
+  timeout: 1,
+  auto_register_to_groups: true,
+} as const;
+
+// --- IP payload bounds ---
+
+/** The L4 header is the smallest IP payload a probe of each type can carry. */
+export const L4_HEADER_BYTES = {
+  TCPsyn: 20,
+  ICMPping: 8,
+  UDPunreachable: 8,
+} as const satisfies Record<TargetType, number>;
+
+/**
+ * Largest IP payload per family. IPv4: the 16-bit total length (65535) less the 20-byte header.
+ * IPv6: the 16-bit payload length counts the payload alone, so the whole 65535 is available.
+ * (65507 and 65487, the figures often quoted, are the largest UDP *data*; ip_payload_size
+ * includes the L4 header, so they would wrongly refuse the last 8 bytes.)
+ */
+export const MAX_IP_PAYLOAD_BYTES = {
+  ipv4: 65535 - 20,
+  ipv6: 65535,
+} as const satisfies Record<AddressFamily, number>;
+
+/** The smallest header among the types: a group's size applies to targets of any type. */
+const MIN_GROUP_PAYLOAD_BYTES = Math.min(...Object.values(L4_HEADER_BYTES));
+
+// --- hints read by describe.ts ---
+
+/**
+ * Texts that cannot be derived from the validation actions themselves: `expected` replaces the
+ * derived "(what is expected)" phrase, `noun` names what a value failed to be ("a valid name"),
+ * `deprecated` marks a field kept only for old files.
+ */
+export interface FieldHints {
+  readonly expected?: string;
+  readonly noun?: string;
+  readonly deprecated?: boolean;
+}
+
+const hints = <TInput>(h: FieldHints) => v.metadata<TInput, FieldHints & Record<string, unknown>>({ ...h });
+
+/**
+ * A custom check needs two texts (what is wrong, what is expected) while valibot carries one
+ * message string, so they travel joined by an ASCII unit separator, which YAML text never
+ * puts into a message by accident.
+ */
+const ISSUE_TEXT_SEPARATOR = "\u001f";
+
+/** Joins the two halves of a custom check's message; see {@link splitIssueText}. */
+export function issueText(problem: string, expected: string): string {
+  return `${problem}${ISSUE_TEXT_SEPARATOR}${expected}`;
+}
+
+/** Splits a message made by {@link issueText}; undefined for valibot's own messages. */
+export function splitIssueText(message: string): { problem: string; expected: string } | undefined {
+  const at = message.indexOf(ISSUE_TEXT_SEPARATOR);
+  if (at < 0) return undefined;
+  return { problem: message.slice(0, at), expected: message.slice(at + ISSUE_TEXT_SEPARATOR.length) };
+}
+
+const show = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value));
+
+// --- address helpers (also used by the daemon) ---
+
+const IPV4_ADDRESS = v.pipe(v.string(), v.ipv4());
+const IPV6_ADDRESS = v.pipe(v.string(), v.ipv6());
+
+function isCidr(text: string, family: AddressFamily): boolean {
+  const slash = text.indexOf("/");
+  if (slash < 0) return false;
+  const address = text.slice(0, slash);
+  const prefix = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(prefix)) return false;
+  const bits = family === "ipv4" ? 32 : 128;
+  return Number(prefix) <= bits && v.is(family === "ipv4" ? IPV4_ADDRESS : IPV6_ADDRESS, address);
+}
+
+/** Whether `text` is an address or subnet of the given family ("198.18.0.1", "fd00::/8"). */
+function isLiteralOfFamily(text: string, family: AddressFamily): boolean {
+  const schema = family === "ipv4" ? IPV4_ADDRESS : IPV6_ADDRESS;
+  return v.is(schema, text) || isCidr(text, family);
+}
+
+/**
+ * The family a target is probed over: its address_family, else IPv6 for a destination with a
+ * colon (no hostname, IPv4 address or IPv4 range has one), else IPv4, as the original did.
+ */
+export function targetAddressFamily(target: { address_family?: AddressFamily; destination: string }): AddressFamily {
+  return target.address_family ?? (target.destination.includes(":") ? "ipv6" : "ipv4");
+}
+
+/**
+ * The IP payload size a target's packets carry in a group: the target's own size wins over the
+ * group's, and neither goes below the target type's L4 header (a group's size may be as low as
+ * 8 bytes for its UDP and ICMP members, yet a TCPsyn member still needs its 20-byte header).
+ */
+export function ipPayloadSize(
+  target: { type: TargetType; ip_payload_size?: number },
+  group: { ip_payload_size?: number },
+): number {
+  const header = L4_HEADER_BYTES[target.type];
+  return Math.max(header, target.ip_payload_size ?? group.ip_payload_size ?? header);
+}
+
+// --- field builders ---
+
+const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
+
+const nameField = (text: string) =>
+  v.pipe(
+    v.string(),
+    v.regex(NAME_PATTERN),
+    hints({ noun: "a valid name", expected: NAME_EXPECTED }),
+    v.description(text),
+  );
+
+const portField = (text: string) =>
+  v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535), v.description(text));
+
+const integerField = (min: number, text: string) =>
+  v.pipe(v.number(), v.integer(), v.minValue(min), v.description(text));
+
+const positiveSecondsField = (text: string) => v.pipe(v.number(), v.finite(), v.gtValue(0), v.description(text));
+
+const booleanField = (text: string) => v.pipe(v.boolean(), v.description(text));
+
+const cidrField = (family: AddressFamily, example: string, text: string) => {
+  const label = family === "ipv4" ? "IPv4" : "IPv6";
+  return v.pipe(
+    v.string(),
+    v.check((value) => isCidr(value, family)),
+    hints({ noun: `an ${label} subnet`, expected: `an ${label} subnet in CIDR notation, such as ${example}` }),
+    v.description(text),
+  );
+};
+
+// --- global ---
+
+const HISTOGRAM_BUCKETS_EXPECTED =
+  "a strictly increasing list of numbers of seconds above 0, or [] to turn histograms off";
+
+const histogramBuckets = v.pipe(
+  v.array(v.pipe(v.number(), v.finite(), v.gtValue(0))),
+  v.check(
+    (buckets) => buckets.every((bound, i) => i === 0 || bound > (buckets[i - 1] ?? -Infinity)),
+    (issue) => {
+      const list = issue.input;
+      const i = list.findIndex((bound, k) => k > 0 && bound <= (list[k - 1] ?? -Infinity));
+      return issueText(
+        `${list[i]} is not above the bound before it, ${list[i - 1]}`,
+        HISTOGRAM_BUCKETS_EXPECTED,
+      );
+    },
+  ),
+  hints({ expected: HISTOGRAM_BUCKETS_EXPECTED }),
+  v.description(
+    "Added by this project. Upper bounds in seconds of the buckets of the *_round_trip_histogram_seconds " +
+      "histograms, strictly increasing. The default doubles from 50 us to 13.1072 s: 0.00005, 0.0001, " +
+      "0.0002, ..., 6.5536, 13.1072 (19 buckets, plus the implicit +Inf). An empty list turns the " +
+      "histograms off.",
+  ),
+);
+
+export const GlobalSchema = v.pipe(
+  v.strictObject({
+    probe_name: nameField("Name of this prober: the value of the probe_name label on every metric."),
+    interval: integerField(1, "Seconds between the starts of two probing iterations."),
+    interval_packets: v.optional(
+      v.pipe(
+        v.number(),
+        v.finite(),
+        v.minValue(0),
+        v.description("Seconds to wait between two packets of the same target. 0 sends them back to back."),
+      ),
+      GLOBAL_DEFAULTS.interval_packets,
+    ),
+    nb_proc: integerField(1, "How many Workers probe in parallel."),
+    verbose: v.optional(
+      v.pipe(v.picklist([0, 1]), v.description("1 logs every packet sent and received; 0 does not.")),
+      GLOBAL_DEFAULTS.verbose,
+    ),
+    logging_level: v.pipe(v.picklist(LOGGING_LEVELS), v.description("Lowest level of the log messages written.")),
+    prometheus_port: portField("TCP port of the /metrics listener."),
+    prometheus_address: v.optional(
+      v.pipe(
+        v.string(),
+        v.ip(),
+        v.description("Address the /metrics listener binds to; 0.0.0.0 means every IPv4 address, :: every address."),
+      ),
+      GLOBAL_DEFAULTS.prometheus_address,
+    ),
+    dns_update_interval: integerField(
+      0,
+      "Seconds between two resolutions of the targets' hostnames. 0 resolves them once, at start.",
+    ),
+    reload_conf_interval: v.optional(
+      integerField(0, "Seconds between two re-readings of this file. 0 re-reads it only on SIGHUP."),
+      GLOBAL_DEFAULTS.reload_conf_interval,
+    ),
+    l3_raw_socket: v.optional(
+      booleanField(
+        "Send through a layer-3 raw socket, letting the kernel route and resolve neighbours, instead of " +
+          "writing whole frames at layer 2.",
+      ),
+      GLOBAL_DEFAULTS.l3_raw_socket,
+    ),
+    timeout: v.optional(
+      positiveSecondsField(
+        "Seconds one batch of targets may take. A batch still running then is abandoned and counted in " +
+          "app_process_timed_out_total.",
+      ),
+      GLOBAL_DEFAULTS.timeout,
+    ),
+    percentile: v.optional(
+      v.pipe(
+        v.array(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
+        hints({ expected: "a list of integers from 1 to 100" }),
+        v.description("Percentiles exposed in the percentile label of the *_round_trip_seconds gauges."),
+      ),
+      () => [...GLOBAL_DEFAULTS.percentile],
+    ),
+    disable_dynamic_inventories: v.optional(
+      v.pipe(
+        v.array(v.pipe(v.string(), v.nonEmpty())),
+        hints({ expected: "a list of inventory names" }),
+        v.description("Names of the dynamic inventories not to start (for example api). Read at start only."),
+      ),
+      () => [...GLOBAL_DEFAULTS.disable_dynamic_inventories],
+    ),
+    histogram_buckets: v.optional(histogramBuckets, () => [...GLOBAL_DEFAULTS.histogram_buckets]),
+    histogram_per_destination: v.optional(
+      booleanField(
+        "Added by this project. Adds the destination label to the round-trip histograms. Off by default " +
+          "because it multiplies their series by the number of targets.",
+      ),
+      GLOBAL_DEFAULTS.histogram_per_destination,
+    ),
+    max_probes_per_second: v.optional(
+      integerField(
+        1,
+        "Added by this project. Ceiling on the packets sent per second by all Workers together, so that a " +
+          "large configuration can neither flood a network nor trip the ICMP rate limits of routers and " +
+          "hosts. Sending slows down to stay under it; the lag shows in app_send_lag_seconds.",
+      ),
+      GLOBAL_DEFAULTS.max_probes_per_second,
+    ),
+  }),
+  hints({ expected: "a map of the global settings" }),
+  v.description("Settings of the prober as a whole."),
+);
+
+// --- groups ---
+
+export const GroupSchema = v.pipe(
+  v.strictObject({
+    src_ipv4: v.optional(
+      v.pipe(
+        v.string(),
+        v.ipv4(),
+        v.description("Source address of the IPv4 packets. Default: the kernel's choice for the route."),
+      ),
+    ),
+    src_ipv6: v.optional(
+      v.pipe(
+        v.string(),
+        v.ipv6(),
+        v.description("Source address of the IPv6 packets. Default: the kernel's choice for the route."),
+      ),
+    ),
+    src_ip: v.optional(
+      v.pipe(
+        v.string(),
+        v.ipv4(),
+        hints({ deprecated: true }),
+        v.description(
+          "Deprecated alias of src_ipv4, accepted for old files. Giving both with different addresses is an error.",
+        ),
+      ),
+    ),
+    src_subnet_ipv4: v.optional(
+      cidrField(
+        "ipv4",
+        "198.18.0.0/24",
+        "IPv4 subnet whose host addresses the source address rotates over, to spread probes over more " +
+          "ECMP paths. Host bits in the address are ignored.",
+      ),
+    ),
+    src_subnet_ipv6: v.optional(
+      cidrField(
+        "ipv6",
+        "fd00::/120",
+        "IPv6 subnet whose host addresses the source address rotates over, to spread probes over more " +
+          "ECMP paths. Host bits in the address are ignored.",
+      ),
+    ),
+    src_port_a: v.optional(
+      portField("First source port of the range the packets rotate over (TCPsyn and UDPunreachable)."),
+      GROUP_DEFAULTS.src_port_a,
+    ),
+    src_port_z: v.optional(
+      portField("Last source port of the range, included. Not below src_port_a."),
+      GROUP_DEFAULTS.src_port_z,
+    ),
+    ip_payload_size: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(MIN_GROUP_PAYLOAD_BYTES),
+        v.maxValue(MAX_IP_PAYLOAD_BYTES.ipv4),
+        v.description(
+          "IP payload size in bytes (L4 header plus data) of the packets of this group's targets, unless a " +
+            "target sets its own. From 8 to 65515 (the IPv4 limit, as a group serves both families). A " +
+            "target whose header is larger sends its bare header: 20 bytes for TCPsyn.",
+        ),
+      ),
+    ),
+    dscp: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(0),
+        v.maxValue(63),
+        v.description("DSCP of every packet of the group: the IPv4 TOS or IPv6 traffic class is dscp << 2."),
+      ),
+      GROUP_DEFAULTS.dscp,
+    ),
+    permit_target_auto_register: v.optional(
+      booleanField("Whether targets with auto_register_to_groups join this group without naming it."),
+      GROUP_DEFAULTS.permit_target_auto_register,
+    ),
+  }),
+  v.forward(
+    v.partialCheck(
+      [["src_port_a"], ["src_port_z"]],
+      (group) => group.src_port_a <= group.src_port_z,
+      (issue) =>
+        issueText(
+          `${issue.input.src_port_z} is below src_port_a ${issue.input.src_port_a}`,
+          "a port no lower than src_port_a; they default to " +
+            `${GROUP_DEFAULTS.src_port_a} and ${GROUP_DEFAULTS.src_port_z}`,
+        ),
+    ),
+    ["src_port_z"],
+  ),
+  v.forward(
+    v.partialCheck(
+      [["src_ip"], ["src_ipv4"]],
+      (group) => group.src_ip === undefined || group.src_ipv4 === undefined || group.src_ip === group.src_ipv4,
+      (issue) =>
+        issueText(
+          `${show(issue.input.src_ip)} differs from src_ipv4 ${show(issue.input.src_ipv4)}`,
+          "src_ip is a deprecated alias of src_ipv4: keep src_ipv4 alone",
+        ),
+    ),
+    ["src_ip"],
+  ),
+  // The alias disappears here so that nothing downstream ever has to look at src_ip.
+  v.transform(({ src_ip, ...group }) => ({ ...group, src_ipv4: group.src_ipv4 ?? src_ip })),
+  hints({ expected: "a map of group settings" }),
+  v.description("A way of sending: source addresses, source ports, DSCP and payload size."),
+);
+
+// --- targets ---
+
+const thresholdSchema = v.pipe(
+  v.strictObject({
+    latency: v.optional(
+      v.pipe(
+        v.number(),
+        v.finite(),
+        v.minValue(0),
+        v.description('Round-trip time in seconds, exposed as threshold{type="latency"}.'),
+      ),
+    ),
+    loss: v.optional(
+      v.pipe(
+        v.number(),
+        v.finite(),
+        v.minValue(0),
+        v.maxValue(100),
+        v.description("Loss in percent, exposed as threshold{type=\"loss\"}."),
+      ),
+    ),
+  }),
+  hints({ expected: "a map of latency and/or loss to numbers" }),
+  v.description("Alerting thresholds exposed as the threshold gauge, for alert rules to compare against."),
+);
+
+const groupNameList = (text: string) =>
+  v.optional(
+    v.pipe(
+      v.array(
+        v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid group name", expected: NAME_EXPECTED })),
+      ),
+      hints({ expected: "a list of group names" }),
+      v.description(text),
+    ),
+    () => [],
+  );
+
+const explicitGroupsSchema = v.pipe(
+  v.strictObject({
+    register_to: groupNameList(
+      "Groups the target joins whatever auto_register_to_groups and permit_target_auto_register say. " +
+        "A group that does not exist is warned about and ignored.",
+    ),
+    exclude_from: groupNameList("Groups the target never joins; this wins over register_to."),
+  }),
+  hints({ expected: "a map with register_to and/or exclude_from" }),
+  v.description("Group memberships named one by one."),
+);
+
+/** The fields every type of target has; type, dst_port and ip_payload_size differ per type. */
+const targetEntries = {
+  description: v.optional(
+    v.pipe(v.string(), v.description("Free text for people. Default: the target's name.")),
+  ),
+  destination: v.pipe(
+    v.string(),
+    v.nonEmpty(),
+    hints({ expected: "an IP address, a hostname, a CIDR subnet or a range" }),
+    v.description(
+      "What to probe: an IP address, a hostname, a CIDR subnet or a range such as 198.18.*.1-5 (the " +
+        "last two with is_subnet: true).",
+    ),
+  ),
+  address_family: v.optional(
+    v.pipe(
+      v.picklist(ADDRESS_FAMILIES),
+      v.description(
+        "Family to resolve and probe with. Default: that of a literal IP destination, else ipv4. Must " +
+          "agree with a literal IP destination.",
+      ),
+    ),
+  ),
+  dont_fragment: v.optional(booleanField("Set the IPv4 Don't Fragment bit."), TARGET_DEFAULTS.dont_fragment),
+  is_subnet: v.optional(
+    booleanField(
+      "The destination is a subnet or range: every address in it is probed and the results are " +
+        "aggregated under the target's name.",
+    ),
+    TARGET_DEFAULTS.is_subnet,
+  ),
+  nb_packets: v.optional(
+    integerField(1, "Packets sent in each group the target belongs to, per iteration."),
+    TARGET_DEFAULTS.nb_packets,
+  ),
+  threshold: v.optional(thresholdSchema),
+  alert_level: v.optional(
+    v.pipe(v.picklist(ALERT_LEVELS), v.description("alert_level label of the threshold gauge.")),
+    TARGET_DEFAULTS.alert_level,
+  ),
+  state: v.optional(
+    v.pipe(
+      v.picklist(TARGET_STATES),
+      v.description("state label of the target's metrics. Unset, the label reads \"None\", as in the original."),
+    ),
+  ),
+  timeout: v.optional(
+    positiveSecondsField("Seconds to wait for replies after the last packet is sent."),
+    TARGET_DEFAULTS.timeout,
+  ),
+  dns_update_interval: v.optional(
+    integerField(0, "Overrides global.dns_update_interval for this target. 0 resolves once."),
+  ),
+  auto_register_to_groups: v.optional(
+    booleanField("Join every group whose permit_target_auto_register is true."),
+    TARGET_DEFAULTS.auto_register_to_groups,
+  ),
+  explicit_groups: v.optional(explicitGroupsSchema, () => ({ register_to: [], exclude_from: [] })),
+};
+
+const DST_PORT_TEXT =
+  "Destination port. Required for TCPsyn and UDPunreachable (aim UDP at a closed port); ICMPping ignores it.";
+const PAYLOAD_TEXT =
+  "IP payload size in bytes: the L4 header plus data. At least the header of the type (TCPsyn 20, " +
+  "ICMPping 8, UDPunreachable 8); at most 65515 over IPv4 (a 65535-byte packet less its 20-byte header) " +
+  "and 65535 over IPv6 (the payload length field). Default: the group's size, else the bare header.";
+
+const payloadExpected = (type: TargetType) =>
+  `an integer from ${L4_HEADER_BYTES[type]} to ${MAX_IP_PAYLOAD_BYTES.ipv4} over IPv4 ` +
+  `or ${MAX_IP_PAYLOAD_BYTES.ipv6} over IPv6`;
+
+const payloadField = (type: TargetType) =>
+  v.optional(
+    v.pipe(
+      v.number(),
+      v.integer(),
+      v.minValue(L4_HEADER_BYTES[type]),
+      v.maxValue(MAX_IP_PAYLOAD_BYTES.ipv6),
+      hints({ expected: payloadExpected(type) }),
+      v.description(PAYLOAD_TEXT),
+    ),
+  );
+
+const typeField = <const T extends TargetType>(type: T) =>
+  v.pipe(v.literal(type), v.description("Probe kind: TCPsyn, ICMPping or UDPunreachable."));
+
+type PayloadFields = {
+  type: TargetType;
+  ip_payload_size?: number;
+  address_family?: AddressFamily;
+  destination: string;
+};
+
+/** The family cap cannot be a plain maxValue: the family may come from the destination. */
+const payloadFitsFamily = (t: PayloadFields) =>
+  t.ip_payload_size === undefined || t.ip_payload_size <= MAX_IP_PAYLOAD_BYTES[targetAddressFamily(t)];
+const payloadTooLarge = (t: PayloadFields) =>
+  issueText(`${t.ip_payload_size} is out of range`, payloadExpected(t.type));
+
+const PAYLOAD_PATHS = [["type"], ["ip_payload_size"], ["address_family"], ["destination"]] as const;
+
+type FamilyFields = { address_family?: AddressFamily; destination: string };
+
+/** "ipv4" on ::1 can only be a mistake; hostnames resolve per family and are never flagged. */
+const familyFitsDestination = (t: FamilyFields) => {
+  if (t.address_family === undefined) return true;
+  const other: AddressFamily = t.address_family === "ipv4" ? "ipv6" : "ipv4";
+  return !isLiteralOfFamily(t.destination, other);
+};
+const familyMismatch = (t: FamilyFields) =>
+  issueText(
+    `${show(t.address_family)} does not match destination ${show(t.destination)}`,
+    `${t.address_family === "ipv4" ? "ipv6" : "ipv4"}, the destination's family, or no address_family`,
+  );
+
+export const TcpSynTargetSchema = v.pipe(
+  v.strictObject({
+    type: typeField("TCPsyn"),
+    ...targetEntries,
+    dst_port: portField(DST_PORT_TEXT),
+    ip_payload_size: payloadField("TCPsyn"),
+  }),
+  v.forward(
+    v.partialCheck(PAYLOAD_PATHS, payloadFitsFamily, (i) => payloadTooLarge(i.input)),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck([["address_family"], ["destination"]], familyFitsDestination, (i) => familyMismatch(i.input)),
+    ["address_family"],
+  ),
+);
+
+export const IcmpPingTargetSchema = v.pipe(
+  v.strictObject({
+    type: typeField("ICMPping"),
+    ...targetEntries,
+    dst_port: v.optional(portField(DST_PORT_TEXT)),
+    ip_payload_size: payloadField("ICMPping"),
+  }),
+  v.forward(
+    v.partialCheck(PAYLOAD_PATHS, payloadFitsFamily, (i) => payloadTooLarge(i.input)),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck([["address_family"], ["destination"]], familyFitsDestination, (i) => familyMismatch(i.input)),
+    ["address_family"],
+  ),
+);
+
+export const UdpUnreachableTargetSchema = v.pipe(
+  v.strictObject({
+    type: typeField("UDPunreachable"),
+    ...targetEntries,
+    dst_port: portField(DST_PORT_TEXT),
+    ip_payload_size: payloadField("UDPunreachable"),
+  }),
+  v.forward(
+    v.partialCheck(PAYLOAD_PATHS, payloadFitsFamily, (i) => payloadTooLarge(i.input)),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck([["address_family"], ["destination"]], familyFitsDestination, (i) => familyMismatch(i.input)),
+    ["address_family"],
+  ),
+);
+
+/** A variant on `type` gives a discriminated union: `target.dst_port` is a number for TCPsyn. */
+export const TargetSchema = v.pipe(
+  v.variant("type", [TcpSynTargetSchema, IcmpPingTargetSchema, UdpUnreachableTargetSchema]),
+  hints({ expected: "a map of target settings", noun: "target" }),
+  v.description("A destination to probe, and how."),
+);
+
+// --- the whole file ---
+
+const nameKey = v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid name", expected: NAME_EXPECTED }));
+
+export const ConfigSchema = v.pipe(
+  v.strictObject({
+    global: GlobalSchema,
+    groups: v.pipe(
+      v.record(nameKey, GroupSchema),
+      hints({ expected: "a map of group names to group settings" }),
+      v.description("Groups by name. Each target sends its packets once per group it belongs to."),
+    ),
+    targets: v.nullish(
+      v.pipe(
+        v.record(nameKey, TargetSchema),
+        hints({ expected: "a map of target names to target settings" }),
+        v.description("Targets by name; the name is the destination label of their metrics."),
+      ),
+      () => ({}),
+    ),
+  }),
+  hints({ expected: "a map with global, groups and targets" }),
+  v.description("netprobify configuration (netprobify.yaml)."),
+);
+
+export type Config = v.InferOutput<typeof ConfigSchema>;
+export type GlobalConfig = v.InferOutput<typeof GlobalSchema>;
+export type GroupConfig = v.InferOutput<typeof GroupSchema>;
+export type TargetConfig = v.InferOutput<typeof TargetSchema>;
+export type ThresholdConfig = v.InferOutput<typeof thresholdSchema>;
