@@ -24,6 +24,16 @@ export class EngineWorkerError extends Error {
   }
 }
 
+/**
+ * Where a Worker entry lives: inside the compiled binary, `bun build --compile` stores each extra
+ * entrypoint under /$bunfs/root/ by its path relative to src/ (import.meta.url there names the
+ * binary, not this file); from source, beside this module's directory.
+ */
+export function workerUrl(pathFromSrc: string): string {
+  if (import.meta.url.includes("/$bunfs/")) return `/$bunfs/root/${pathFromSrc}`;
+  return new URL(`../${pathFromSrc}`, import.meta.url).href;
+}
+
 type Waiter = { resolve: (r: BatchResult) => void; reject: (e: Error) => void };
 
 export class EngineClient {
@@ -35,8 +45,7 @@ export class EngineClient {
   #dead: Error | null = null;
 
   private constructor(private readonly onLog: (message: string) => void) {
-    // A literal relative URL: `bun build --compile` bundles the Worker entry passed beside main.
-    this.#worker = new Worker(new URL("./engine-worker.ts", import.meta.url).href);
+    this.#worker = new Worker(workerUrl("engine/engine-worker.ts"));
     this.#worker.onmessage = (event: MessageEvent<EngineReply>) => this.#onMessage(event.data);
     this.#worker.onerror = (event) => this.#die(new EngineWorkerError("WorkerCrashed", event.message));
     this.#worker.addEventListener("close", () => this.#die(new EngineWorkerError("WorkerCrashed", "engine Worker exited")));

@@ -27,7 +27,7 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
       reply({ type: "opened", libpcap: libpcapVersion().version });
     } else if (msg.type === "run") {
       if (!engine) throw new Error("engine is not open");
-      const r = await engine.run(msg.targets);
+      const r = engine.run(msg.targets);
       // Copies: the result's arrays are views into buffers the engine reuses, and structured
       // clone would otherwise copy those buffers whole.
       reply({
