@@ -63,6 +63,8 @@ export class IpFields {
   /** Offset of the L4 header in the frame, and of the L4 payload. */
   l4Offset = 0;
   payloadOffset = 0;
+  /** End of this IP packet in the frame: link-layer padding or trailers lie beyond it. */
+  end = 0;
 }
 
 export class ParsedFrame {
@@ -137,6 +139,7 @@ function parseIp(b: Uint8Array, off: number, end: number, f: IpFields, quoted: b
     return PARSE_MALFORMED;
   }
   f.l4Offset = l4;
+  f.end = l4End;
   f.srcPort = f.dstPort = f.tcpFlags = f.seq = f.ack = 0;
   f.icmpType = f.icmpCode = f.icmpId = f.icmpSeq = 0;
   f.payloadTag = -1;
@@ -152,6 +155,7 @@ function parseIp(b: Uint8Array, off: number, end: number, f: IpFields, quoted: b
       f.tcpFlags = b[l4 + 13]!;
     }
     const doff = avail >= 13 ? (b[l4 + 12]! >> 4) * 4 : 20;
+    if (doff < 20 && !quoted) return PARSE_MALFORMED;
     f.payloadOffset = l4 + doff;
   } else if (f.protocol === IPPROTO_UDP) {
     if (avail < 8) return PARSE_TRUNCATED;
@@ -215,12 +219,14 @@ export function parseFrame(frame: Uint8Array, len: number, linkType: number, out
   out.etherType = etherType;
   if (etherType === ETHERTYPE_ARP) return parseArp(frame, off, len, out);
   if (etherType !== ETHERTYPE_IPV4 && etherType !== ETHERTYPE_IPV6) return PARSE_IGNORED;
+  // The kernel drops an IP version that contradicts the link header; so does the decoder.
+  if (off < len && frame[off]! >> 4 !== (etherType === ETHERTYPE_IPV4 ? 4 : 6)) return PARSE_MALFORMED;
   const st = parseIp(frame, off, len, out.outer, false);
   if (st !== PARSE_OK) return st;
   const o = out.outer;
   if (isIcmpError(o)) {
     // ICMPv4 errors quote the IP header and at least 8 bytes; ICMPv6 as much as fits in 1280.
-    const q = parseIp(frame, o.l4Offset + 8, len, out.inner, true);
+    const q = parseIp(frame, o.l4Offset + 8, o.end, out.inner, true);
     out.hasQuote = q === PARSE_OK;
   } else if (o.protocol === IPPROTO_ICMPV6 && o.icmpType === 136) {
     parseNeighbourAdvert(frame, o.l4Offset, len, out);
