@@ -11,6 +11,8 @@ export const EXIT_NOINPUT = 66;
 /** A destination name that does not resolve. */
 export const EXIT_NOHOST = 68;
 export const EXIT_UNAVAILABLE = 69;
+/** The operating system refused something: the metrics port is taken, say. */
+export const EXIT_OSERR = 71;
 export const EXIT_NOPERM = 77;
 
 /** A failure with a one-line message for stderr and the exit code it maps to. */

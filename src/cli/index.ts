@@ -3,13 +3,21 @@
  * rather than by citty so that a bare FILE argument selects the daemon, as the original accepts,
  * and so that every bad argument becomes one line on stderr and exit 64.
  */
-import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { libpcapVersion, LibpcapUnavailable } from "../native/libpcap.ts";
 import { VERSION } from "../version.ts";
-import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
+import { EXIT_OSERR, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
+import { ListenError } from "../daemon/daemon.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
+import { daemonCommand, runDaemon } from "./daemon.ts";
+import { checkConfigFile } from "../config/load.ts";
 
 type Out = (line: string) => void;
+
+const checkCommand = defineCommand({
+  meta: { name: "check", description: "Validate a config file without probing or resolving names" },
+  args: { file: { type: "positional", description: "config file", required: true } },
+});
 
 // citty reads "-6" as a number; the prober's -4/-6 are flags.
 function normaliseFamilyFlags(argv: string[]): string[] {
@@ -70,12 +78,41 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       );
       return code;
     }
-    throw new ExitError(EXIT_USAGE, `unknown command "${sub ?? ""}" (commands: probe; --version)`);
+    if (sub === "check") {
+      cmd = checkCommand as CommandDef<ArgsDef>;
+      const rest = argv.slice(1);
+      rejectUnknownOptions(cmd, rest);
+      const files = rest.filter((a) => !a.startsWith("-"));
+      if (files.length !== 1) throw new ExitError(EXIT_USAGE, "check takes one config file", true);
+      const r = await checkConfigFile(files[0]!);
+      for (const line of r.lines) (r.exitCode === 0 ? out : err)(line);
+      return r.exitCode;
+    }
+    // Anything else is the daemon: `netprobify`, `netprobify FILE`, `netprobify --config FILE`.
+    cmd = daemonCommand as CommandDef<ArgsDef>;
+    if (argv.includes("--help") || argv.includes("-h")) {
+      out(await renderUsage(cmd));
+      out("\nOther commands: check FILE, probe DEST --type tcpsyn|icmp|udp (see probe --help), --version");
+      return 0;
+    }
+    rejectUnknownOptions(cmd, argv);
+    const positional = argv.filter((a, i) => !a.startsWith("-") && argv[i - 1] !== "--config");
+    if (positional.length > 1) throw new ExitError(EXIT_USAGE, `one config file at most, not ${positional.join(" ")}`, true);
+    let code = 0;
+    await runCommand(
+      { ...cmd, run: async ({ args }) => void (code = await runDaemon(args as { file?: string; config?: string }, err)) },
+      { rawArgs: argv },
+    );
+    return code;
   } catch (e) {
     if (e instanceof ExitError) {
       err(`netprobify: ${e.message}`);
       if (e.showUsage && cmd) err(await renderUsage(cmd));
       return e.exitCode;
+    }
+    if (e instanceof ListenError) {
+      err(`netprobify: ${e.message}`);
+      return EXIT_OSERR;
     }
     if (e instanceof LibpcapUnavailable || (e instanceof Error && e.name === "LibpcapUnavailable")) {
       err(`netprobify: ${e.message}`);

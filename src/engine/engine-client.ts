@@ -2,16 +2,33 @@
  * The other side of engine-worker.ts: starts the Worker and turns its messages into promises.
  * A Worker that dies rejects what it had in hand; the caller decides whether to start another.
  */
-import type { BatchResult, EngineOptions, ProbeTarget } from "./probe-engine.ts";
+import type { BatchResult, BatchStats, EngineOptions, ProbeTarget } from "./probe-engine.ts";
+import type { SeriesSummary } from "./stats.ts";
+
+/** Asks the Worker to reduce a batch to per-series figures instead of returning every slot. */
+export interface SeriesRequest {
+  /** Series index of each target. */
+  seriesOf: number[];
+  seriesCount: number;
+  percentiles: number[];
+  buckets: number[];
+}
+
+export interface SeriesResult {
+  series: SeriesSummary[];
+  stats: BatchStats;
+}
 
 export type EngineRequest =
   | { type: "open"; options: Omit<EngineOptions, "log"> }
   | { type: "run"; id: number; targets: ProbeTarget[] }
+  | { type: "series"; id: number; targets: ProbeTarget[]; request: SeriesRequest }
   | { type: "close" };
 
 export type EngineReply =
   | { type: "opened"; libpcap: string }
   | { type: "result"; id: number; result: BatchResult }
+  | { type: "series"; id: number; result: SeriesResult }
   | { type: "log"; message: string }
   | { type: "error"; id: number | undefined; name: string; message: string }
   | { type: "closed" };
@@ -34,7 +51,7 @@ export function workerUrl(pathFromSrc: string): string {
   return new URL(`../${pathFromSrc}`, import.meta.url).href;
 }
 
-type Waiter = { resolve: (r: BatchResult) => void; reject: (e: Error) => void };
+type Waiter = { resolve: (r: BatchResult | SeriesResult) => void; reject: (e: Error) => void };
 
 export class EngineClient {
   readonly #worker: Worker;
@@ -61,12 +78,33 @@ export class EngineClient {
     return { client, libpcap };
   }
 
+  /** One batch, every slot's outcome returned. */
   run(targets: ProbeTarget[]): Promise<BatchResult> {
-    if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#nextId++;
+    return this.#request(id, { type: "run", id, targets }) as Promise<BatchResult>;
+  }
+
+  /** One batch, reduced in the Worker to per-series figures: one small message per batch. */
+  runSeries(targets: ProbeTarget[], request: SeriesRequest): Promise<SeriesResult> {
+    const id = this.#nextId++;
+    return this.#request(id, { type: "series", id, targets, request }) as Promise<SeriesResult>;
+  }
+
+  /** Ends the Worker at once, whatever it is doing (a batch past its time limit). */
+  kill(): void {
+    this.#die(new EngineWorkerError("WorkerKilled", "engine Worker was stopped"));
+    this.#worker.terminate();
+  }
+
+  get alive(): boolean {
+    return this.#dead === null;
+  }
+
+  #request(id: number, message: EngineRequest): Promise<BatchResult | SeriesResult> {
+    if (this.#dead) return Promise.reject(this.#dead);
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      this.#post({ type: "run", id, targets });
+      this.#post(message);
     });
   }
 
@@ -79,7 +117,9 @@ export class EngineClient {
       // A Worker stuck in a long poll still closes: it is ended after a bounded wait.
       setTimeout(resolve, 1000).unref();
     });
-    this.#dead = new EngineWorkerError("Closed", "engine is closed");
+    // Whatever was still waiting (a batch cut short) is rejected now: terminate() alone does
+    // not always deliver a "close" event.
+    this.#die(new EngineWorkerError("Closed", "engine is closed"));
     this.#worker.terminate();
   }
 
@@ -93,7 +133,8 @@ export class EngineClient {
         this.#opened?.resolve(m.libpcap);
         this.#opened = null;
         return;
-      case "result": {
+      case "result":
+      case "series": {
         const w = this.#waiting.get(m.id);
         this.#waiting.delete(m.id);
         w?.resolve(m.result);

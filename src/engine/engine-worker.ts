@@ -4,6 +4,7 @@
  */
 import { libpcapVersion } from "../native/libpcap.ts";
 import { ProbeEngine } from "./probe-engine.ts";
+import { summarizeSeries } from "./stats.ts";
 import type { EngineReply, EngineRequest } from "./engine-client.ts";
 
 declare const self: Worker;
@@ -41,12 +42,21 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
           srcIndex: r.srcIndex.slice(),
         },
       });
+    } else if (msg.type === "series") {
+      if (!engine) throw new Error("engine is not open");
+      const r = engine.run(msg.targets);
+      const q = msg.request;
+      reply({
+        type: "series",
+        id: msg.id,
+        result: { series: summarizeSeries(r, q.seriesOf, q.seriesCount, q.percentiles, q.buckets), stats: r.stats },
+      });
     } else {
       engine?.close();
       engine = null;
       reply({ type: "closed" });
     }
   } catch (e) {
-    fail(msg.type === "run" ? msg.id : undefined, e);
+    fail(msg.type === "run" || msg.type === "series" ? msg.id : undefined, e);
   }
 };

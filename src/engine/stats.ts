@@ -83,3 +83,85 @@ export function pathHealth(list: PathSummary[]): { worstLossRatio: number; paths
   }
   return { worstLossRatio: worst, pathsDown: down };
 }
+
+/** What the daemon needs of one series (a target in a group) after a batch: no per-probe data. */
+export interface SeriesSummary {
+  sent: number;
+  lost: number;
+  /** RTT percentiles in seconds, in the order they were asked for. */
+  percentiles: number[];
+  /** RTTs per histogram bucket (not cumulative), the last entry for +Inf; empty without buckets. */
+  buckets: number[];
+  rttSum: number;
+  rttCount: number;
+  worstPathLossRatio: number;
+  pathsDown: number;
+  matchFail: number;
+  portMismatch: number;
+  timeOutOfOrder: number;
+  /** Why some of its probes could not leave, or "". */
+  unroutable: string;
+}
+
+/**
+ * Summaries per series: targets t with seriesOf[t] = k are aggregated into series k (a subnet
+ * target probes many addresses under one name). Computed where the slots are, in the Worker.
+ */
+export function summarizeSeries(
+  r: BatchResult,
+  seriesOf: ArrayLike<number>,
+  seriesCount: number,
+  percentiles: readonly number[],
+  bucketBounds: readonly number[],
+): SeriesSummary[] {
+  const members: number[][] = Array.from({ length: seriesCount }, () => []);
+  for (let t = 0; t < seriesOf.length; t++) members[seriesOf[t]!]!.push(t);
+  return members.map((targets) => {
+    let sent = 0;
+    let lost = 0;
+    let matchFail = 0;
+    let portMismatch = 0;
+    let timeOoo = 0;
+    let unroutable = "";
+    const rtts: number[] = [];
+    const pathList: PathSummary[] = [];
+    for (const t of targets) {
+      const from = r.targetStart[t]!;
+      const to = r.targetStart[t + 1]!;
+      const s = summarize(r, from, to);
+      sent += s.sent;
+      lost += s.lost;
+      for (const v of s.rtts) rtts.push(v);
+      pathList.push(...paths(r, from, to));
+      matchFail += r.matchFail[t]!;
+      portMismatch += r.portMismatch[t]!;
+      timeOoo += r.timeOutOfOrder[t]!;
+      unroutable ||= r.unroutable[t]!;
+    }
+    rtts.sort((a, b) => a - b);
+    const buckets = bucketBounds.length === 0 ? [] : new Array<number>(bucketBounds.length + 1).fill(0);
+    let rttSum = 0;
+    for (const v of rtts) {
+      rttSum += v;
+      if (buckets.length === 0) continue;
+      let i = 0;
+      while (i < bucketBounds.length && v > bucketBounds[i]!) i++;
+      buckets[i]!++;
+    }
+    const health = pathHealth(pathList);
+    return {
+      sent,
+      lost,
+      percentiles: percentiles.map((p) => percentile(rtts, p)),
+      buckets,
+      rttSum,
+      rttCount: rtts.length,
+      worstPathLossRatio: health.worstLossRatio,
+      pathsDown: health.pathsDown,
+      matchFail,
+      portMismatch,
+      timeOutOfOrder: timeOoo,
+      unroutable,
+    };
+  });
+}

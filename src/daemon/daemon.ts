@@ -1,0 +1,280 @@
+/**
+ * The long-running prober: loads the config, runs an iteration every `interval`, serves
+ * /metrics, reloads on SIGHUP and every reload_conf_interval, and stops cleanly on SIGTERM/SIGINT.
+ * The main thread plans and publishes; the engine Workers touch the packets.
+ */
+import type { Server } from "bun";
+import { DEFAULT_CONFIG_SOURCE } from "../config/default-config.ts";
+import { formatIssue, loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import { logger, setLogLevel, type LevelName } from "../log.ts";
+import { VERSION } from "../version.ts";
+import { credentialsFromEnv, makeHandler } from "./http.ts";
+import { Metrics } from "./metrics.ts";
+import { buildPlan } from "./plan.ts";
+import { WorkerPool, type PoolOptions } from "./pool.ts";
+import { Resolver, systemLookup, type LookupFn } from "./resolver.ts";
+import type { SeriesSummary } from "../engine/stats.ts";
+import type { BatchStats } from "../engine/probe-engine.ts";
+
+const log = logger("daemon");
+
+/** Sending more than this behind schedule marks the iteration degraded. */
+const DEGRADED_LAG_S = 0.1;
+/** At start, how long the first iteration waits for hostnames to resolve. */
+const FIRST_RESOLUTION_WAIT_MS = 5000;
+
+/** The metrics listener cannot be opened (port in use, address not local). */
+export class ListenError extends Error {
+  constructor(
+    readonly address: string,
+    detail: string,
+  ) {
+    super(`cannot serve metrics on ${address}: ${detail}`);
+    this.name = "ListenError";
+  }
+}
+
+export interface DaemonOptions {
+  /** The config file, or null for the built-in default. */
+  configPath: string | null;
+  lookup?: LookupFn;
+}
+
+/** Outcome of loading: exit code when the daemon cannot start. */
+export type StartFailure = { exitCode: 65 | 66; lines: string[] };
+
+function describeLoad(r: LoadResult, source: string): { config: Config; warnings: string[] } | StartFailure {
+  if (r.ok) return { config: r.config, warnings: r.warnings };
+  if ("unreadable" in r) return { exitCode: 66, lines: [`${source}: ${r.unreadable}`] };
+  return { exitCode: 65, lines: r.issues.map(formatIssue) };
+}
+
+function poolOptions(c: Config): PoolOptions {
+  return {
+    l3RawSocket: c.global.l3_raw_socket,
+    maxProbesPerSecond: c.global.max_probes_per_second,
+    captureBufferBytes: 32 << 20,
+  };
+}
+
+export class Daemon {
+  #config: Config;
+  readonly #metrics: Metrics;
+  readonly #pool: WorkerPool;
+  readonly #resolver: Resolver;
+  #server: Server<undefined> | null = null;
+  #stopping = false;
+  #wake: (() => void) | null = null;
+  #reloadTimer: ReturnType<typeof setInterval> | null = null;
+  #lastIterationSeconds = 0;
+  readonly #stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  private constructor(
+    config: Config,
+    readonly configPath: string | null,
+    lookup: LookupFn,
+  ) {
+    this.#config = config;
+    this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
+    this.#pool = new WorkerPool(poolOptions(config), logger("engine"), {
+      onRestart: () => this.#metrics.workerRestarts.inc({ probe_name: this.#config.global.probe_name }),
+      onTimeout: () => {
+        this.#metrics.timedOut.inc({ probe_name: this.#config.global.probe_name });
+        this.#metrics.workerRestarts.inc({ probe_name: this.#config.global.probe_name });
+      },
+    });
+    this.#resolver = new Resolver(logger("dns"), lookup);
+    this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+  }
+
+  /**
+   * Loads the config and starts everything; returns the daemon, or the exit code and the lines
+   * to print when the config is bad. Engine start-up errors (libpcap, privilege) are thrown.
+   */
+  static async start(opts: DaemonOptions): Promise<Daemon | StartFailure> {
+    const source = opts.configPath ?? DEFAULT_CONFIG_SOURCE;
+    const loaded = describeLoad(opts.configPath ? await loadConfigFile(opts.configPath) : loadDefaultConfig(), source);
+    if ("exitCode" in loaded) return loaded;
+    const { config, warnings } = loaded;
+    setLogLevel(config.global.logging_level as LevelName);
+    log.info(
+      opts.configPath
+        ? "starting"
+        : "starting on the built-in default config (no file given, no netprobify.yaml or config.yaml here): probing this host over loopback",
+      { version: VERSION, config: source, probe_name: config.global.probe_name },
+    );
+    for (const w of warnings) log.warning(w);
+    const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup);
+    await d.#pool.start(config.global.nb_proc, poolOptions(config));
+    d.#metrics.info.reset();
+    d.#metrics.info.set({ version: VERSION, bun_version: Bun.version, libpcap_version: d.#pool.libpcap }, 1);
+    d.#metrics.setProbeName(config.global.probe_name);
+    d.#serve();
+    d.#resolver.sync(config);
+    d.#scheduleReloads();
+    return d;
+  }
+
+  #serve(): void {
+    const g = this.#config.global;
+    this.#server?.stop(true);
+    try {
+      this.#server = Bun.serve({
+        hostname: g.prometheus_address,
+        port: g.prometheus_port,
+        fetch: makeHandler(this.#metrics, credentialsFromEnv()),
+      });
+    } catch (e) {
+      this.#server = null;
+      throw new ListenError(`${g.prometheus_address}:${g.prometheus_port}`, e instanceof Error ? e.message : String(e));
+    }
+    log.info("serving metrics", { address: g.prometheus_address, port: g.prometheus_port, path: "/metrics" });
+  }
+
+  #scheduleReloads(): void {
+    if (this.#reloadTimer) clearInterval(this.#reloadTimer);
+    this.#reloadTimer = null;
+    const every = this.#config.global.reload_conf_interval;
+    if (every > 0 && this.configPath) {
+      this.#reloadTimer = setInterval(() => void this.reload(), every * 1000);
+    }
+  }
+
+  get port(): number {
+    return this.#server?.port ?? 0;
+  }
+
+  /**
+   * Re-reads the config file. A bad file keeps the running config and sets
+   * app_reload_conf_failed_status to 1; a good one applies at once (counters of targets that
+   * stay are kept) and sets it to 0. Returns whether the new file was applied.
+   */
+  async reload(): Promise<boolean> {
+    if (!this.configPath) {
+      log.info("reload requested, but the built-in default config has no file to re-read");
+      return false;
+    }
+    const loaded = describeLoad(await loadConfigFile(this.configPath), this.configPath);
+    const pn = this.#config.global.probe_name;
+    if ("exitCode" in loaded) {
+      log.error("configuration reload failed: the running configuration stays", { config: this.configPath });
+      for (const line of loaded.lines) log.error(line);
+      this.#metrics.reloadFailed.set({ probe_name: pn }, 1);
+      return false;
+    }
+    const old = this.#config;
+    const c = loaded.config;
+    for (const w of loaded.warnings) log.warning(w);
+    this.#config = c;
+    setLogLevel(c.global.logging_level as LevelName);
+    this.#metrics.setProbeName(c.global.probe_name);
+    this.#metrics.reloadFailed.set({ probe_name: c.global.probe_name }, 0);
+    this.#resolver.sync(c);
+    await this.#pool.resize(c.global.nb_proc, poolOptions(c));
+    if (old.global.prometheus_port !== c.global.prometheus_port || old.global.prometheus_address !== c.global.prometheus_address) {
+      this.#serve();
+    }
+    this.#scheduleReloads();
+    // Series of removed targets, groups and percentiles go now, not at the end of the next iteration.
+    this.#publish(null, [], [], this.#lastIterationSeconds, false);
+    log.info("configuration reloaded", { config: this.configPath, targets: Object.keys(c.targets ?? {}).length });
+    return true;
+  }
+
+  #publish(
+    plan: ReturnType<typeof buildPlan> | null,
+    results: (SeriesSummary | null)[],
+    stats: BatchStats[],
+    iterationSeconds: number,
+    degraded: boolean,
+  ): void {
+    const c = this.#config;
+    const p = plan ?? buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
+    this.#metrics.applyIteration({
+      probeName: c.global.probe_name,
+      series: p.series,
+      results: plan ? results : p.series.map(() => null),
+      percentiles: c.global.percentile,
+      histogramBuckets: c.global.histogram_buckets,
+      histogramPerDestination: c.global.histogram_per_destination,
+      targets: c.targets ?? {},
+      resolutions: this.#resolver.resolutions(),
+      stats,
+      iterationSeconds,
+      degraded,
+    });
+  }
+
+  /** One iteration: plan, probe in the Workers, publish. */
+  async iterate(): Promise<void> {
+    const c = this.#config;
+    const t0 = performance.now();
+    void this.#resolver.refresh();
+    const plan = buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
+    const out = await this.#pool.run(plan.jobs, [...c.global.percentile], [...c.global.histogram_buckets], c.global.timeout * 1000);
+    if (this.#config !== c) return; // reloaded meanwhile: the old plan's figures are dropped
+    const results: (SeriesSummary | null)[] = plan.series.map(() => null);
+    const stats: BatchStats[] = [];
+    out.forEach((r, k) => {
+      if (!r) return;
+      stats.push(r.stats);
+      plan.jobs[k]!.series.forEach((global, local) => (results[global] = r.series[local] ?? null));
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const degraded =
+      out.some((r) => r === null) ||
+      stats.some((s) => s.captureDropped > 0 || s.sendErrors > 0 || s.txMissing > 0 || s.sendLagMs / 1000 > DEGRADED_LAG_S);
+    this.#lastIterationSeconds = seconds;
+    this.#publish(plan, results, stats, seconds, degraded);
+    log.debug("iteration done", { seconds: seconds.toFixed(3), probes: plan.probes, series: plan.series.length });
+  }
+
+  /** Iterates every `interval` seconds until stop(). */
+  async run(): Promise<void> {
+    // Give hostnames a bounded chance to resolve before the first iteration.
+    await Promise.race([this.#resolver.refresh(), Bun.sleep(FIRST_RESOLUTION_WAIT_MS)]);
+    while (!this.#stopping) {
+      const start = performance.now();
+      try {
+        await this.iterate();
+      } catch (e) {
+        log.error("iteration failed", { error: e instanceof Error ? e.message : String(e) });
+      }
+      if (this.#stopping) break;
+      const intervalMs = this.#config.global.interval * 1000;
+      const wait = start + intervalMs - performance.now();
+      if (wait <= 0) {
+        log.warning("iteration overran the interval: the next one starts at once", {
+          iteration_s: ((performance.now() - start) / 1000).toFixed(3),
+          interval_s: this.#config.global.interval,
+        });
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = null;
+    }
+    await this.#pool.close();
+    this.#server?.stop(true);
+    if (this.#reloadTimer) clearInterval(this.#reloadTimer);
+    this.#resolveStopped();
+  }
+
+  /**
+   * Ends the loop. Idle Workers close their pcap handles; one in the middle of a batch is ended
+   * after a second (the kernel closes its sockets). Resolves when everything is down.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#pool.close();
+    return this.#stopped;
+  }
+}

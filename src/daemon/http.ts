@@ -1,0 +1,54 @@
+/**
+ * The HTTP side: GET /metrics (with HTTP Basic auth when PROM_USER and PROM_PASSWORD are both
+ * set) and a small index. Handlers take a Request and return a Response, so tests need no socket.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+
+export interface Credentials {
+  user: string;
+  password: string;
+}
+
+/** PROM_USER and PROM_PASSWORD, or null when either is unset. */
+export function credentialsFromEnv(env: Record<string, string | undefined> = process.env): Credentials | null {
+  const user = env.PROM_USER;
+  const password = env.PROM_PASSWORD;
+  return user && password ? { user, password } : null;
+}
+
+/**
+ * Constant-time check of an Authorization header: both sides are hashed first so that neither
+ * the length nor the content of the secret shows in the time taken.
+ */
+export function authorized(header: string | null, creds: Credentials): boolean {
+  const expected = createHash("sha256").update(`${creds.user}:${creds.password}`).digest();
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/.exec(header ?? "");
+  const given = createHash("sha256")
+    .update(m ? Buffer.from(m[1]!, "base64").toString("utf8") : "\0no credentials")
+    .digest();
+  return timingSafeEqual(expected, given) && m !== null;
+}
+
+export interface MetricsSource {
+  exposition(): Promise<string>;
+  contentType: string;
+}
+
+export function makeHandler(metrics: MetricsSource, creds: Credentials | null): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/metrics") {
+      if (creds && !authorized(req.headers.get("authorization"), creds)) {
+        return new Response("authentication required\n", {
+          status: 401,
+          headers: { "WWW-Authenticate": 'Basic realm="netprobify"' },
+        });
+      }
+      return new Response(await metrics.exposition(), { headers: { "Content-Type": metrics.contentType } });
+    }
+    if (url.pathname === "/") {
+      return new Response("netprobify: metrics at /metrics\n", { headers: { "Content-Type": "text/plain" } });
+    }
+    return new Response("not found\n", { status: 404 });
+  };
+}

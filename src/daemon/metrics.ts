@@ -1,0 +1,440 @@
+/**
+ * The metric catalog. Names, types, labels and help texts of the original are a public contract
+ * (dashboards and alert rules read them); the families this project adds have new names.
+ *
+ * Per-target families (a few series per target and group, 10,000 targets and more) are kept in
+ * plain maps of pre-rendered label sets and rendered to text once per iteration: their values only
+ * change when an iteration ends, and prom-client's per-series objects cost about 210 MB for 10,000
+ * targets. The process_* and app_* metrics, a handful of series, live in a prom-client registry.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { Counter, Gauge, Registry } from "prom-client";
+import type { TargetConfig, TargetType } from "../config/schema.ts";
+import type { BatchStats } from "../engine/probe-engine.ts";
+import type { SeriesSummary } from "../engine/stats.ts";
+import type { Resolution } from "./resolver.ts";
+import type { Series } from "./plan.ts";
+
+type Labels = Record<string, string>;
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+/** `{a="1",b="2"}` with names in alphabetical order, as the original's client prints them. */
+export function labelText(labels: Labels): string {
+  const keys = Object.keys(labels).sort();
+  if (keys.length === 0) return "";
+  return `{${keys.map((k) => `${k}="${escapeLabel(labels[k]!)}"`).join(",")}}`;
+}
+
+function num(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+/** A counter or gauge family: label set text -> value. */
+class Family {
+  readonly series = new Map<string, number>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: "counter" | "gauge",
+  ) {}
+
+  set(labels: string, v: number): void {
+    this.series.set(labels, v);
+  }
+
+  add(labels: string, v: number): void {
+    this.series.set(labels, (this.series.get(labels) ?? 0) + v);
+  }
+
+  /** Drops every series not in `keep`. */
+  retain(keep: Set<string>): void {
+    for (const k of this.series.keys()) if (!keep.has(k)) this.series.delete(k);
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
+    for (const [labels, v] of this.series) out.push(`${this.name}${labels} ${num(v)}`);
+  }
+}
+
+interface HistogramSeries {
+  labels: Labels;
+  /** Cumulative counts per bound, then +Inf. */
+  counts: number[];
+  sum: number;
+}
+
+class HistogramFamily {
+  readonly series = new Map<string, HistogramSeries>();
+  bounds: readonly number[] = [];
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  observe(key: string, labels: Labels, perBucket: number[], sum: number): void {
+    let s = this.series.get(key);
+    if (!s || s.counts.length !== perBucket.length) {
+      s = { labels, counts: new Array<number>(perBucket.length).fill(0), sum: 0 };
+      this.series.set(key, s);
+    }
+    let running = 0;
+    for (let i = 0; i < perBucket.length; i++) {
+      running += perBucket[i]!;
+      s.counts[i]! += running;
+    }
+    s.sum += sum;
+  }
+
+  retain(keep: Set<string>): void {
+    for (const k of this.series.keys()) if (!keep.has(k)) this.series.delete(k);
+  }
+
+  render(out: string[]): void {
+    if (this.series.size === 0) return;
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
+    for (const s of this.series.values()) {
+      for (let i = 0; i < s.counts.length; i++) {
+        const le = i < this.bounds.length ? num(this.bounds[i]!) : "+Inf";
+        out.push(`${this.name}_bucket${labelText({ ...s.labels, le })} ${s.counts[i]}`);
+      }
+      out.push(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`);
+      out.push(`${this.name}_count${labelText(s.labels)} ${s.counts[s.counts.length - 1] ?? 0}`);
+    }
+  }
+}
+
+const PREFIX: Record<TargetType, string> = { TCPsyn: "tcpsyn", ICMPping: "icmp", UDPunreachable: "udp_unreachable" };
+const WHAT: Record<TargetType, string> = {
+  TCPsyn: "tcp syn stealth probing",
+  ICMPping: "ICMP ping probing",
+  UDPunreachable: "udp unreachable probing",
+};
+
+/** The families of one probe type. */
+class TypeFamilies {
+  readonly sent: Family;
+  readonly loss: Family;
+  readonly lossRatio: Family;
+  readonly rtt: Family;
+  readonly histogram: HistogramFamily;
+  readonly pathLossMax: Family | null;
+  readonly pathsDown: Family | null;
+  readonly matchFail: Family | null;
+  readonly portMismatch: Family | null;
+
+  constructor(type: TargetType) {
+    const p = PREFIX[type];
+    const w = WHAT[type];
+    this.sent = new Family(`${p}_sent_total`, `number of sent packets using ${w}.`, "counter");
+    this.loss = new Family(`${p}_loss_total`, `number of lost packets using ${w}.`, "counter");
+    this.lossRatio = new Family(`${p}_loss_ratio`, `loss ratio using ${w}.`, "gauge");
+    this.rtt = new Family(`${p}_round_trip_seconds`, `percentile latency in seconds using ${w}.`, "gauge");
+    this.histogram = new HistogramFamily(
+      `${p}_round_trip_histogram_seconds`,
+      `round trip times in seconds using ${w}, from kernel timestamps.`,
+    );
+    const paths = type !== "ICMPping";
+    this.pathLossMax = paths
+      ? new Family(`${p}_path_loss_ratio_max`, `loss ratio of the worst path (source address and port) using ${w}.`, "gauge")
+      : null;
+    this.pathsDown = paths
+      ? new Family(`${p}_paths_down`, `paths (source address and port) with 3 or more probes and no answer using ${w}.`, "gauge")
+      : null;
+    this.matchFail =
+      type === "TCPsyn" ? new Family(`${p}_match_ack_fail_count`, "fail to match response packet with sent packet using ack.", "gauge") : null;
+    this.portMismatch = type === "ICMPping" ? null : new Family(`${p}_port_mismatch_count`, "port source/destination mismatch.", "gauge");
+  }
+
+  all(): (Family | HistogramFamily)[] {
+    return [this.sent, this.loss, this.lossRatio, this.rtt, this.matchFail, this.portMismatch, this.pathLossMax, this.pathsDown, this.histogram].filter(
+      (f): f is Family | HistogramFamily => f !== null,
+    );
+  }
+}
+
+export interface IterationInput {
+  probeName: string;
+  series: Series[];
+  /** Per series; null when its Worker failed (its counters are kept, not advanced). */
+  results: (SeriesSummary | null)[];
+  percentiles: readonly number[];
+  histogramBuckets: readonly number[];
+  histogramPerDestination: boolean;
+  targets: Record<string, TargetConfig>;
+  resolutions: Resolution[];
+  stats: BatchStats[];
+  iterationSeconds: number;
+  degraded: boolean;
+}
+
+/** Versions for netprobify_info. */
+export interface Versions {
+  version: string;
+  bun: string;
+  libpcap: string;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #types: Record<TargetType, TypeFamilies> = {
+    TCPsyn: new TypeFamilies("TCPsyn"),
+    ICMPping: new TypeFamilies("ICMPping"),
+    UDPunreachable: new TypeFamilies("UDPunreachable"),
+  };
+  readonly #threshold = new Family("threshold", "threshold for alerting systems.", "gauge");
+  readonly #resolutionStatus = new Family("app_host_resolution_status", "hostname resolution status.", "gauge");
+  readonly #resolutionChanges = new Family("app_host_resolution_change_total", "number of hostname resolution change.", "counter");
+  readonly #timeOoo = new Family("app_time_ooo_total", "number of out of order - timestamp issue.", "counter");
+  readonly #text: string[] = [];
+  #rendered = "";
+  #probeName = "";
+
+  readonly iterationTime: Gauge;
+  readonly reloadFailed: Gauge;
+  readonly timedOut: Counter;
+  readonly targetNameDup: Counter;
+  readonly captureDropped: Counter;
+  readonly sendErrors: Counter;
+  readonly sendLag: Gauge;
+  readonly degraded: Gauge;
+  readonly workerRestarts: Counter;
+  readonly inventoryTargets: Gauge;
+  readonly inventoryErrors: Counter;
+  readonly info: Gauge;
+
+  constructor(versions: Versions) {
+    const r = this.registry;
+    const g = (name: string, help: string, labelNames: string[] = ["probe_name"]) => new Gauge({ name, help, labelNames, registers: [r] });
+    const c = (name: string, help: string, labelNames: string[] = ["probe_name"]) => new Counter({ name, help, labelNames, registers: [r] });
+    registerProcessMetrics(r);
+    this.info = g("netprobify_info", "some info regarding netprobify", ["version", "bun_version", "libpcap_version"]);
+    this.info.set({ version: versions.version, bun_version: versions.bun, libpcap_version: versions.libpcap }, 1);
+    this.iterationTime = g("app_iteration_time_seconds", "time to finish one round of probing.");
+    this.targetNameDup = c("app_target_name_dup_total", "number of target name duplicated.", ["target_name"]);
+    this.timedOut = c("app_process_timed_out_total", "a process was taking too long and had timed out.");
+    this.reloadFailed = g("app_reload_conf_failed_status", "failed to load the configuration file.");
+    this.captureDropped = c("app_capture_dropped_total", "packets the capture dropped (pcap_stats): answers the prober may have missed.");
+    this.sendErrors = c("app_send_errors_total", "probe sends that failed.");
+    this.sendLag = g("app_send_lag_seconds", "how far sending fell behind its schedule in the last iteration.");
+    this.degraded = g(
+      "app_iteration_degraded",
+      "1 when the last iteration dropped captured packets, failed sends or fell behind: its loss may be the prober's, not the network's.",
+    );
+    this.workerRestarts = c("app_worker_restarts_total", "Workers replaced after dying or timing out.");
+    this.inventoryTargets = g("app_inventory_targets", "targets each dynamic inventory holds.", ["probe_name", "inventory"]);
+    this.inventoryErrors = c("app_inventory_errors_total", "failures of each dynamic inventory.", ["probe_name", "inventory"]);
+  }
+
+  /**
+   * Sets the probe name label of the app_* metrics; a changed name removes every series carrying
+   * the old one.
+   */
+  setProbeName(name: string): void {
+    if (name === this.#probeName) return;
+    if (this.#probeName !== "") {
+      for (const m of [this.iterationTime, this.reloadFailed, this.timedOut, this.captureDropped, this.sendErrors, this.sendLag, this.degraded, this.workerRestarts]) {
+        m.remove({ probe_name: this.#probeName });
+      }
+      this.inventoryTargets.reset();
+      this.inventoryErrors.reset();
+      for (const f of this.#allFamilies()) f.retain(new Set());
+    }
+    this.#probeName = name;
+    this.reloadFailed.set({ probe_name: name }, 0);
+    for (const m of [this.timedOut, this.captureDropped, this.sendErrors, this.workerRestarts]) m.inc({ probe_name: name }, 0);
+  }
+
+  get probeName(): string {
+    return this.#probeName;
+  }
+
+  #allFamilies(): (Family | HistogramFamily)[] {
+    return [
+      ...Object.values(this.#types).flatMap((t) => t.all()),
+      this.#threshold,
+      this.#resolutionStatus,
+      this.#resolutionChanges,
+      this.#timeOoo,
+    ];
+  }
+
+  /** Folds one iteration's results in, drops series that no longer exist, and renders the text. */
+  applyIteration(it: IterationInput): void {
+    const pn = it.probeName;
+    const keep = new Map<Family | HistogramFamily, Set<string>>();
+    const kept = (f: Family | HistogramFamily) => {
+      let s = keep.get(f);
+      if (!s) keep.set(f, (s = new Set()));
+      return s;
+    };
+    const matchFail = new Map<string, number>();
+    const portMismatch = new Map<string, number>();
+    for (const f of Object.values(this.#types)) f.histogram.bounds = it.histogramBuckets;
+    it.series.forEach((s, i) => {
+      const fam = this.#types[s.type];
+      const af = `ipv${s.family}`;
+      const L = labelText({ probe_name: pn, destination: s.target, address_family: af, state: s.state, group: s.group });
+      const short = labelText({ probe_name: pn, destination: s.target, address_family: af });
+      const r = it.results[i];
+      for (const f of [fam.sent, fam.loss, fam.lossRatio, fam.pathLossMax, fam.pathsDown]) if (f) kept(f).add(L);
+      kept(this.#timeOoo).add(labelText({ probe_name: pn, destination: s.target, address_family: af, group: s.group }));
+      for (const f of [fam.matchFail, fam.portMismatch]) if (f) kept(f).add(short);
+      const pLabels = it.percentiles.map((p) => labelText({ probe_name: pn, destination: s.target, address_family: af, state: s.state, group: s.group, percentile: String(p) }));
+      for (const pl of pLabels) kept(fam.rtt).add(pl);
+      const t = it.targets[s.target];
+      if (t?.threshold) {
+        for (const [kind, value] of Object.entries(t.threshold)) {
+          if (value === undefined) continue;
+          const tl = labelText({ probe_name: pn, destination: s.target, address_family: af, type: kind, state: s.state, alert_level: t.alert_level, group: s.group });
+          this.#threshold.set(tl, value);
+          kept(this.#threshold).add(tl);
+        }
+      }
+      const hLabels: Labels = { probe_name: pn, group: s.group, address_family: af };
+      if (it.histogramPerDestination) hLabels.destination = s.target;
+      const hKey = labelText(hLabels);
+      if (it.histogramBuckets.length > 0) kept(fam.histogram).add(hKey);
+      if (!r) return; // the Worker failed: keep the series, advance nothing
+      fam.sent.add(L, r.sent);
+      fam.loss.add(L, r.lost);
+      fam.lossRatio.set(L, r.sent === 0 ? 0 : r.lost / r.sent);
+      r.percentiles.forEach((v, k) => fam.rtt.set(pLabels[k]!, v));
+      fam.pathLossMax?.set(L, r.worstPathLossRatio);
+      fam.pathsDown?.set(L, r.pathsDown);
+      this.#timeOoo.add(labelText({ probe_name: pn, destination: s.target, address_family: af, group: s.group }), r.timeOutOfOrder);
+      if (fam.matchFail) matchFail.set(short, (matchFail.get(short) ?? 0) + r.matchFail);
+      if (fam.portMismatch) portMismatch.set(short, (portMismatch.get(short) ?? 0) + r.portMismatch);
+      if (r.buckets.length > 0) fam.histogram.observe(hKey, hLabels, r.buckets, r.rttSum);
+    });
+    // The *_count gauges of the original are incremented, never reset: they add up over time.
+    for (const fam of Object.values(this.#types)) {
+      for (const [f, m] of [[fam.matchFail, matchFail], [fam.portMismatch, portMismatch]] as const) {
+        if (!f) continue;
+        for (const k of kept(f)) f.add(k, m.get(k) ?? 0);
+      }
+    }
+    for (const res of it.resolutions) {
+      const l = labelText({ probe_name: pn, destination: res.target, address_family: `ipv${res.family}` });
+      this.#resolutionStatus.set(l, res.status);
+      kept(this.#resolutionStatus).add(l);
+      if (res.changes > 0) {
+        this.#resolutionChanges.set(l, res.changes);
+        kept(this.#resolutionChanges).add(l);
+      }
+    }
+    for (const f of this.#allFamilies()) f.retain(keep.get(f) ?? new Set());
+    this.iterationTime.set({ probe_name: pn }, it.iterationSeconds);
+    let dropped = 0;
+    let errors = 0;
+    let lag = 0;
+    for (const st of it.stats) {
+      dropped += st.captureDropped;
+      errors += st.sendErrors;
+      lag = Math.max(lag, st.sendLagMs / 1000);
+    }
+    this.captureDropped.inc({ probe_name: pn }, dropped);
+    this.sendErrors.inc({ probe_name: pn }, errors);
+    this.sendLag.set({ probe_name: pn }, lag);
+    this.degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
+    this.render();
+  }
+
+  /** Renders the per-target families to text, kept until the next iteration. */
+  render(): void {
+    const out = this.#text;
+    out.length = 0;
+    for (const f of this.#allFamilies()) f.render(out);
+    out.push("");
+    this.#rendered = out.join("\n");
+    out.length = 0;
+  }
+
+  /** The whole exposition: the registry's (process, app) then the per-target text. */
+  async exposition(): Promise<string> {
+    return (await this.registry.metrics()) + this.#rendered;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/**
+ * process_* as every Prometheus client exports them, read from /proc at scrape time. (prom-client's
+ * collectDefaultMetrics also starts an event-loop-lag timer that wakes the process 100 times a
+ * second, which an idle prober should not do.)
+ */
+function registerProcessMetrics(r: Registry): void {
+  const clockTicks = 100;
+  const pageSize = 4096;
+  const startTime = (() => {
+    try {
+      const stat = readFileSync("/proc/self/stat", "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const btime = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1] ?? 0);
+      return btime + Number(fields[19]) / clockTicks;
+    } catch {
+      // Not Linux /proc: the process start is close enough to now.
+      return Date.now() / 1000;
+    }
+  })();
+  new Counter({
+    name: "process_cpu_seconds_total",
+    help: "Total user and system CPU time spent in seconds.",
+    registers: [r],
+    collect() {
+      const u = process.cpuUsage();
+      this.reset();
+      this.inc((u.user + u.system) / 1e6);
+    },
+  });
+  new Gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process since unix epoch in seconds.",
+    registers: [r],
+    collect() {
+      this.set(startTime);
+    },
+  });
+  const statm = () => readFileSync("/proc/self/statm", "utf8").split(" ").map(Number);
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers: [r],
+    collect() {
+      this.set((statm()[1] ?? 0) * pageSize);
+    },
+  });
+  new Gauge({
+    name: "process_virtual_memory_bytes",
+    help: "Virtual memory size in bytes.",
+    registers: [r],
+    collect() {
+      this.set((statm()[0] ?? 0) * pageSize);
+    },
+  });
+  new Gauge({
+    name: "process_open_fds",
+    help: "Number of open file descriptors.",
+    registers: [r],
+    collect() {
+      this.set(readdirSync("/proc/self/fd").length);
+    },
+  });
+  new Gauge({
+    name: "process_max_fds",
+    help: "Maximum number of open file descriptors.",
+    registers: [r],
+    collect() {
+      const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+      this.set(m ? Number(m[1]) : 0);
+    },
+  });
+}

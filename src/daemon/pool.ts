@@ -1,0 +1,152 @@
+/**
+ * nb_proc engine Workers sharing an iteration's targets. A Worker that dies or overruns the
+ * global batch timeout is ended, counted, logged once and replaced; its batch yields no figures
+ * (its series keep their counters) and probing goes on in the others.
+ */
+import { EngineClient, EngineWorkerError, type SeriesResult } from "../engine/engine-client.ts";
+import type { Logger } from "../log.ts";
+import type { WorkerJob } from "./plan.ts";
+
+export interface PoolOptions {
+  l3RawSocket: boolean;
+  /** Global cap, shared evenly by the Workers. */
+  maxProbesPerSecond: number;
+  captureBufferBytes: number;
+}
+
+export interface PoolEvents {
+  onRestart(): void;
+  onTimeout(): void;
+}
+
+/** Each Worker's identifiers live in their own 2^28 window, at a random place in it. */
+function identBase(index: number): number {
+  return ((index & 15) * 0x10000000 + Math.floor(Math.random() * 0x8000000)) >>> 0;
+}
+
+export class WorkerPool {
+  #clients: (EngineClient | null)[] = [];
+  #options: PoolOptions;
+  #closing = false;
+  libpcap = "";
+
+  constructor(
+    options: PoolOptions,
+    private readonly log: Logger,
+    private readonly events: PoolEvents,
+  ) {
+    this.#options = options;
+  }
+
+  /** Starts the first Worker now, so a missing libpcap or privilege fails at start-up. */
+  async start(size: number, options: PoolOptions): Promise<void> {
+    this.#options = options;
+    await this.resize(size);
+    const first = this.#clients[0] ?? (await this.#spawn(0));
+    this.#clients[0] = first;
+  }
+
+  /** Follows nb_proc and the engine options; Workers whose options changed are replaced. */
+  async resize(size: number, options?: PoolOptions): Promise<void> {
+    const changed = options !== undefined && JSON.stringify(options) !== JSON.stringify(this.#options);
+    if (options) this.#options = options;
+    const doomed = changed ? this.#clients : this.#clients.slice(size);
+    this.#clients = changed ? [] : this.#clients.slice(0, size);
+    await Promise.all(doomed.map((c) => c?.close()));
+    while (this.#clients.length < size) this.#clients.push(null);
+  }
+
+  async #spawn(index: number): Promise<EngineClient> {
+    const n = Math.max(1, this.#clients.length);
+    const { client, libpcap } = await EngineClient.start(
+      {
+        captureBufferBytes: this.#options.captureBufferBytes,
+        l3RawSocket: this.#options.l3RawSocket,
+        maxProbesPerSecond: Math.max(1, Math.floor(this.#options.maxProbesPerSecond / n)),
+        identBase: identBase(index),
+      },
+      (message) => this.log.info(message, { worker: index }),
+    );
+    this.libpcap = libpcap;
+    return client;
+  }
+
+  /**
+   * Runs job k on Worker k. Resolves with one entry per job: its figures, or null when its
+   * Worker failed or overran `timeoutMs`.
+   */
+  async run(
+    jobs: WorkerJob[],
+    percentiles: number[],
+    buckets: number[],
+    timeoutMs: number,
+  ): Promise<(SeriesResult | null)[]> {
+    return Promise.all(
+      jobs.map(async (job, k) => {
+        if (job.targets.length === 0) return { series: [], stats: emptyStats() };
+        let client = this.#clients[k] ?? null;
+        try {
+          if (!client || !client.alive) {
+            if (client) this.events.onRestart();
+            client = await this.#spawn(k);
+            this.#clients[k] = client;
+          }
+        } catch (e) {
+          this.log.error("engine Worker cannot start: its targets are skipped this iteration", {
+            worker: k,
+            error: e instanceof Error ? e.message : String(e),
+          });
+          return null;
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const expired = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+        try {
+          const r = await Promise.race([
+            client.runSeries(job.targets, { seriesOf: job.seriesOf, seriesCount: job.series.length, percentiles, buckets }),
+            expired,
+          ]);
+          if (r === "timeout") {
+            this.log.error("batch exceeded the global timeout: Worker stopped and replaced", { worker: k, timeout_s: timeoutMs / 1000 });
+            this.events.onTimeout();
+            client.kill();
+            return null;
+          }
+          return r;
+        } catch (e) {
+          const err = e instanceof Error ? e : new Error(String(e));
+          if (this.#closing) return null;
+          this.log.error("engine Worker failed: it is replaced for the next iteration", { worker: k, error: `${err.name}: ${err.message}` });
+          // A failed batch may have left the engine's handles broken: never reuse that Worker.
+          if (client.alive && !(err instanceof EngineWorkerError && err.name === "WorkerCrashed")) client.kill();
+          return null;
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    const all = this.#clients;
+    this.#clients = [];
+    await Promise.all(all.map((c) => c?.close()));
+  }
+}
+
+function emptyStats() {
+  return {
+    sent: 0,
+    sendErrors: 0,
+    unroutable: 0,
+    answered: 0,
+    captureDropped: 0,
+    txMissing: 0,
+    duplicates: 0,
+    late: 0,
+    truncated: 0,
+    sendLagMs: 0,
+    sendMs: 0,
+    durationMs: 0,
+  };
+}
