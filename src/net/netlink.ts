@@ -6,7 +6,7 @@
  * Parsing is a pure function over bytes (parseNetlink) so it can be tested against replies
  * captured from a real kernel (tests/fixtures/netlink/).
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { formatAddress, parseAddress as parseIpText } from "../packet/address.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -233,7 +233,8 @@ export class NoSuchLink extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Addresses: kept local so this module depends on nothing but libc.
+// Addresses: the packet codec's parser and RFC 5952 formatter, trimmed to the attribute sizes
+// netlink uses (4 bytes for IPv4, 16 for IPv6).
 
 interface IpBytes {
   family: 4 | 6;
@@ -241,54 +242,12 @@ interface IpBytes {
 }
 
 function encodeIp(text: string): IpBytes | null {
-  if (isIPv4(text)) return { family: 4, bytes: Uint8Array.from(text.split(".").map(Number)) };
-  if (!isIPv6(text)) return null;
-  let s = text;
-  const zone = s.indexOf("%");
-  if (zone >= 0) s = s.slice(0, zone);
-  const lastColon = s.lastIndexOf(":");
-  const tail = s.slice(lastColon + 1);
-  if (tail.includes(".")) {
-    const q = tail.split(".").map(Number);
-    s = `${s.slice(0, lastColon + 1)}${((q[0]! << 8) | q[1]!).toString(16)}:${((q[2]! << 8) | q[3]!).toString(16)}`;
-  }
-  const halves = s.split("::");
-  const head = halves[0] ? halves[0].split(":") : [];
-  const rest = halves.length > 1 && halves[1] ? halves[1].split(":") : [];
-  const fill = halves.length > 1 ? 8 - head.length - rest.length : 0;
-  const words = [...head.map((w) => parseInt(w, 16)), ...new Array<number>(fill).fill(0), ...rest.map((w) => parseInt(w, 16))];
-  if (words.length !== 8) return null;
-  const bytes = new Uint8Array(16);
-  words.forEach((w, i) => {
-    bytes[2 * i] = w >> 8;
-    bytes[2 * i + 1] = w & 0xff;
-  });
-  return { family: 6, bytes };
+  const a = parseIpText(text);
+  return a ? { family: a.family, bytes: a.bytes.slice(0, a.family === 4 ? 4 : 16) } : null;
 }
 
-/** Canonical text (RFC 5952 for IPv6: lower case, longest zero run of 2+ words as "::"). */
 function formatIp(family: 4 | 6, view: DataView, off: number): string {
-  if (family === 4) return `${view.getUint8(off)}.${view.getUint8(off + 1)}.${view.getUint8(off + 2)}.${view.getUint8(off + 3)}`;
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push(view.getUint16(off + 2 * i, false));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i >= 2 && j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
-  if (bestStart < 0) return hex(words);
-  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+  return formatAddress(family, new Uint8Array(view.buffer, view.byteOffset, view.byteLength), off);
 }
 
 function formatMac(view: DataView, off: number, len: number): string | null {
