@@ -15,9 +15,16 @@
  * is recorded under STATE_DIR so that concurrent runs (two test files, two processes) never pick
  * the same subnet and sweepStale() only removes what a dead process left behind.
  *
- * Extension point: a host is built by buildVethHost(); another kind (a TUN device with a
- * user-space responder, DLT_RAW) can be added next to it with the same TestHost shape and the same
- * cleanup list (Resources).
+ * Layer-3 hosts (addTunHost): a TUN device in the root namespace (no link header, DLT_RAW) driven
+ * by tun-responder.ts, which answers for every address behind it as a host would. Y is claimed
+ * from the same pool as X, so no prefix of one host overlaps another's:
+ *   root side  198.18.Y.1/24   fd00:19:Y::1/64        "host"     198.18.Y.2   fd00:19:Y::2
+ *   (any other address of the two prefixes answers too: the kernel routes it into the TUN)
+ * Device `<prefix>t<i>`; the responder is a child process (killed at teardown, recorded so that
+ * sweepStale() kills it after a SIGKILLed run: it lives in the root namespace, not in one of ours).
+ *
+ * Root-namespace routes a test needs (an unreachable or blackhole route for "no way out") are
+ * added with addRoute() and removed at teardown, because routes without a device outlive links.
  */
 import { spawn as spawnChild, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
@@ -31,10 +38,12 @@ export const OPEN_PORT = 8443;
 export const CLOSED_PORT = 33434;
 /** Namespaces this helper creates: np + 4 hex (the run prefix) + n + host index. */
 export const NAMESPACE_PATTERN = /^np[0-9a-f]{4}n\d+$/;
-const ROOT_IF_PATTERN = /^np[0-9a-f]{4}r\d+$/;
+/** Root-side veth ends (r) and TUN devices (t). */
+const ROOT_IF_PATTERN = /^np[0-9a-f]{4}[rt]\d+$/;
 const SUBNET_MIN = 100;
 const SUBNET_MAX = 199;
 const LISTENER = join(import.meta.dir, "tcp-listener.ts");
+const TUN_RESPONDER = join(import.meta.dir, "tun-responder.ts");
 
 export interface HostAddresses {
   /** Root-side address on the veth (the prober's source). */
@@ -64,6 +73,51 @@ export interface TestHost {
   closedPort: number;
 }
 
+export interface TunHostOptions {
+  /** The port answered with SYN-ACK (default OPEN_PORT); every other port gets RST-ACK. */
+  openPort?: number;
+  /** Fixed delay of every answer. */
+  delayMs?: number;
+  /** Seeded random loss ratio, 0..1. */
+  loss?: number;
+  seed?: number;
+  /** Probes from these source ports are dropped (one ECMP path down). */
+  dropSrcPorts?: number[];
+}
+
+export interface TunHost {
+  kind: "tun";
+  index: number;
+  /** The Y of 198.18.Y.0/24 and fd00:19:Y::/64. */
+  subnet: number;
+  ifname: string;
+  ifindex: number;
+  /** root: the TUN's own address (the prober's source); host: an address answered behind it. */
+  v4: { root: string; host: string };
+  v6: { root: string; host: string };
+  openPort: number;
+  closedPort: number;
+  /** The responder's process id. */
+  pid: number;
+  /** JSON lines, one per probe the responder saw. */
+  logFile: string;
+  /** The responder's decisions so far. */
+  readLog(): TunLogEvent[];
+}
+
+/** One line of tun-responder.ts --log: what it received and what it did with it. */
+export interface TunLogEvent {
+  src: string;
+  dst: string;
+  /** IP protocol number of the probe (6, 17, 1 or 58). */
+  proto: number;
+  srcPort: number;
+  /** TCP: the SYN's sequence number; ICMP: id << 16 | seq; UDP: IPv4 ID or IPv6 payload tag. */
+  ident: number;
+  action: "answer" | "drop";
+  delayMs?: number;
+}
+
 export interface ExecResult {
   code: number;
   /** Set when the process was ended by a signal (code is then 128 + its number, or -1). */
@@ -86,7 +140,7 @@ export interface StopOptions {
 }
 
 export interface Capture {
-  readonly host: TestHost;
+  readonly host: TestHost | TunHost;
   readonly iface: string;
   readonly filter: string;
   /** The pcap file tcpdump writes (kept until teardown, for debugging). */
@@ -105,8 +159,18 @@ export interface TestNet {
   readonly hosts: TestHost[];
   /** Runs argv inside ns (null: the root namespace). Never throws on a non-zero exit. */
   exec(ns: string | null, argv: string[], opts?: { timeoutMs?: number }): Promise<ExecResult>;
-  /** Starts tcpdump on the host's veth and resolves once it is capturing. */
-  capture(host: TestHost, bpfFilter: string, opts?: CaptureOptions): Promise<Capture>;
+  /**
+   * Starts tcpdump and resolves once it is capturing: on the host's veth (TestHost), or on the
+   * TUN device in the root namespace (TunHost: linktype 101, raw IP; `side` does not apply).
+   */
+  capture(host: TestHost | TunHost, bpfFilter: string, opts?: CaptureOptions): Promise<Capture>;
+  /** Creates a layer-3 host: a TUN device answered by tun-responder.ts (see the file comment). */
+  addTunHost(opts?: TunHostOptions): Promise<TunHost>;
+  /**
+   * Adds a root-namespace route (`ip route add ARGS`; `ip -6` when an argument holds a colon)
+   * and removes it at teardown. Use only prefixes of this net's own subnets.
+   */
+  addRoute(args: string[]): void;
   /** Removes every namespace, interface, route and process of this net. Idempotent. */
   teardown(): Promise<void>;
 }
@@ -170,6 +234,10 @@ interface OwnerRecord {
   namespaces: string[];
   rootIfs: string[];
   subnets: number[];
+  /** Processes outside our namespaces (TUN responders): pid and /proc start time. */
+  pids?: { pid: number; start: string }[];
+  /** Root-namespace routes added with addRoute(): the `ip route` arguments after "add". */
+  routes?: string[][];
 }
 
 function procStart(pid: number): string | null {
@@ -378,6 +446,25 @@ function removeResources(namespaces: string[], rootIfs: string[]): string[] {
   return errors;
 }
 
+function routeArgv(verb: "add" | "del", args: string[]): string[] {
+  return ["ip", ...(args.some((a) => a.includes(":")) ? ["-6"] : []), "route", verb, ...args];
+}
+
+/** Deletes routes added by addRoute(); one already gone is not an error. */
+function removeRoutes(routes: string[][]): string[] {
+  const errors: string[] = [];
+  for (const r of routes) {
+    const err = tryRun(routeArgv("del", r));
+    if (err && !/No such process|No such file|not found/i.test(err)) errors.push(`${routeArgv("del", r).join(" ")}: ${err}`);
+  }
+  return errors;
+}
+
+/** Kills recorded processes that are still the ones recorded (same start time: pid not reused). */
+function killRecorded(pids: { pid: number; start: string }[]): void {
+  killAndWait(pids.filter((p) => procStart(p.pid) === p.start).map((p) => p.pid));
+}
+
 export interface SweepResult {
   namespaces: string[];
   links: string[];
@@ -403,9 +490,11 @@ export function sweepStale(prefixPattern: RegExp = NAMESPACE_PATTERN, opts: { ma
       livePrefixes.add(r.prefix);
       continue;
     }
+    killRecorded(r.pids ?? []);
     const nss = r.namespaces.filter(namespaceExists);
     const ifs = r.rootIfs.filter(linkExists);
     result.errors.push(...removeResources(nss, ifs));
+    result.errors.push(...removeRoutes(r.routes ?? []));
     result.namespaces.push(...nss);
     result.links.push(...ifs);
     for (const x of r.subnets) releaseSubnet(x, r.prefix);
@@ -475,6 +564,7 @@ function installExitHandlers(): void {
 interface Resources {
   namespaces: string[];
   rootIfs: string[];
+  routes: string[][];
   processes: ChildProcess[];
   captures: CaptureImpl[];
   tmpDir: string;
@@ -489,7 +579,7 @@ class CaptureImpl implements Capture {
   #exited: Promise<number | null>;
 
   constructor(
-    readonly host: TestHost,
+    readonly host: TestHost | TunHost,
     readonly iface: string,
     readonly filter: string,
     readonly file: string,
@@ -509,11 +599,11 @@ class CaptureImpl implements Capture {
     const deadline = Date.now() + timeoutMs;
     while (!/listening on/.test(this.#stderr)) {
       if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
-        throw new Error(`tcpdump on ${this.iface} (${this.host.ns}) exited before capturing: ${this.#stderr.trim()}`);
+        throw new Error(`tcpdump on ${this.iface} (${"ns" in this.host ? this.host.ns : "root namespace"}) exited before capturing: ${this.#stderr.trim()}`);
       }
       if (Date.now() > deadline) {
         this.proc.kill("SIGKILL");
-        throw new Error(`tcpdump on ${this.iface} (${this.host.ns}) not capturing after ${timeoutMs} ms: ${this.#stderr.trim()}`);
+        throw new Error(`tcpdump on ${this.iface} (${"ns" in this.host ? this.host.ns : "root namespace"}) not capturing after ${timeoutMs} ms: ${this.#stderr.trim()}`);
       }
       await Bun.sleep(5);
     }
@@ -557,6 +647,7 @@ class CaptureImpl implements Capture {
 class TestNetImpl implements TestNet {
   readonly hosts: TestHost[] = [];
   #tornDown = false;
+  #tunCount = 0;
 
   constructor(
     readonly prefix: string,
@@ -581,15 +672,18 @@ class TestNetImpl implements TestNet {
     return { code, signal: sig === null ? null : String(sig), stdout, stderr };
   }
 
-  async capture(host: TestHost, bpfFilter: string, opts: CaptureOptions = {}): Promise<Capture> {
+  async capture(host: TestHost | TunHost, bpfFilter: string, opts: CaptureOptions = {}): Promise<Capture> {
     if (this.#tornDown) throw new Error(`testnet ${this.prefix} is torn down`);
     const side = opts.side ?? "host";
-    const iface = side === "host" ? host.hostIf : host.rootIf;
+    const tun = "kind" in host && host.kind === "tun";
+    const iface = "ifname" in host ? host.ifname : side === "host" ? host.hostIf : host.rootIf;
+    const ns = "ns" in host && side === "host" ? host.ns : null;
     const file = join(this.res.tmpDir, `${iface}-${this.res.captures.length}.pcap`);
+    if (tun && !linkExists(iface)) throw new Error(`TUN device ${iface} is gone (its responder exited?)`);
     // --immediate-mode: without it tcpdump hands packets over up to a second late.
     // -U: each packet is flushed to the file at once (stop() watches the file settle).
     // -Z root: Debian's tcpdump otherwise drops to user tcpdump, which cannot write in tmpDir.
-    const argv = inNs(side === "host" ? host.ns : null, [
+    const argv = inNs(ns, [
       "tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "--time-stamp-precision=nano",
       "-B", "65536", "-Z", "root", "-w", file, bpfFilter,
     ]); // prettier-ignore
@@ -601,6 +695,83 @@ class TestNetImpl implements TestNet {
     return cap;
   }
 
+  addRoute(args: string[]): void {
+    if (this.#tornDown) throw new Error(`testnet ${this.prefix} is torn down`);
+    // Recorded before it exists, like everything else; forgotten again if it could not be added
+    // (a route that was there before is not ours to delete).
+    this.res.routes.push(args);
+    this.record.routes = this.res.routes;
+    writeRecord(this.record);
+    try {
+      run(routeArgv("add", args));
+    } catch (e) {
+      this.res.routes.pop();
+      writeRecord(this.record);
+      throw e;
+    }
+  }
+
+  async addTunHost(opts: TunHostOptions = {}): Promise<TunHost> {
+    if (this.#tornDown) throw new Error(`testnet ${this.prefix} is torn down`);
+    const index = this.#tunCount++;
+    const ifname = `${this.prefix}t${index}`;
+    const [y] = pickSubnets(1, this.prefix) as [number];
+    this.record.subnets.push(y);
+    this.record.rootIfs.push(ifname);
+    this.res.rootIfs.push(ifname);
+    writeRecord(this.record);
+    const openPort = opts.openPort ?? OPEN_PORT;
+    const logFile = join(this.res.tmpDir, `${ifname}.log`);
+    writeFileSync(logFile, "");
+    const argv = [process.execPath, TUN_RESPONDER, "--ifname", ifname, "--log", logFile, "--open-port", String(openPort)];
+    if (opts.delayMs !== undefined) argv.push("--delay-ms", String(opts.delayMs));
+    if (opts.loss !== undefined) argv.push("--loss", String(opts.loss));
+    if (opts.seed !== undefined) argv.push("--seed", String(opts.seed));
+    if (opts.dropSrcPorts?.length) argv.push("--drop-src-ports", opts.dropSrcPorts.join(","));
+    const proc = spawnChild(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    this.res.processes.push(proc);
+    if (proc.pid !== undefined) {
+      (this.record.pids ??= []).push({ pid: proc.pid, start: procStart(proc.pid) ?? "" });
+      writeRecord(this.record);
+    }
+    let out = "";
+    let err = "";
+    proc.stdout!.setEncoding("utf8").on("data", (c: string) => (out += c));
+    proc.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c));
+    const deadline = Date.now() + 15_000;
+    while (!out.includes(`ready ${ifname}`)) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`tun-responder ${ifname} exited ${proc.exitCode ?? proc.signalCode}: ${err.trim()}`);
+      if (Date.now() > deadline) throw new Error(`tun-responder ${ifname} not ready after 15 s: ${err.trim()}`);
+      await Bun.sleep(10);
+    }
+    const v4 = { root: `198.18.${y}.1`, host: `198.18.${y}.2` };
+    const v6 = { root: `fd00:19:${y}::1`, host: `fd00:19:${y}::2` };
+    // Before the link goes up: no DAD delay, no router solicitations in the responder's input.
+    run(["sysctl", "-qw", `net.ipv6.conf.${ifname}.accept_dad=0`, `net.ipv6.conf.${ifname}.accept_ra=0`, `net.ipv6.conf.${ifname}.router_solicitations=0`]);
+    run(["ip", "addr", "add", `${v4.root}/24`, "dev", ifname]);
+    run(["ip", "-6", "addr", "add", `${v6.root}/64`, "dev", ifname, "nodad"]);
+    run(["ip", "link", "set", ifname, "up"]);
+    const [link] = JSON.parse(run(["ip", "-j", "link", "show", "dev", ifname])) as { ifindex?: number }[];
+    return {
+      kind: "tun",
+      index,
+      subnet: y,
+      ifname,
+      ifindex: link?.ifindex ?? 0,
+      v4,
+      v6,
+      openPort,
+      closedPort: CLOSED_PORT,
+      pid: proc.pid ?? 0,
+      logFile,
+      readLog: () =>
+        readFileSync(logFile, "utf8")
+          .split("\n")
+          .slice(0, -1) // the last piece is "" or a line still being written
+          .map((l) => JSON.parse(l) as TunLogEvent),
+    };
+  }
+
   /** Returns the cleanup failures (empty when everything is gone). */
   teardownSync(): string[] {
     if (this.#tornDown) return [];
@@ -609,6 +780,7 @@ class TestNetImpl implements TestNet {
     const pids = this.res.processes.map((p) => p.pid).filter((p): p is number => p !== undefined && processAlive(p));
     killAndWait(pids);
     const errors = removeResources(this.res.namespaces, this.res.rootIfs);
+    errors.push(...removeRoutes(this.res.routes));
     for (const x of this.record.subnets) releaseSubnet(x, this.prefix);
     if (errors.length === 0) rmSync(recordPath(this.prefix), { force: true });
     rmSync(this.res.tmpDir, { recursive: true, force: true });
@@ -755,7 +927,7 @@ function startRun(namespaces: (prefix: string) => string[], rootIfs: (prefix: st
   };
   // Recorded before anything exists, so a crash at any later point leaves a record to sweep.
   writeRecord(record);
-  const res: Resources = { namespaces: [], rootIfs: [], processes: [], captures: [], tmpDir: mkdtempSync(join(tmpdir(), `${prefix}-`)) };
+  const res: Resources = { namespaces: [], rootIfs: [], routes: [], processes: [], captures: [], tmpDir: mkdtempSync(join(tmpdir(), `${prefix}-`)) };
   const net = new TestNetImpl(prefix, record, res);
   live.add(net);
   installExitHandlers();
