@@ -86,7 +86,10 @@ const inBuf = new Uint8Array(65536);
 const parsed = new ParsedFrame();
 const spec = new PacketSpec();
 const pending: { at: number; bytes: Uint8Array }[] = [];
-const pollfd = new Int32Array([fd, 1]);
+const pollfd = new Int32Array([fd, 1]); // struct pollfd: fd, then events | revents << 16
+const POLLERR = 0x08;
+const POLLHUP = 0x10;
+const POLLNVAL = 0x20;
 
 function log(event: Record<string, unknown>): void {
   if (logFile) appendFileSync(logFile, `${JSON.stringify(event)}\n`);
@@ -154,7 +157,7 @@ function answer(len: number): void {
     (o.protocol === IPPROTO_ICMP && o.icmpType === ICMP4_ECHO_REQUEST) ||
     (o.protocol === IPPROTO_ICMPV6 && o.icmpType === ICMP6_ECHO_REQUEST)
   ) {
-    schedule(echoReply(len), { ...what, ident: (o.icmpId << 16) | o.icmpSeq });
+    schedule(echoReply(len), { ...what, ident: ((o.icmpId << 16) | o.icmpSeq) >>> 0 });
   } else if (o.protocol === IPPROTO_UDP) {
     // RFC 792: the IP header and 8 bytes; RFC 4443: as much as fits in the minimum MTU.
     const quoteLength = o.family === 4 ? Math.min(len, (inBuf[0]! & 0x0f) * 4 + 8) : Math.min(len, 1280 - 48);
@@ -181,6 +184,13 @@ while (running) {
   pollfd[1] = 1;
   const r = libc.poll(ptr(pollfd), 1, wait);
   if (r > 0) {
+    // The device was deleted under us (ip link del): the fd only reports errors from now on, and
+    // reading it would spin forever.
+    const revents = pollfd[1]! >>> 16;
+    if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+      process.stderr.write(`tun-responder: ${ifname} is gone (poll revents 0x${revents.toString(16)})\n`);
+      process.exit(1);
+    }
     for (;;) {
       const n = Number(libc.read(fd, inBuf, inBuf.length));
       if (n <= 0) break;
