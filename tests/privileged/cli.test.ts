@@ -1,0 +1,134 @@
+/**
+ * `netprobify probe` end to end through runCli (the engine runs in its Worker, as in the binary):
+ * the table's sent / lost set against a capture inside a veth test host, one row per source port
+ * with --per-port, and the exit codes of the spec (0, 1 when nothing answers, 64 for bad
+ * arguments with a one-line message). Needs root.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { runCli } from "../../src/cli/index.ts";
+import { createTestNet, requireRoot, type TestHost, type TestNet } from "../support/testnet.ts";
+import { canon, decodeCapture, isProbe, type WirePacket } from "./wire.ts";
+import type { ProbeTarget } from "../../src/engine/probe-engine.ts";
+
+interface CliRun {
+  code: number;
+  out: string[];
+  err: string[];
+  /** Probes of the command seen arriving in the host. */
+  wire: WirePacket[];
+  /** Everything the host's capture decoded. */
+  all: WirePacket[];
+}
+
+/** Fast defaults for the tests: short gaps and timeout, so a run lasts well under a second. */
+const FAST = ["--interval", "0.002", "--timeout", "1"];
+
+async function probe(net: TestNet, h: TestHost, args: string[], kind: ProbeTarget["kind"], family: 4 | 6, dst: string, port: number): Promise<CliRun> {
+  const cap = await net.capture(h, "ip or ip6");
+  const out: string[] = [];
+  const err: string[] = [];
+  let code: number;
+  try {
+    code = await runCli(["probe", ...args], (l) => out.push(...l.split("\n")), (l) => err.push(l));
+  } catch (e) {
+    await cap.stop().catch(() => {});
+    throw e;
+  }
+  const pkts = decodeCapture(await cap.stop(), cap.linktype!);
+  const t = { kind, family, dst, dstPort: port } as ProbeTarget;
+  return { code, out, err, wire: pkts.filter((p) => isProbe(p, t)), all: pkts };
+}
+
+/** The table rows of one destination, split in cells (RTT cells are "12.3 us": two tokens). */
+function rows(out: string[], dst: string): string[][] {
+  return out.filter((l) => l.startsWith(`${dst} `)).map((l) => l.trim().split(/\s+/));
+}
+
+describe("netprobify probe (runCli)", () => {
+  let net: TestNet;
+  let h: TestHost;
+
+  beforeAll(async () => {
+    requireRoot();
+    net = await createTestNet();
+    h = net.hosts[0]!;
+  }, 60_000);
+
+  afterAll(async () => {
+    await net?.teardown();
+  }, 60_000);
+
+  for (const [name, kind, family, port] of [
+    ["tcpsyn to the open port, IPv4", "tcpsyn", 4, "open"],
+    ["tcpsyn to a closed port, IPv6", "tcpsyn", 6, "closed"],
+    ["icmp, IPv6", "icmp", 6, "none"],
+    ["udp, IPv4", "udp", 4, "closed"],
+  ] as const) {
+    test(`${name}: exit 0, the table's sent is what the host saw arrive, lost 0`, async () => {
+      const dst = family === 4 ? h.v4.host : h.v6.host;
+      const dstPort = port === "open" ? h.openPort : port === "closed" ? h.closedPort : 0;
+      const args = [dst, "--type", kind, ...(kind === "icmp" ? [] : ["--port", String(dstPort)]), "--count", "20", ...FAST];
+      const r = await probe(net, h, args, kind, family, dst, dstPort);
+      expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: [] });
+      expect(r.out[0]).toContain(dst);
+      expect(r.out.filter((l) => /^destination\s+sent\s+lost\s+loss\s+min\s+p50\s+p95\s+p99\s+max$/.test(l)).length).toBe(1);
+      const [row, ...more] = rows(r.out, dst);
+      expect(more).toEqual([]);
+      expect(r.wire.length).toBe(20);
+      expect(row!.slice(0, 4)).toEqual([dst, String(r.wire.length), "0", "0.0%"]);
+      // min, p50, p95, p99, max: each a number and a unit, in order.
+      const rtts = row!.slice(4);
+      expect(rtts.length).toBe(10);
+      const values = [0, 2, 4, 6, 8].map((i) => Number(rtts[i]) * { us: 1e-6, ms: 1e-3, s: 1 }[rtts[i + 1] as "us" | "ms" | "s"]);
+      expect(values.every((v) => Number.isFinite(v) && v > 0)).toBe(true);
+      expect([...values].sort((a, b) => a - b)).toEqual(values);
+      const answer = { tcpsyn: port === "open" ? "syn-ack" : "rst-ack", icmp: "echo-reply", udp: "port-unreachable" }[kind];
+      expect(r.out).toContain(`answers: 20 ${answer}`);
+      expect(r.out.join("\n")).not.toContain("warning");
+    }, 60_000);
+  }
+
+  test("--per-port: one row per source port, each with its share of the probes", async () => {
+    const dst = h.v4.host;
+    const args = [dst, "--type", "tcpsyn", "--port", String(h.closedPort), "--count", "12", "--src-ports", "65000-65003", "--per-port", ...FAST];
+    const r = await probe(net, h, args, "tcpsyn", 4, dst, h.closedPort);
+    expect(r.code).toBe(0);
+    expect(r.out.some((l) => /^destination\s+src port\s+sent\s+lost/.test(l))).toBe(true);
+    const table = rows(r.out, dst).map((cells) => cells.slice(0, 5));
+    expect(table).toEqual([65000, 65001, 65002, 65003].map((p) => [dst, String(p), "3", "0", "0.0%"]));
+    const onWire = new Map<number, number>();
+    for (const p of r.wire) onWire.set(p.sport, (onWire.get(p.sport) ?? 0) + 1);
+    expect([...onWire].sort((a, b) => a[0] - b[0])).toEqual([65000, 65001, 65002, 65003].map((p) => [p, 3]));
+  }, 60_000);
+
+  test("nothing answers (the host's blackhole address): exit 1, 100% loss, and the probes did leave", async () => {
+    for (const [family, dst] of [[4, h.v4.blackhole], [6, h.v6.blackhole]] as const) {
+      const r = await probe(net, h, [dst, "--type", "icmp", "--count", "5", "--interval", "0.002", "--timeout", "0.3"], "icmp", family, dst, 0);
+      expect({ dst, code: r.code }).toEqual({ dst, code: 1 });
+      expect(rows(r.out, canon(dst)).map((c) => c.slice(0, 4))).toEqual([[dst, "5", "5", "100.0%"]]);
+      expect(r.wire.length).toBe(5);
+    }
+  }, 60_000);
+
+  for (const [what, args, mentions] of [
+    ["a bad --type", ["--type", "bogus"], "--type"],
+    ["port 70000", ["--type", "tcpsyn", "--port", "70000"], "--port"],
+    ["an unknown option", ["--type", "icmp", "--bogus-option"], "--bogus-option"],
+    ["--src-ports 9-3", ["--type", "udp", "--src-ports", "9-3"], "--src-ports"],
+    ["no --type", [], "--type"],
+    ["tcpsyn without --port", ["--type", "tcpsyn"], "--port"],
+  ] as const) {
+    test(`${what}: exit 64 with a one-line message naming it, and nothing is sent`, async () => {
+      const dst = h.v4.host;
+      const r = await probe(net, h, [dst, ...args], "icmp", 4, dst, 0);
+      expect(r.code).toBe(64);
+      const first = r.err[0] ?? "";
+      expect(first).toMatch(/^netprobify: \S/);
+      expect(first).not.toContain("\n");
+      expect(first).toContain(mentions);
+      expect(r.out).toEqual([]);
+      // No probe of any kind reached the host.
+      expect(r.all.filter((p) => p.proto === 6 || p.proto === 17 || p.icmpType === 8 || p.icmpType === 128)).toEqual([]);
+    }, 60_000);
+  }
+});
