@@ -13,7 +13,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer, type Server } from "node:net";
 import { createSocket } from "node:dgram";
 import {
@@ -520,7 +521,7 @@ describe("test network helper: TUN hosts and added routes leave nothing behind",
       const tun = await net.addTunHost();
       const route = ["unreachable", "198.18." + net.hosts[0].subnet + ".241/32"];
       net.addRoute(route);
-      process.stdout.write(JSON.stringify({ pid: tun.pid, ifname: tun.ifname, route }) + "\\n");
+      process.stdout.write(JSON.stringify({ prefix: net.prefix, pid: tun.pid, ifname: tun.ifname, route }) + "\\n");
       process.kill(process.pid, "SIGKILL");
     `;
     const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
@@ -528,12 +529,14 @@ describe("test network helper: TUN hosts and added routes leave nothing behind",
     await child.exited;
     const line = out.trim().split("\n")[0];
     if (!line) throw new Error(`child printed nothing: ${await new Response(child.stderr).text()}`);
-    const left = JSON.parse(line) as { pid: number; ifname: string; route: string[] };
+    const left = JSON.parse(line) as { prefix: string; pid: number; ifname: string; route: string[] };
     // Not asserted: that this call is the one that sweeps (another test process may do it first).
     const swept = sweepStale();
     expect(swept.errors).toEqual([]);
     expect(processAlive(left.pid)).toBe(false);
     expect(gone(left.ifname)).toBe(true);
     expect(routeExists(left.route)).toBe(false);
+    // Its scratch directory (captures, the responder's log) too.
+    expect(readdirSync(tmpdir()).filter((d) => d.startsWith(`${left.prefix}-`))).toEqual([]);
   }, 60_000);
 });

@@ -238,6 +238,8 @@ interface OwnerRecord {
   pids?: { pid: number; start: string }[];
   /** Root-namespace routes added with addRoute(): the `ip route` arguments after "add". */
   routes?: string[][];
+  /** The run's scratch directory (captures, responder logs). */
+  tmpDir?: string;
 }
 
 function procStart(pid: number): string | null {
@@ -491,6 +493,8 @@ export function sweepStale(prefixPattern: RegExp = NAMESPACE_PATTERN, opts: { ma
       continue;
     }
     killRecorded(r.pids ?? []);
+    // Only a directory this helper named for that run.
+    if (r.tmpDir && r.tmpDir.startsWith(join(tmpdir(), `${r.prefix}-`))) rmSync(r.tmpDir, { recursive: true, force: true });
     const nss = r.namespaces.filter(namespaceExists);
     const ifs = r.rootIfs.filter(linkExists);
     result.errors.push(...removeResources(nss, ifs));
@@ -928,6 +932,8 @@ function startRun(namespaces: (prefix: string) => string[], rootIfs: (prefix: st
   // Recorded before anything exists, so a crash at any later point leaves a record to sweep.
   writeRecord(record);
   const res: Resources = { namespaces: [], rootIfs: [], routes: [], processes: [], captures: [], tmpDir: mkdtempSync(join(tmpdir(), `${prefix}-`)) };
+  record.tmpDir = res.tmpDir;
+  writeRecord(record);
   const net = new TestNetImpl(prefix, record, res);
   live.add(net);
   installExitHandlers();
