@@ -153,8 +153,9 @@ export class EgressResolver {
     if (!h || h.closed) {
       h = PcapHandle.openLive(ifname, { snaplen: 64, bufferBytes: 256 * 1024, immediate: true });
       // This handle only sends: a filter that accepts nothing keeps the kernel from copying
-      // every frame of the interface into its ring.
-      h.setFilter("ether proto 0xfffe");
+      // every frame of the interface into its ring. libpcap refuses an Ethernet test on a link
+      // without an Ethernet header (tun), hence an IP one there.
+      h.setFilter(h.datalink === DLT_EN10MB ? "ether proto 0xfffe" : "ip proto 254 and ip[0] = 0x99");
       this.#handles.set(ifname, h);
     }
     return h;

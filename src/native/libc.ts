@@ -55,7 +55,12 @@ export class SystemError extends Error {
   }
 }
 
-const pollfd = new Int32Array(2); // struct pollfd { int fd; short events; short revents; }
+// struct pollfd { int fd; short events; short revents; }. Backed by an explicit ArrayBuffer:
+// reading `.buffer` of a small typed array makes JavaScriptCore move its storage, which would
+// leave a pointer taken earlier aiming at a stale copy.
+const pollMemory = new ArrayBuffer(8);
+const pollfd = new Int32Array(pollMemory);
+const pollShorts = new Int16Array(pollMemory);
 const pollfdPtr = ptr(pollfd);
 
 /**
@@ -71,7 +76,7 @@ export function pollReadable(fd: number, timeoutMs: number): boolean {
     if (e === 4) return false; // EINTR: the caller re-checks its deadline
     throw new SystemError("poll", e);
   }
-  return r > 0 && (new Int16Array(pollfd.buffer)[3]! & POLLIN) !== 0;
+  return r > 0 && (pollShorts[3]! & POLLIN) !== 0;
 }
 
 export function openSocket(domain: number, type: number, protocol: number): number {
