@@ -50,11 +50,17 @@ function describeLoad(r: LoadResult, source: string): { config: Config; warnings
   return { exitCode: 65, lines: r.issues.map(formatIssue) };
 }
 
+/** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
+const DEFAULT_CAPTURE_BUFFER_MB = 32;
+
 function poolOptions(c: Config): PoolOptions {
+  // NETPROBIFY_CAPTURE_BUFFER_MB tunes the ring for very large configs (and lets the self-check
+  // tests overload it on purpose).
+  const mb = Number(process.env.NETPROBIFY_CAPTURE_BUFFER_MB ?? DEFAULT_CAPTURE_BUFFER_MB);
   return {
     l3RawSocket: c.global.l3_raw_socket,
     maxProbesPerSecond: c.global.max_probes_per_second,
-    captureBufferBytes: 32 << 20,
+    captureBufferBytes: Math.max(0.0625, Number.isFinite(mb) ? mb : DEFAULT_CAPTURE_BUFFER_MB) * (1 << 20),
   };
 }
 
