@@ -275,8 +275,6 @@ function errorCase(name: string, o: Options, quoted: Options, quoteLength: numbe
   };
 }
 
-const DSCPS = [0, 10, 46, 48, 63];
-
 function probeCases(family: 4 | 6, link: LinkKind): Case[] {
   const v4 = family === 4;
   const base = { family, link } as const;
