@@ -1,0 +1,106 @@
+/**
+ * The HTTP handler without a socket: /metrics with and without Basic auth, the index, 404s, and
+ * the credential check (constant time: both sides hashed, compared with timingSafeEqual).
+ */
+import { describe, expect, spyOn, test } from "bun:test";
+import * as crypto from "node:crypto";
+import { authorized, credentialsFromEnv, makeHandler, type MetricsSource } from "../../src/daemon/http.ts";
+
+const source: MetricsSource = {
+  exposition: async () => "# HELP x x\n# TYPE x gauge\nx 1\n",
+  contentType: "text/plain; version=0.0.4; charset=utf-8",
+};
+
+const CREDS = { user: "prom", password: "s3cr:et" };
+const basic = (cred: string) => `Basic ${Buffer.from(cred).toString("base64")}`;
+const get = (path: string, authorization?: string) =>
+  new Request(`http://127.0.0.1:9${path}`, { headers: authorization === undefined ? {} : { authorization } });
+
+describe("credentialsFromEnv", () => {
+  test("both PROM_USER and PROM_PASSWORD set and non-empty: credentials; otherwise none", () => {
+    expect(credentialsFromEnv({ PROM_USER: "u", PROM_PASSWORD: "p" })).toEqual({ user: "u", password: "p" });
+    expect(credentialsFromEnv({ PROM_USER: "u" })).toBeNull();
+    expect(credentialsFromEnv({ PROM_PASSWORD: "p" })).toBeNull();
+    expect(credentialsFromEnv({ PROM_USER: "", PROM_PASSWORD: "p" })).toBeNull();
+    expect(credentialsFromEnv({})).toBeNull();
+  });
+});
+
+describe("makeHandler without credentials", () => {
+  const h = makeHandler(source, null);
+
+  test("/metrics: 200, the exposition and its content type", async () => {
+    const r = await h(get("/metrics"));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe(source.contentType);
+    expect(await r.text()).toBe(await source.exposition());
+  });
+
+  test("/ answers 200; anything else 404", async () => {
+    expect((await h(get("/"))).status).toBe(200);
+    for (const p of ["/metricsx", "/metrics/", "/api", "/favicon.ico"]) expect({ p, status: (await h(get(p))).status }).toEqual({ p, status: 404 });
+  });
+});
+
+describe("makeHandler with credentials", () => {
+  const h = makeHandler(source, CREDS);
+
+  test("401 with a Basic challenge and no metrics: no header, wrong user, wrong password, prefix or extension of the password, garbage, another scheme", async () => {
+    const cases: [string, string | undefined][] = [
+      ["none", undefined],
+      ["empty", ""],
+      ["wrong user", basic("admin:s3cr:et")],
+      ["wrong password", basic("prom:s3cr:eT")],
+      ["password prefix", basic("prom:s3cr")],
+      ["password extended", basic("prom:s3cr:et!")],
+      ["no colon", basic("proms3cr:et")],
+      ["user only", basic("prom")],
+      ["not base64", "Basic prom:s3cr:et"],
+      ["Bearer", `Bearer ${Buffer.from("prom:s3cr:et").toString("base64")}`],
+      ["very long", basic(`prom:${"x".repeat(100_000)}`)],
+    ];
+    for (const [what, header] of cases) {
+      const r = await h(get("/metrics", header));
+      const body = await r.text();
+      expect({ what, status: r.status, challenge: r.headers.get("www-authenticate"), body: body.includes("x 1") }).toEqual({
+        what,
+        status: 401,
+        challenge: 'Basic realm="netprobify"',
+        body: false,
+      });
+    }
+  });
+
+  test("200 with the right credentials (a colon in the password is fine)", async () => {
+    const r = await h(get("/metrics", basic("prom:s3cr:et")));
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain("x 1");
+  });
+
+  test('the auth scheme is case-insensitive (RFC 7235 section 2.1): "basic" works as "Basic"', async () => {
+    const r = await h(get("/metrics", `basic ${Buffer.from("prom:s3cr:et").toString("base64")}`));
+    expect(r.status).toBe(200);
+  });
+
+  test("404 for unknown paths whatever the credentials", async () => {
+    expect((await h(get("/nope"))).status).toBe(404);
+    expect((await h(get("/nope", basic("prom:s3cr:et")))).status).toBe(404);
+  });
+});
+
+describe("authorized: constant-time comparison", () => {
+  test("every check, right or wrong, short or long, compares two equal-length digests with timingSafeEqual", () => {
+    const spy = spyOn(crypto, "timingSafeEqual");
+    try {
+      const headers = [null, "", basic("prom:s3cr:et"), basic("p"), basic(`prom:${"y".repeat(10_000)}`), "Basic !!!", "Digest x"];
+      const results = headers.map((hd) => authorized(hd, CREDS));
+      expect(results).toEqual([false, false, true, false, false, false, false]);
+      expect(spy).toHaveBeenCalledTimes(headers.length);
+      for (const [a, b] of spy.mock.calls as unknown as [Uint8Array, Uint8Array][]) {
+        expect(a.byteLength).toBe(b.byteLength);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});

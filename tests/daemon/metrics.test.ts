@@ -1,0 +1,304 @@
+/**
+ * Metrics.applyIteration and the exposition it renders, fed by hand-made iterations: which series
+ * exist, how counters, gauges and histograms move from one iteration to the next, and that the
+ * text is well-formed (parsed strictly by the same parser the end-to-end tests use).
+ */
+import { describe, expect, test } from "bun:test";
+import { parseConfigText } from "../../src/config/load.ts";
+import type { TargetConfig } from "../../src/config/schema.ts";
+import { Metrics, type IterationInput } from "../../src/daemon/metrics.ts";
+import type { Series } from "../../src/daemon/plan.ts";
+import type { Resolution } from "../../src/daemon/resolver.ts";
+import type { BatchStats } from "../../src/engine/probe-engine.ts";
+import type { SeriesSummary } from "../../src/engine/stats.ts";
+import { labelKey, parseExposition, type Exposition } from "../support/daemon-process.ts";
+
+const PN = "unit";
+
+const TARGETS: Record<string, TargetConfig> = (() => {
+  const r = parseConfigText(
+    `global: {probe_name: unit, interval: 10, nb_proc: 1, logging_level: INFO, prometheus_port: 9, dns_update_interval: 0}
+groups: {a: {}, b: {}}
+targets:
+  web: {type: TCPsyn, destination: 198.18.0.1, dst_port: 443, state: in production, alert_level: paging, threshold: {latency: 0.02, loss: 5}}
+  ping: {type: ICMPping, destination: "fd00::1"}
+  udp: {type: UDPunreachable, destination: 198.18.0.2, dst_port: 33434, threshold: {loss: 0}}
+`,
+    "metrics.yaml",
+  );
+  if (!r.ok) throw new Error("test config invalid");
+  return r.config.targets;
+})();
+
+const S = {
+  webA: { target: "web", group: "a", type: "TCPsyn", family: 4, state: "in production" },
+  webB: { target: "web", group: "b", type: "TCPsyn", family: 4, state: "in production" },
+  pingA: { target: "ping", group: "a", type: "ICMPping", family: 6, state: "None" },
+  udpA: { target: "udp", group: "a", type: "UDPunreachable", family: 4, state: "None" },
+} satisfies Record<string, Series>;
+
+function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
+  return {
+    sent: 10,
+    lost: 0,
+    percentiles: [0.002, 0.001],
+    buckets: [],
+    rttSum: 0,
+    rttCount: 0,
+    worstPathLossRatio: 0,
+    pathsDown: 0,
+    matchFail: 0,
+    portMismatch: 0,
+    timeOutOfOrder: 0,
+    unroutable: "",
+    ...o,
+  };
+}
+
+function stats(o: Partial<BatchStats> = {}): BatchStats {
+  return { sent: 0, sendErrors: 0, unroutable: 0, answered: 0, captureDropped: 0, txMissing: 0, duplicates: 0, late: 0, truncated: 0, sendLagMs: 0, sendMs: 0, durationMs: 0, ...o };
+}
+
+const res = (target: string, family: 4 | 6, status: 0 | 1, changes: number): Resolution => ({ target, family, status, changes, addresses: status ? ["198.18.0.1"] : null });
+
+function iteration(series: Series[], results: (SeriesSummary | null)[], o: Partial<IterationInput> = {}): IterationInput {
+  return {
+    probeName: PN,
+    series,
+    results,
+    percentiles: [95, 50],
+    histogramBuckets: [0.001, 0.01, 0.1],
+    histogramPerDestination: false,
+    targets: TARGETS,
+    resolutions: [],
+    stats: [],
+    iterationSeconds: 0.5,
+    degraded: false,
+    ...o,
+  };
+}
+
+function fresh(): Metrics {
+  const m = new Metrics({ version: "9.9.9", bun: "1.0.0", libpcap: "1.10.3" });
+  m.setProbeName(PN);
+  return m;
+}
+
+async function scrape(m: Metrics): Promise<Exposition> {
+  return parseExposition(await m.exposition());
+}
+
+const L = (s: Series) => ({ probe_name: PN, destination: s.target, address_family: `ipv${s.family}`, state: s.state, group: s.group });
+
+describe("Metrics.applyIteration", () => {
+  test("series appear with the label set L; counters add up; loss_ratio is the last iteration's", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.pingA], [summary({ sent: 10, lost: 2 }), summary({ sent: 4, lost: 4, percentiles: [0, 0] })]));
+    let e = await scrape(m);
+    expect(e.get("tcpsyn_sent_total").map((s) => labelKey(s.labels))).toEqual([labelKey(L(S.webA))]);
+    expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(10);
+    expect(e.value("tcpsyn_loss_total", L(S.webA))).toBe(2);
+    expect(e.value("tcpsyn_loss_ratio", L(S.webA))).toBe(0.2);
+    expect(e.value("icmp_loss_ratio", L(S.pingA))).toBe(1);
+    m.applyIteration(iteration([S.webA, S.pingA], [summary({ sent: 10, lost: 0 }), summary({ sent: 4, lost: 1 })]));
+    e = await scrape(m);
+    expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(20);
+    expect(e.value("tcpsyn_loss_total", L(S.webA))).toBe(2);
+    expect(e.value("tcpsyn_loss_ratio", L(S.webA))).toBe(0);
+    expect(e.value("icmp_sent_total", L(S.pingA))).toBe(8);
+    expect(e.value("icmp_loss_total", L(S.pingA))).toBe(5);
+    expect(e.value("icmp_loss_ratio", L(S.pingA))).toBe(0.25);
+    expect(e.families.get("tcpsyn_sent_total")?.type).toBe("counter");
+    expect(e.families.get("tcpsyn_loss_ratio")?.type).toBe("gauge");
+  });
+
+  test("percentile series: one per configured percentile, labelled with the integer as text, values in the configured order", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA], [summary({ percentiles: [0.003, 0.001, 0.002] })], { percentiles: [99, 50, 95] }));
+    const e = await scrape(m);
+    const got = Object.fromEntries(e.get("tcpsyn_round_trip_seconds", L(S.webA)).map((s) => [s.labels.percentile, s.value]));
+    expect(got).toEqual({ "99": 0.003, "50": 0.001, "95": 0.002 });
+    // Percentiles changed: the old ones go.
+    m.applyIteration(iteration([S.webA], [summary({ percentiles: [0.004] })], { percentiles: [90] }));
+    const f = await scrape(m);
+    expect(f.get("tcpsyn_round_trip_seconds").map((s) => `${s.labels.percentile}=${s.value}`)).toEqual(["90=0.004"]);
+  });
+
+  test("a series missing from the next iteration disappears from every family; the others stay", async () => {
+    const m = fresh();
+    const resolutions = [res("web", 4, 1, 1), res("udp", 4, 1, 1)];
+    m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1 }), summary(), summary()], { resolutions }));
+    const before = await scrape(m);
+    expect(before.withLabel("group", "b").length).toBeGreaterThan(5);
+    m.applyIteration(iteration([S.webA], [summary()], { resolutions: [res("web", 4, 1, 1)] }));
+    const e = await scrape(m);
+    expect(e.withLabel("group", "b").map((s) => s.name)).toEqual(
+      // The histogram has no destination label: grp b's bucket series go with the last b series.
+      [],
+    );
+    expect(e.withLabel("destination", "udp").map((s) => s.name)).toEqual([]);
+    expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(20);
+    // Per-target series (no group) stay while any series of the target does.
+    expect(e.get("tcpsyn_match_ack_fail_count").length).toBe(1);
+  });
+
+  test("a Worker that failed (result null): its series stay, with their values, and nothing advances", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.udpA], [summary({ sent: 10, lost: 1 }), summary({ sent: 5 })]));
+    m.applyIteration(iteration([S.webA, S.udpA], [null, summary({ sent: 5 })]));
+    const e = await scrape(m);
+    expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(10);
+    expect(e.value("tcpsyn_loss_total", L(S.webA))).toBe(1);
+    expect(e.value("tcpsyn_loss_ratio", L(S.webA))).toBe(0.1);
+    expect(e.value("udp_unreachable_sent_total", L(S.udpA))).toBe(10);
+  });
+
+  test("histograms: cumulative buckets on the configured bounds, +Inf = _count; counts and sum accumulate over iterations", async () => {
+    const m = fresh();
+    // Per bucket (not cumulative): 2 under 1 ms, 1 under 10 ms, 0 under 100 ms, 1 above.
+    m.applyIteration(iteration([S.webA], [summary({ buckets: [2, 1, 0, 1], rttSum: 0.25, rttCount: 4 })]));
+    let e = await scrape(m);
+    const labels = { probe_name: PN, group: "a", address_family: "ipv4" };
+    const buckets = (x: Exposition) => x.get("tcpsyn_round_trip_histogram_seconds_bucket", labels).map((s) => `${s.labels.le}=${s.value}`);
+    expect(e.families.get("tcpsyn_round_trip_histogram_seconds")?.type).toBe("histogram");
+    expect(buckets(e)).toEqual(["0.001=2", "0.01=3", "0.1=3", "+Inf=4"]);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", labels)).toBe(4);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_sum", labels)).toBe(0.25);
+    // webB is another group: its own histogram. webA again: adds up.
+    m.applyIteration(iteration([S.webA, S.webB], [summary({ buckets: [0, 0, 1, 0], rttSum: 0.05, rttCount: 1 }), summary({ buckets: [1, 0, 0, 0], rttSum: 0.0005, rttCount: 1 })]));
+    e = await scrape(m);
+    expect(buckets(e)).toEqual(["0.001=2", "0.01=3", "0.1=4", "+Inf=5"]);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", labels)).toBe(5);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_sum", labels)).toBeCloseTo(0.3, 12);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { ...labels, group: "b" })).toBe(1);
+    // No destination label by default: series of several targets of a group and family add up in one.
+    expect(e.get("tcpsyn_round_trip_histogram_seconds_count").every((s) => s.labels.destination === undefined)).toBe(true);
+  });
+
+  test("histograms: series of all targets of a group and family share one histogram; histogram_per_destination splits them", async () => {
+    const other: Series = { target: "web2", group: "a", type: "TCPsyn", family: 4, state: "None" };
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })]));
+    let e = await scrape(m);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { group: "a" })).toBe(2);
+    const n = fresh();
+    n.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })], { histogramPerDestination: true }));
+    e = await scrape(n);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { destination: "web" })).toBe(1);
+    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { destination: "web2" })).toBe(1);
+  });
+
+  test("histogram_buckets [] turns the histograms off", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA], [summary({ buckets: [] })], { histogramBuckets: [] }));
+    const e = await scrape(m);
+    expect([...e.families.keys()].filter((f) => f.includes("histogram"))).toEqual([]);
+  });
+
+  test("histogram bounds changed (same number of buckets): counts observed under the old bounds are not reported under the new ones", async () => {
+    const m = fresh();
+    // 3 RTTs of 5 ms: under the 0.01 bound.
+    m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 3, 0, 0] })], { histogramBuckets: [0.001, 0.01, 0.1] }));
+    // A reload moves the bounds to 10x smaller ones: 5 ms is now above every finite bound.
+    m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 0, 0, 1] })], { histogramBuckets: [0.0001, 0.001, 0.01] }));
+    const e = await scrape(m);
+    const le = (b: string) => e.value("tcpsyn_round_trip_histogram_seconds_bucket", { group: "a", le: b });
+    // Whatever the daemon does with the old observations, it must not claim RTTs of 5 ms were under 1 ms.
+    expect(le("0.001")).toBe(0);
+  });
+
+  test("*_count gauges (match_ack_fail, port_mismatch) are per target without group or state, summed over groups, and accumulate", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1, portMismatch: 2 }), summary({ matchFail: 3 }), summary({ portMismatch: 1 })]));
+    m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1 }), summary(), summary({ portMismatch: 4 })]));
+    const e = await scrape(m);
+    const short = (s: Series) => ({ probe_name: PN, destination: s.target, address_family: `ipv${s.family}` });
+    expect(e.get("tcpsyn_match_ack_fail_count").map((s) => `${labelKey(s.labels)}=${s.value}`)).toEqual([`${labelKey(short(S.webA))}=5`]);
+    expect(e.value("tcpsyn_port_mismatch_count", short(S.webA))).toBe(2);
+    expect(e.value("udp_unreachable_port_mismatch_count", short(S.udpA))).toBe(5);
+    expect(e.families.get("tcpsyn_match_ack_fail_count")?.type).toBe("gauge");
+    expect(e.families.has("icmp_match_ack_fail_count")).toBe(false);
+    expect(e.families.has("icmp_port_mismatch_count")).toBe(false);
+  });
+
+  test("path gauges (tcpsyn, udp only), app_time_ooo_total per target and group", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.pingA], [summary({ worstPathLossRatio: 0.5, pathsDown: 2, timeOutOfOrder: 1 }), summary({ timeOutOfOrder: 2 })]));
+    m.applyIteration(iteration([S.webA, S.pingA], [summary({ worstPathLossRatio: 0.25, pathsDown: 0, timeOutOfOrder: 1 }), summary()]));
+    const e = await scrape(m);
+    expect(e.value("tcpsyn_path_loss_ratio_max", L(S.webA))).toBe(0.25);
+    expect(e.value("tcpsyn_paths_down", L(S.webA))).toBe(0);
+    expect(e.families.has("icmp_path_loss_ratio_max")).toBe(false);
+    expect(e.value("app_time_ooo_total", { destination: "web", group: "a" })).toBe(2);
+    expect(e.value("app_time_ooo_total", { destination: "ping", group: "a" })).toBe(2);
+    expect(Object.keys(e.get("app_time_ooo_total")[0]!.labels).sort()).toEqual(["address_family", "destination", "group", "probe_name"]);
+  });
+
+  test("threshold: one series per kind and group, with alert_level, state and type; targets without thresholds have none", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.webB, S.pingA, S.udpA], [null, null, null, null]));
+    const e = await scrape(m);
+    const got = e.get("threshold").map((s) => `${labelKey(s.labels)}=${s.value}`);
+    const t = (s: Series, type: string, alert: string) => labelKey({ ...L(s), type, alert_level: alert });
+    expect(got.sort()).toEqual(
+      [`${t(S.webA, "latency", "paging")}=0.02`, `${t(S.webA, "loss", "paging")}=5`, `${t(S.webB, "latency", "paging")}=0.02`, `${t(S.webB, "loss", "paging")}=5`, `${t(S.udpA, "loss", "no_alert")}=0`].sort(),
+    );
+  });
+
+  test("resolutions: status per target and family; change_total only once there was a change", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([], [], { resolutions: [res("web", 4, 1, 2), res("ping", 6, 0, 0)] }));
+    const e = await scrape(m);
+    expect(e.get("app_host_resolution_status").map((s) => `${labelKey(s.labels)}=${s.value}`).sort()).toEqual(
+      [`${labelKey({ probe_name: PN, destination: "ping", address_family: "ipv6" })}=0`, `${labelKey({ probe_name: PN, destination: "web", address_family: "ipv4" })}=1`].sort(),
+    );
+    expect(e.get("app_host_resolution_change_total").map((s) => `${s.labels.destination}=${s.value}`)).toEqual(["web=2"]);
+    expect(e.families.get("app_host_resolution_change_total")?.type).toBe("counter");
+  });
+
+  test("app_* of an iteration: time, capture drops and send errors accumulate, send lag is the worst Worker's, degraded 0/1", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 2, sendErrors: 1, sendLagMs: 30 }), stats({ sendLagMs: 50 })], iterationSeconds: 1.5, degraded: true }));
+    m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 1 })], iterationSeconds: 0.7 }));
+    const e = await scrape(m);
+    const pn = { probe_name: PN };
+    expect({
+      time: e.value("app_iteration_time_seconds", pn),
+      dropped: e.value("app_capture_dropped_total", pn),
+      errors: e.value("app_send_errors_total", pn),
+      lag: e.value("app_send_lag_seconds", pn),
+      degraded: e.value("app_iteration_degraded", pn),
+    }).toEqual({ time: 0.7, dropped: 3, errors: 1, lag: 0, degraded: 0 });
+    m.applyIteration(iteration([], [], { stats: [stats({ sendLagMs: 30 }), stats({ sendLagMs: 50 })], degraded: true }));
+    const f = await scrape(m);
+    expect(f.value("app_send_lag_seconds", pn)).toBe(0.05);
+    expect(f.value("app_iteration_degraded", pn)).toBe(1);
+  });
+
+  test("setProbeName then a publish without results (what a reload does): every series carrying the old probe_name goes, app_* included", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.pingA], [summary({ buckets: [1, 0, 0, 0] }), summary()], { resolutions: [res("web", 4, 1, 1)] }));
+    m.setProbeName("renamed");
+    m.applyIteration(iteration([S.webA, S.pingA], [null, null], { probeName: "renamed", resolutions: [res("web", 4, 1, 1)] }));
+    const e = await scrape(m);
+    expect(e.withLabel("probe_name", PN).map((s) => s.name)).toEqual([]);
+    expect(e.value("app_reload_conf_failed_status", { probe_name: "renamed" })).toBe(0);
+    m.applyIteration(iteration([S.webA], [summary()], { probeName: "renamed" }));
+    const f = await scrape(m);
+    expect(f.withLabel("probe_name", PN)).toEqual([]);
+    expect(f.value("tcpsyn_sent_total", { ...L(S.webA), probe_name: "renamed" })).toBe(10);
+  });
+
+  test("the exposition is well-formed: every family has HELP and TYPE once, no series twice, netprobify_info and process_* included", async () => {
+    const m = fresh();
+    m.applyIteration(iteration([S.webA, S.webB, S.pingA, S.udpA], [summary({ buckets: [1, 0, 0, 0] }), summary(), summary(), summary()], { resolutions: [res("web", 4, 1, 1)] }));
+    const text = await m.exposition();
+    const e = parseExposition(text); // throws on any malformation
+    for (const f of e.families.values()) expect({ f: f.name, help: typeof f.help === "string" && f.help.length > 0 }).toEqual({ f: f.name, help: true });
+    expect(e.get("netprobify_info").map((s) => labelKey(s.labels))).toEqual([labelKey({ version: "9.9.9", bun_version: "1.0.0", libpcap_version: "1.10.3" })]);
+    for (const p of ["process_cpu_seconds_total", "process_start_time_seconds", "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds", "process_max_fds"]) {
+      expect({ p, present: e.get(p).length === 1 }).toEqual({ p, present: true });
+    }
+    expect(m.contentType).toContain("text/plain");
+  });
+});
