@@ -22,7 +22,8 @@ export function credentialsFromEnv(env: Record<string, string | undefined> = pro
  */
 export function authorized(header: string | null, creds: Credentials): boolean {
   const expected = createHash("sha256").update(`${creds.user}:${creds.password}`).digest();
-  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/.exec(header ?? "");
+  // RFC 7235: the scheme name is case-insensitive.
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? "");
   const given = createHash("sha256")
     .update(m ? Buffer.from(m[1]!, "base64").toString("utf8") : "\0no credentials")
     .digest();

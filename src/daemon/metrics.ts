@@ -72,11 +72,18 @@ interface HistogramSeries {
 
 class HistogramFamily {
   readonly series = new Map<string, HistogramSeries>();
-  bounds: readonly number[] = [];
+  #bounds: readonly number[] = [];
   constructor(
     readonly name: string,
     readonly help: string,
   ) {}
+
+  /** Counts observed under other bounds mean nothing under new ones: the series start again. */
+  setBounds(bounds: readonly number[]): void {
+    if (bounds.length === this.#bounds.length && bounds.every((b, i) => b === this.#bounds[i])) return;
+    this.#bounds = [...bounds];
+    this.series.clear();
+  }
 
   observe(key: string, labels: Labels, perBucket: number[], sum: number): void {
     let s = this.series.get(key);
@@ -101,7 +108,7 @@ class HistogramFamily {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
     for (const s of this.series.values()) {
       for (let i = 0; i < s.counts.length; i++) {
-        const le = i < this.bounds.length ? num(this.bounds[i]!) : "+Inf";
+        const le = i < this.#bounds.length ? num(this.#bounds[i]!) : "+Inf";
         out.push(`${this.name}_bucket${labelText({ ...s.labels, le })} ${s.counts[i]}`);
       }
       out.push(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`);
@@ -276,7 +283,7 @@ export class Metrics {
     };
     const matchFail = new Map<string, number>();
     const portMismatch = new Map<string, number>();
-    for (const f of Object.values(this.#types)) f.histogram.bounds = it.histogramBuckets;
+    for (const f of Object.values(this.#types)) f.histogram.setBounds(it.histogramBuckets);
     it.series.forEach((s, i) => {
       const fam = this.#types[s.type];
       const af = `ipv${s.family}`;

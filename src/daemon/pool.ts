@@ -5,6 +5,7 @@
  */
 import { EngineClient, EngineWorkerError, type SeriesResult } from "../engine/engine-client.ts";
 import type { Logger } from "../log.ts";
+import { IDENT_WINDOW_BITS } from "../engine/probe-engine.ts";
 import type { WorkerJob } from "./plan.ts";
 
 export interface PoolOptions {
@@ -19,9 +20,13 @@ export interface PoolEvents {
   onTimeout(): void;
 }
 
-/** Each Worker's identifiers live in their own 2^28 window, at a random place in it. */
+/**
+ * Each Worker's identifiers start in their own 2^28 window, at a random place in its first half
+ * so a restarted Worker does not reuse the sequence numbers of its predecessor's last batch.
+ */
 function identBase(index: number): number {
-  return ((index & 15) * 0x10000000 + Math.floor(Math.random() * 0x8000000)) >>> 0;
+  const window = 2 ** IDENT_WINDOW_BITS;
+  return ((index & 15) * window + Math.floor(Math.random() * (window / 2))) >>> 0;
 }
 
 export class WorkerPool {

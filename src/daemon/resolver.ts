@@ -38,6 +38,8 @@ interface Entry extends Resolution {
   inFlight: boolean;
   /** Logged once when a name starts failing, not at every retry. */
   failing: boolean;
+  /** The last successful answer: a name that comes back unchanged after an outage is no change. */
+  lastGood: string[] | null;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -87,6 +89,7 @@ export class Resolver {
         nextAt: 0,
         inFlight: false,
         failing: false,
+        lastGood: null,
         status: 0,
         changes: old?.changes ?? 0,
         addresses: null,
@@ -101,12 +104,13 @@ export class Resolver {
 
   #record(e: Entry, addresses: string[]): void {
     const sorted = [...new Set(addresses)].sort();
-    const changed = e.addresses === null || sorted.join() !== e.addresses.join();
+    const changed = e.lastGood === null || sorted.join() !== e.lastGood.join();
     if (changed) {
       e.changes++;
-      if (e.addresses !== null) this.log.info("address changed", { target: e.target, was: e.addresses.join(","), now: sorted.join(",") });
+      if (e.lastGood !== null) this.log.info("address changed", { target: e.target, was: e.lastGood.join(","), now: sorted.join(",") });
     }
     e.addresses = sorted;
+    e.lastGood = sorted;
     e.status = 1;
   }
 

@@ -160,6 +160,12 @@ interface TargetState {
   lastSendMs: number;
 }
 
+/**
+ * Engines of one process start their identifiers in distinct 2^28 windows (see EngineOptions.identBase):
+ * the window of an acknowledgement tells whose SYN it answers.
+ */
+export const IDENT_WINDOW_BITS = 28;
+
 const SEND_BURST = 64;
 /**
  * Longest single wait for answers. Every wake-up of a Bun thread costs CPU (20 a second cost
@@ -682,9 +688,12 @@ export class ProbeEngine {
       if (!synAck && !rstAck) return;
       const s = this.#lookup(KIND_TCP, (o.ack - 1) >>> 0, o.family, o.src);
       if (s < 0) {
-        // An answer from one of our targets that acknowledges none of our SYNs.
+        // An answer from one of our targets that acknowledges none of our SYNs. Engines in other
+        // Workers may probe the same address (two targets, one host): their answers acknowledge
+        // sequence numbers in their own window and are theirs to match.
         const t = this.#byAddress.get(hashAddress(o.src, 0, o.family));
-        if (t !== undefined && this.#targets[t]!.kind === KIND_TCP) this.#matchFail[t]!++;
+        const ours = ((o.ack - 1) >>> IDENT_WINDOW_BITS) === this.opts.identBase >>> IDENT_WINDOW_BITS;
+        if (t !== undefined && ours && this.#targets[t]!.kind === KIND_TCP) this.#matchFail[t]!++;
         return;
       }
       const t = this.#slotTarget[s]!;
