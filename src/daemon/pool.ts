@@ -5,7 +5,7 @@
  */
 import { EngineClient, EngineWorkerError, type SeriesResult } from "../engine/engine-client.ts";
 import type { Logger } from "../log.ts";
-import { IDENT_WINDOW_BITS } from "../engine/probe-engine.ts";
+import { emptyBatchStats, IDENT_WINDOW_BITS } from "../engine/probe-engine.ts";
 import type { WorkerJob } from "./plan.ts";
 
 export interface PoolOptions {
@@ -88,7 +88,7 @@ export class WorkerPool {
   ): Promise<(SeriesResult | null)[]> {
     return Promise.all(
       jobs.map(async (job, k) => {
-        if (job.targets.length === 0) return { series: [], stats: emptyStats() };
+        if (job.targets.length === 0) return { series: [], stats: emptyBatchStats() };
         let client = this.#clients[k] ?? null;
         try {
           if (!client || !client.alive) {
@@ -137,21 +137,4 @@ export class WorkerPool {
     this.#clients = [];
     await Promise.all(all.map((c) => c?.close()));
   }
-}
-
-function emptyStats() {
-  return {
-    sent: 0,
-    sendErrors: 0,
-    unroutable: 0,
-    answered: 0,
-    captureDropped: 0,
-    txMissing: 0,
-    duplicates: 0,
-    late: 0,
-    truncated: 0,
-    sendLagMs: 0,
-    sendMs: 0,
-    durationMs: 0,
-  };
 }

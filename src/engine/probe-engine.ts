@@ -139,6 +139,24 @@ export interface BatchResult {
   stats: BatchStats;
 }
 
+/** Figures of a batch that has not run (or had nothing to send). */
+export function emptyBatchStats(): BatchStats {
+  return {
+    sent: 0,
+    sendErrors: 0,
+    unroutable: 0,
+    answered: 0,
+    captureDropped: 0,
+    txMissing: 0,
+    duplicates: 0,
+    late: 0,
+    truncated: 0,
+    sendLagMs: 0,
+    sendMs: 0,
+    durationMs: 0,
+  };
+}
+
 interface TargetState {
   kind: number;
   family: Family;
@@ -229,7 +247,7 @@ export class ProbeEngine {
   #matchFail = new Uint32Array(0);
   #portMismatch = new Uint32Array(0);
   #timeOoo = new Uint32Array(0);
-  #stats: BatchStats = ProbeEngine.#emptyStats();
+  #stats: BatchStats = emptyBatchStats();
 
   constructor(private readonly opts: EngineOptions) {
     this.#capture = PcapHandle.openLive("any", {
@@ -240,23 +258,6 @@ export class ProbeEngine {
     this.#egress = new EgressResolver(opts.l3RawSocket, opts.log);
     this.#ident = opts.identBase >>> 0;
     this.#icmpId = (opts.identBase >>> 16) & 0xffff;
-  }
-
-  static #emptyStats(): BatchStats {
-    return {
-      sent: 0,
-      sendErrors: 0,
-      unroutable: 0,
-      answered: 0,
-      captureDropped: 0,
-      txMissing: 0,
-      duplicates: 0,
-      late: 0,
-      truncated: 0,
-      sendLagMs: 0,
-      sendMs: 0,
-      durationMs: 0,
-    };
   }
 
   /**
@@ -324,7 +325,7 @@ export class ProbeEngine {
 
   #prepare(targets: ProbeTarget[]): Int32Array {
     this.#egress.refresh();
-    this.#stats = ProbeEngine.#emptyStats();
+    this.#stats = emptyBatchStats();
     const targetStart = new Int32Array(targets.length + 1);
     let total = 0;
     for (let t = 0; t < targets.length; t++) {
