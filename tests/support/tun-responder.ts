@@ -51,7 +51,8 @@
  * payload is "NPSIM1 " + JSON {"op": "configure", "config": SimConfig} (replaces the whole
  * behaviour and restarts every random stream) or {"op": "sync"} (flushes the log). The answer, a
  * datagram back to the sender, is {"ok": true, "op": ..., "decisions": N}: everything received
- * before the request has been decided and written to the log. See control() below.
+ * before the request has been decided and written to the log. Requests longer than a datagram
+ * come in acknowledged parts ({"op": "part", "id", "part", "of", "text"}). See control() below.
  *
  * Random streams: each rule has its own (loss, jitter, effect), seeded from the rule's seed (or
  * the global one) and its index, so the loss pattern of a rule depends only on its seed and the
@@ -538,6 +539,17 @@ export function decisionKey(dst: string, proto: number, srcPort: number, ident: 
 
 export const CONTROL_MAGIC = "NPSIM1 ";
 export const DEFAULT_CONTROL_PORT = 9;
+/** Characters of request text per datagram (escaped, at most twice that: within a 1500-byte MTU). */
+const CONTROL_PART = 600;
+
+/** A piece of a request too long for one datagram. */
+interface ControlPart {
+  op: "part";
+  id: string;
+  part: number;
+  of: number;
+  text: string;
+}
 
 export interface ControlReply {
   ok: boolean;
@@ -558,23 +570,36 @@ export async function control(
 ): Promise<ControlReply> {
   const port = opts.port ?? DEFAULT_CONTROL_PORT;
   const sock = createSocket(address.includes(":") ? "udp6" : "udp4");
-  const payload = Buffer.from(CONTROL_MAGIC + JSON.stringify(request));
+  const text = JSON.stringify(request);
+  // One datagram must fit the device's MTU (the responder does not reassemble IP fragments):
+  // longer requests go in parts, each acknowledged before the next.
+  const payloads: string[] = [];
+  if (text.length <= CONTROL_PART) payloads.push(text);
+  else {
+    const id = `${process.pid}-${Date.now()}-${Math.random()}`;
+    const of = Math.ceil(text.length / CONTROL_PART);
+    for (let part = 0; part < of; part++) payloads.push(JSON.stringify({ op: "part", id, part, of, text: text.slice(part * CONTROL_PART, (part + 1) * CONTROL_PART) } satisfies ControlPart));
+  }
+  let waiting: ((r: ControlReply) => void) | null = null;
+  sock.on("message", (m) => waiting?.(JSON.parse(m.toString("utf8")) as ControlReply));
   try {
     await new Promise<void>((resolve, reject) => {
       sock.once("error", reject);
       sock.bind(0, () => resolve());
     });
-    const reply = new Promise<ControlReply>((resolve) => sock.on("message", (m) => resolve(JSON.parse(m.toString("utf8")) as ControlReply)));
     const deadline = Date.now() + (opts.timeoutMs ?? 5000);
-    for (;;) {
-      sock.send(payload, port, address);
-      const r = await Promise.race([reply, Bun.sleep(500).then(() => null)]);
-      if (r) {
-        if (!r.ok) throw new Error(`tun-responder refused ${request.op}: ${r.error}`);
-        return r;
+    let last: ControlReply | null = null;
+    for (const p of payloads) {
+      for (;;) {
+        const reply = new Promise<ControlReply>((resolve) => (waiting = resolve));
+        sock.send(Buffer.from(CONTROL_MAGIC + p), port, address);
+        last = await Promise.race([reply, Bun.sleep(500).then(() => null)]);
+        if (last) break;
+        if (Date.now() > deadline) throw new Error(`tun-responder behind ${address} did not answer ${request.op} on port ${port}`);
       }
-      if (Date.now() > deadline) throw new Error(`tun-responder behind ${address} did not answer ${request.op} on port ${port}`);
+      if (!last.ok) throw new Error(`tun-responder refused ${request.op}: ${last.error}`);
     }
+    return last!;
   } finally {
     sock.close();
   }
@@ -803,12 +828,26 @@ function main(): void {
     return reply.slice(0, ip + 8 + ipLength(reply.subarray(ip + 8)));
   }
 
+  const partsOf = new Map<string, (string | undefined)[]>();
+
   function controlRequest(): void {
     const o = parsed.outer;
-    const text = new TextDecoder().decode(inBuf.subarray(o.payloadOffset + CONTROL_MAGIC.length, o.end));
+    let text = new TextDecoder().decode(inBuf.subarray(o.payloadOffset + CONTROL_MAGIC.length, o.end));
     let answer: ControlReply;
     try {
-      const req = JSON.parse(text) as { op?: string; config?: SimConfig };
+      type Request = { op?: string; config?: SimConfig };
+      let req = JSON.parse(text) as Request;
+      if (req.op === "part") {
+        // A request too long for one datagram, in pieces: kept until the last one is in.
+        const piece = req as ControlPart;
+        const parts = partsOf.get(piece.id) ?? new Array<string | undefined>(piece.of).fill(undefined);
+        partsOf.set(piece.id, parts);
+        parts[piece.part] = piece.text;
+        if (parts.some((x) => x === undefined)) return sendControlAnswer({ ok: true, op: "part", decisions });
+        partsOf.delete(piece.id);
+        text = parts.join("");
+        req = JSON.parse(text) as Request;
+      }
       if (req.op === "configure") sim = new Simulator(req.config ?? {});
       else if (req.op !== "sync") throw new Error(`unknown op ${JSON.stringify(req.op)}`);
       flush();
@@ -816,6 +855,11 @@ function main(): void {
     } catch (e) {
       answer = { ok: false, op: "?", decisions, error: e instanceof Error ? e.message : String(e) };
     }
+    sendControlAnswer(answer);
+  }
+
+  function sendControlAnswer(answer: ControlReply): void {
+    const o = parsed.outer;
     const payload = new TextEncoder().encode(JSON.stringify(answer));
     replySpec();
     spec.protocol = IPPROTO_UDP;
