@@ -11,7 +11,7 @@ import { logger, setLogLevel, type LevelName } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { credentialsFromEnv, makeHandler } from "./http.ts";
 import { Metrics } from "./metrics.ts";
-import { buildPlan } from "./plan.ts";
+import { buildPlan, type Series } from "./plan.ts";
 import { WorkerPool, type PoolOptions } from "./pool.ts";
 import { Resolver, systemLookup, type LookupFn } from "./resolver.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
@@ -74,6 +74,8 @@ export class Daemon {
   #wake: (() => void) | null = null;
   #reloadTimer: ReturnType<typeof setInterval> | null = null;
   #lastIterationSeconds = 0;
+  /** Targets whose probes could not leave in the last iteration, and why. */
+  #unroutable = new Map<string, string>();
   readonly #stopped: Promise<void>;
   #resolveStopped!: () => void;
 
@@ -228,6 +230,7 @@ export class Daemon {
       stats.push(r.stats);
       plan.jobs[k]!.series.forEach((global, local) => (results[global] = r.series[local] ?? null));
     });
+    this.#reportUnroutable(plan.series, results);
     const seconds = (performance.now() - t0) / 1000;
     const degraded =
       out.some((r) => r === null) ||
@@ -235,6 +238,22 @@ export class Daemon {
     this.#lastIterationSeconds = seconds;
     this.#publish(plan, results, stats, seconds, degraded);
     log.debug("iteration done", { seconds: seconds.toFixed(3), probes: plan.probes, series: plan.series.length });
+  }
+
+  /** Logs a target once when its probes stop being able to leave, and once when they can again. */
+  #reportUnroutable(series: Series[], results: (SeriesSummary | null)[]): void {
+    const now = new Map<string, string>();
+    series.forEach((s, i) => {
+      const why = results[i]?.unroutable;
+      if (why) now.set(s.target, why);
+    });
+    for (const [target, why] of now) {
+      if (!this.#unroutable.has(target)) log.warning("probes cannot leave: counted as lost", { target, reason: why });
+    }
+    for (const target of this.#unroutable.keys()) {
+      if (!now.has(target) && series.some((s) => s.target === target)) log.info("probes leave again", { target });
+    }
+    this.#unroutable = now;
   }
 
   /** Iterates every `interval` seconds until stop(). */

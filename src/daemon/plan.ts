@@ -48,12 +48,16 @@ export function sourceAddresses(group: GroupConfig, family: Family): string[] | 
   return single ? [single] : null;
 }
 
+/** Target starts are spread over at most this long, so a long interval does not stretch results. */
+export const MAX_START_SPREAD_MS = 30_000;
+
 /**
- * Spreads target starts over the slack of the iteration (interval less the longest target's own
- * duration), so 10,000 targets do not all fire in their first millisecond. Returns ms offsets.
+ * Spreads target starts over half the slack of the iteration (interval less the longest target's
+ * own duration), at most MAX_START_SPREAD_MS, so 10,000 targets do not all fire in their first
+ * millisecond. Returns ms offsets.
  */
 export function startOffsets(count: number, intervalMs: number, longestTargetMs: number): number[] {
-  const window = Math.max(0, (intervalMs - longestTargetMs) / 2);
+  const window = Math.min(MAX_START_SPREAD_MS, Math.max(0, (intervalMs - longestTargetMs) / 2));
   return Array.from({ length: count }, (_, i) => (count <= 1 ? 0 : (window * i) / count));
 }
 

@@ -45,7 +45,8 @@ const NEIGHBOUR_WAIT_MS = 300;
 
 /** Owns the inject handles and raw sockets, one per interface / family, for the engine's life. */
 export class EgressResolver {
-  readonly #handles = new Map<string, PcapHandle>();
+  /** Inject handles by interface name, with the index of the interface they were opened on. */
+  readonly #handles = new Map<string, { handle: PcapHandle; ifindex: number }>();
   readonly #rawSockets = new Map<Family, number>();
   /** Next-hop MACs resolved this batch, keyed "ifindex/address". */
   #macs = new Map<string, Uint8Array | null>();
@@ -118,7 +119,7 @@ export class EgressResolver {
       return e;
     }
     const ifname = route.ifname;
-    const handle = this.#handle(ifname);
+    const handle = this.#handle(ifname, route.ifindex);
     e.handle = handle;
     if (handle.datalink === DLT_RAW) {
       e.link = LINK_RAW;
@@ -148,16 +149,20 @@ export class EgressResolver {
     return e;
   }
 
-  #handle(ifname: string): PcapHandle {
-    let h = this.#handles.get(ifname);
-    if (!h || h.closed) {
-      h = PcapHandle.openLive(ifname, { snaplen: 64, bufferBytes: 256 * 1024, immediate: true });
-      // This handle only sends: a filter that accepts nothing keeps the kernel from copying
-      // every frame of the interface into its ring. libpcap refuses an Ethernet test on a link
-      // without an Ethernet header (tun), hence an IP one there.
-      h.setFilter(h.datalink === DLT_EN10MB ? "ether proto 0xfffe" : "ip proto 254 and ip[0] = 0x99");
-      this.#handles.set(ifname, h);
-    }
+  /**
+   * The send handle of an interface. An interface deleted and created again under the same name
+   * has a new index, and a handle bound to the old one fails every send: it is reopened.
+   */
+  #handle(ifname: string, ifindex: number): PcapHandle {
+    const cached = this.#handles.get(ifname);
+    if (cached && !cached.handle.closed && cached.ifindex === ifindex) return cached.handle;
+    cached?.handle.close();
+    const h = PcapHandle.openLive(ifname, { snaplen: 64, bufferBytes: 256 * 1024, immediate: true });
+    // This handle only sends: a filter that accepts nothing keeps the kernel from copying
+    // every frame of the interface into its ring. libpcap refuses an Ethernet test on a link
+    // without an Ethernet header (tun), hence an IP one there.
+    h.setFilter(h.datalink === DLT_EN10MB ? "ether proto 0xfffe" : "ip proto 254 and ip[0] = 0x99");
+    this.#handles.set(ifname, { handle: h, ifindex });
     return h;
   }
 
@@ -235,7 +240,7 @@ export class EgressResolver {
   }
 
   close(): void {
-    for (const h of this.#handles.values()) h.close();
+    for (const { handle } of this.#handles.values()) handle.close();
     this.#handles.clear();
     for (const fd of this.#rawSockets.values()) closeFd(fd);
     this.#rawSockets.clear();

@@ -173,6 +173,8 @@ interface TargetState {
   sockaddr: Uint8Array | null;
   count: number;
   timeoutMs: number;
+  intervalMs: number;
+  firstSlot: number;
   /** Probes that have left (or could not leave) so far, and when the last one did. */
   done: number;
   lastSendMs: number;
@@ -283,8 +285,13 @@ export class ProbeEngine {
         if (due[s]! > now) break;
         // Token bucket: one burst of credit, then `rate` probes per second.
         if (next >= (rate * now) / 1000 + SEND_BURST) break;
-        const lag = now - due[s]!;
-        if (lag > this.#stats.sendLagMs) this.#stats.sendLagMs = lag;
+        // Lag is measured against a schedule: a paced target's every probe, an unpaced one's
+        // first (its burst has no schedule beyond its start).
+        const st = this.#targets[this.#slotTarget[s]!]!;
+        if (st.intervalMs > 0 || s === st.firstSlot) {
+          const lag = now - due[s]!;
+          if (lag > this.#stats.sendLagMs) this.#stats.sendLagMs = lag;
+        }
         this.#send(s);
         next++;
         if (next === total) this.#stats.sendMs = performance.now() - this.#t0;
@@ -340,7 +347,7 @@ export class ProbeEngine {
     this.#portMismatch = new Uint32Array(targets.length);
     this.#timeOoo = new Uint32Array(targets.length);
     this.#byAddress = new Map();
-    this.#targets = targets.map((t, i) => this.#targetState(t, i));
+    this.#targets = targets.map((t, i) => this.#targetState(t, i, targetStart[i]!));
     this.#slotStatus.fill(SLOT_LOST, 0, total);
     this.#slotReply.fill(REPLY_NONE, 0, total);
     this.#slotTx.fill(0, 0, total);
@@ -381,7 +388,7 @@ export class ProbeEngine {
     return m;
   }
 
-  #targetState(t: ProbeTarget, index: number): TargetState {
+  #targetState(t: ProbeTarget, index: number, firstSlot: number): TargetState {
     const dst = parseAddress(t.dst);
     if (!dst || dst.family !== t.family) throw new Error(`target ${t.dst} is not an IPv${t.family} address`);
     if (t.count > 2097151) throw new Error(`target ${t.dst}: ${t.count} packets exceed one batch`);
@@ -410,6 +417,8 @@ export class ProbeEngine {
       sockaddr: egress.some((e) => e.mode === "raw-socket") ? sockaddrFor(t.family, dst.bytes) : null,
       count: t.count,
       timeoutMs: t.timeoutMs,
+      intervalMs: t.intervalMs,
+      firstSlot,
       done: 0,
       lastSendMs: 0,
     };
