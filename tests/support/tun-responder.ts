@@ -538,6 +538,14 @@ export function decisionKey(dst: string, proto: number, srcPort: number, ident: 
 // Control client (used by tests)
 
 export const CONTROL_MAGIC = "NPSIM1 ";
+
+/**
+ * How a wrong quote or a mangled answer changes an identity field: one bit flipped, far from the
+ * probes of a test (it takes 2^23 or 2^15 probes to reach), and inside the 2^28 window of sequence
+ * numbers a prober engine keeps (IDENT_WINDOW_BITS), so the answer still looks like one of its own.
+ */
+export const IDENT_FLIP32 = 0x0080_0000;
+export const IDENT_FLIP16 = 0x8000;
 export const DEFAULT_CONTROL_PORT = 9;
 /** Characters of request text per datagram (escaped, at most twice that: within a 1500-byte MTU). */
 const CONTROL_PART = 600;
@@ -806,12 +814,12 @@ function main(): void {
     if (field === "port" && !echo) {
       put16(q, l4, o.srcPort ^ 0x4000);
     } else if (o.protocol === IPPROTO_TCP) {
-      put32(q, l4 + 4, (o.seq ^ 0x40000000) >>> 0);
+      put32(q, l4 + 4, (o.seq ^ IDENT_FLIP32) >>> 0);
     } else if (o.protocol === IPPROTO_UDP) {
-      if (o.family === 4) put16(q, 4, o.ipId ^ 0x8000);
-      else if (len >= l4 + 12) put32(q, l4 + 8, (o.payloadTag ^ 0x80000000) >>> 0);
+      if (o.family === 4) put16(q, 4, o.ipId ^ IDENT_FLIP16);
+      else if (len >= l4 + 12) put32(q, l4 + 8, (o.payloadTag ^ IDENT_FLIP32) >>> 0);
     } else {
-      put16(q, l4 + 6, o.icmpSeq ^ 0x8000);
+      put16(q, l4 + 6, o.icmpSeq ^ IDENT_FLIP16);
     }
     if (o.family === 4) ipv4HeaderChecksum(q, 0);
     return q;
@@ -928,10 +936,10 @@ function main(): void {
           const ip = ipLength(reply);
           if (o.protocol === IPPROTO_TCP) {
             e.field = "ack";
-            put32(reply, ip + 8, (u32(reply, ip + 8) ^ 0x40000000) >>> 0);
+            put32(reply, ip + 8, (u32(reply, ip + 8) ^ IDENT_FLIP32) >>> 0);
           } else {
             e.field = "seq";
-            put16(reply, ip + 6, u16(reply, ip + 6) ^ 0x8000);
+            put16(reply, ip + 6, u16(reply, ip + 6) ^ IDENT_FLIP16);
           }
           l4Checksum(reply, reply.length);
         }
