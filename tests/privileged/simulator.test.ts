@@ -16,6 +16,9 @@
  * Needs root for that second part (TUN device, captures): without it those tests fail, loudly.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { ProbeEngine, SLOT_ANSWERED, type BatchStats, type ProbeTarget } from "../../src/engine/probe-engine.ts";
 import { pathHealth, paths, summarize } from "../../src/engine/stats.ts";
 import { finish, pseudoHeaderSum, sum16 } from "../../src/packet/checksum.ts";
@@ -180,6 +183,15 @@ describe("simulator decisions (no packets)", () => {
     expect(parseHostOption("fd00:19:5::ad:jitter=2,drop-src-ports=65000-65002")).toEqual({ dst: "fd00:19:5::ad", jitterMs: 2, dropSrcPorts: [65000, 65001, 65002] });
     const c = configFromArgs(["--ifname", "x", "--delay-ms", "3", "--loss", "0.25", "--seed", "9", "--drop-src-ports", "65003,65007", "--host", "198.18.5.3:delay=20"]);
     expect(c).toEqual({ seed: 9, default: { delayMs: 3, loss: 0.25, dropSrcPorts: [65003, 65007] }, rules: [{ dst: "198.18.5.3", delayMs: 20 }] });
+    // A JSON file: its default over the command line's, its rules after the --host ones.
+    const file = join(mkdtempSync(join(tmpdir(), "npsim-")), "sim.json");
+    writeFileSync(file, JSON.stringify({ default: { loss: 0.5 }, rules: [{ dst: "fd00:19:5::/64", duplicate: 0.2 }] } satisfies SimConfig));
+    expect(configFromArgs(["--delay-ms", "3", "--loss", "0.25", "--host", "198.18.5.3:delay=20", "--config", file])).toEqual({
+      seed: 1,
+      default: { delayMs: 3, loss: 0.5 },
+      rules: [{ dst: "198.18.5.3", delayMs: 20 }, { dst: "fd00:19:5::/64", duplicate: 0.2 }],
+    });
+    rmSync(dirname(file), { recursive: true, force: true });
     expect(() => parseHostOption("198.18.5.3:bogus=1")).toThrow(/unknown key/);
     expect(() => parseHostOption("198.18.5.3")).toThrow(/MATCH:key=value/);
     expect(() => new Simulator({ default: { loss: 2 } })).toThrow(/loss/);

@@ -44,7 +44,8 @@
  *   truncate-bytes, corrupt, icmp-rate, icmp-burst, seed, and the flow keys proto (tcp|udp|icmp),
  *   src-ports (ports and ranges joined by +), dst-port. Lists inside a value are joined by +.
  * Or a JSON file, --config FILE: {"seed": 1, "default": {BEHAVIOUR}, "rules": [RULE...]} with the
- * camelCase names of Behaviour and Rule below (delayMs, jitterMs, loss, dropSrcPorts, ...).
+ * camelCase names of Behaviour and Rule below (delayMs, jitterMs, loss, dropSrcPorts, ...); its
+ * default's keys win over the command line's, its rules come after the --host ones.
  *
  * Runtime control (for launchers that cannot pass options, such as testnet.ts addTunHost): a UDP
  * datagram to any address behind the device, port --control-port (default 9, 0 disables), whose
