@@ -51,7 +51,7 @@ function describeLoad(r: LoadResult, source: string): { config: Config; warnings
 }
 
 /** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
-const DEFAULT_CAPTURE_BUFFER_MB = 32;
+const DEFAULT_CAPTURE_BUFFER_MB = 16;
 
 function poolOptions(c: Config): PoolOptions {
   // NETPROBIFY_CAPTURE_BUFFER_MB tunes the ring for very large configs (and lets the self-check
@@ -186,7 +186,7 @@ export class Daemon {
     }
     this.#scheduleReloads();
     // Series of removed targets, groups and percentiles go now, not at the end of the next iteration.
-    this.#publish(null, [], [], this.#lastIterationSeconds, false);
+    await this.#publish(null, [], [], this.#lastIterationSeconds, false);
     log.info("configuration reloaded", { config: this.configPath, targets: Object.keys(c.targets ?? {}).length });
     return true;
   }
@@ -197,10 +197,10 @@ export class Daemon {
     stats: BatchStats[],
     iterationSeconds: number,
     degraded: boolean,
-  ): void {
+  ): Promise<void> {
     const c = this.#config;
     const p = plan ?? buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
-    this.#metrics.applyIteration({
+    return this.#metrics.applyIteration({
       probeName: c.global.probe_name,
       series: p.series,
       results: plan ? results : p.series.map(() => null),
@@ -236,7 +236,7 @@ export class Daemon {
       out.some((r) => r === null) ||
       stats.some((s) => s.captureDropped > 0 || s.sendErrors > 0 || s.txMissing > 0 || s.sendLagMs / 1000 > DEGRADED_LAG_S);
     this.#lastIterationSeconds = seconds;
-    this.#publish(plan, results, stats, seconds, degraded);
+    await this.#publish(plan, results, stats, seconds, degraded);
     log.debug("iteration done", { seconds: seconds.toFixed(3), probes: plan.probes, series: plan.series.length });
   }
 

@@ -532,7 +532,19 @@ export class ProbeEngine {
       hi = Math.max(hi, t.srcPortZ);
     }
     const parts: string[] = [];
-    if (tcp) parts.push(`(tcp and (src portrange ${lo}-${hi} or dst portrange ${lo}-${hi}))`);
+    if (tcp) {
+      // Only this engine's SYNs (sequence number in its window) and the answers acknowledging
+      // them: Workers sharing a port range then do not each copy and parse all the others'
+      // traffic. libpcap's tcp[] reaches IPv4 only; for IPv6 the offsets assume no extension
+      // header, as the prober's own packets have none.
+      const mask = `0x${(((1 << (32 - IDENT_WINDOW_BITS)) - 1) << IDENT_WINDOW_BITS >>> 0).toString(16)}`;
+      const w = `0x${((this.opts.identBase >>> IDENT_WINDOW_BITS) << IDENT_WINDOW_BITS >>> 0).toString(16)}`;
+      const ports = (dir: "src" | "dst") => `${dir} portrange ${lo}-${hi}`;
+      parts.push(
+        `(ip and tcp and ((${ports("src")} and (tcp[4:4] & ${mask}) = ${w}) or (${ports("dst")} and ((tcp[8:4] - 1) & ${mask}) = ${w})))`,
+        `(ip6 and ip6[6] = 6 and ((${ports("src")} and (ip6[44:4] & ${mask}) = ${w}) or (${ports("dst")} and ((ip6[48:4] - 1) & ${mask}) = ${w})))`,
+      );
+    }
     if (udp) parts.push(`(udp and src portrange ${lo}-${hi})`);
     // ICMP errors answer TCP and UDP probes too, so ICMP is always captured for the family.
     if (v4) parts.push("icmp");

@@ -133,8 +133,11 @@ export function writePacket(buf: Uint8Array, s: PacketSpec): number {
     buf[o + 8] = s.hopLimit;
     buf[o + 9] = wireProto;
     put16(buf, o + 10, 0);
-    buf.set(s.src.subarray(0, 4), o + 12);
-    buf.set(s.dst.subarray(0, 4), o + 16);
+    // Byte copies rather than set(subarray()): a subarray is an object, and this runs per packet.
+    for (let i = 0; i < 4; i++) {
+      buf[o + 12 + i] = s.src[i]!;
+      buf[o + 16 + i] = s.dst[i]!;
+    }
     put16(buf, o + 10, finish(sum16(buf, o, 20)));
   } else {
     put32(buf, o, (6 << 28) | (s.tos << 20) | (s.flowLabel & 0xfffff));

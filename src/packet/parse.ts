@@ -88,6 +88,11 @@ function u16(b: Uint8Array, o: number): number {
   return (b[o]! << 8) | b[o + 1]!;
 }
 
+/** dst[0..n) = src[from..from+n): set(subarray()) would allocate a view per call, per packet. */
+function copyBytes(dst: Uint8Array, src: Uint8Array, from: number, n: number): void {
+  for (let i = 0; i < n; i++) dst[i] = src[from + i]!;
+}
+
 function u32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 }
@@ -114,8 +119,8 @@ function parseIp(b: Uint8Array, off: number, end: number, f: IpFields, quoted: b
     f.ttl = b[off + 8]!;
     f.protocol = b[off + 9]!;
     f.flowLabel = 0;
-    f.src.set(b.subarray(off + 12, off + 16));
-    f.dst.set(b.subarray(off + 16, off + 20));
+    copyBytes(f.src, b, off + 12, 4);
+    copyBytes(f.dst, b, off + 16, 4);
     if (total < ihl) return PARSE_MALFORMED;
     if (!quoted && off + total < end) l4End = off + total; // Ethernet padding
     // A non-first fragment carries no L4 header.
@@ -131,8 +136,8 @@ function parseIp(b: Uint8Array, off: number, end: number, f: IpFields, quoted: b
     const plen = u16(b, off + 4);
     f.protocol = b[off + 6]!;
     f.ttl = b[off + 7]!;
-    f.src.set(b.subarray(off + 8, off + 24));
-    f.dst.set(b.subarray(off + 24, off + 40));
+    copyBytes(f.src, b, off + 8, 16);
+    copyBytes(f.dst, b, off + 24, 16);
     if (!quoted && off + 40 + plen < end) l4End = off + 40 + plen;
     l4 = off + 40;
   } else {

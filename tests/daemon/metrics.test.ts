@@ -93,14 +93,14 @@ const L = (s: Series) => ({ probe_name: PN, destination: s.target, address_famil
 describe("Metrics.applyIteration", () => {
   test("series appear with the label set L; counters add up; loss_ratio is the last iteration's", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.pingA], [summary({ sent: 10, lost: 2 }), summary({ sent: 4, lost: 4, percentiles: [0, 0] })]));
+    await m.applyIteration(iteration([S.webA, S.pingA], [summary({ sent: 10, lost: 2 }), summary({ sent: 4, lost: 4, percentiles: [0, 0] })]));
     let e = await scrape(m);
     expect(e.get("tcpsyn_sent_total").map((s) => labelKey(s.labels))).toEqual([labelKey(L(S.webA))]);
     expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(10);
     expect(e.value("tcpsyn_loss_total", L(S.webA))).toBe(2);
     expect(e.value("tcpsyn_loss_ratio", L(S.webA))).toBe(0.2);
     expect(e.value("icmp_loss_ratio", L(S.pingA))).toBe(1);
-    m.applyIteration(iteration([S.webA, S.pingA], [summary({ sent: 10, lost: 0 }), summary({ sent: 4, lost: 1 })]));
+    await m.applyIteration(iteration([S.webA, S.pingA], [summary({ sent: 10, lost: 0 }), summary({ sent: 4, lost: 1 })]));
     e = await scrape(m);
     expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(20);
     expect(e.value("tcpsyn_loss_total", L(S.webA))).toBe(2);
@@ -114,12 +114,12 @@ describe("Metrics.applyIteration", () => {
 
   test("percentile series: one per configured percentile, labelled with the integer as text, values in the configured order", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA], [summary({ percentiles: [0.003, 0.001, 0.002] })], { percentiles: [99, 50, 95] }));
+    await m.applyIteration(iteration([S.webA], [summary({ percentiles: [0.003, 0.001, 0.002] })], { percentiles: [99, 50, 95] }));
     const e = await scrape(m);
     const got = Object.fromEntries(e.get("tcpsyn_round_trip_seconds", L(S.webA)).map((s) => [s.labels.percentile, s.value]));
     expect(got).toEqual({ "99": 0.003, "50": 0.001, "95": 0.002 });
     // Percentiles changed: the old ones go.
-    m.applyIteration(iteration([S.webA], [summary({ percentiles: [0.004] })], { percentiles: [90] }));
+    await m.applyIteration(iteration([S.webA], [summary({ percentiles: [0.004] })], { percentiles: [90] }));
     const f = await scrape(m);
     expect(f.get("tcpsyn_round_trip_seconds").map((s) => `${s.labels.percentile}=${s.value}`)).toEqual(["90=0.004"]);
   });
@@ -127,10 +127,10 @@ describe("Metrics.applyIteration", () => {
   test("a series missing from the next iteration disappears from every family; the others stay", async () => {
     const m = fresh();
     const resolutions = [res("web", 4, 1, 1), res("udp", 4, 1, 1)];
-    m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1 }), summary(), summary()], { resolutions }));
+    await m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1 }), summary(), summary()], { resolutions }));
     const before = await scrape(m);
     expect(before.withLabel("group", "b").length).toBeGreaterThan(5);
-    m.applyIteration(iteration([S.webA], [summary()], { resolutions: [res("web", 4, 1, 1)] }));
+    await m.applyIteration(iteration([S.webA], [summary()], { resolutions: [res("web", 4, 1, 1)] }));
     const e = await scrape(m);
     expect(e.withLabel("group", "b").map((s) => s.name)).toEqual(
       // The histogram has no destination label: grp b's bucket series go with the last b series.
@@ -144,8 +144,8 @@ describe("Metrics.applyIteration", () => {
 
   test("a Worker that failed (result null): its series stay, with their values, and nothing advances", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.udpA], [summary({ sent: 10, lost: 1 }), summary({ sent: 5 })]));
-    m.applyIteration(iteration([S.webA, S.udpA], [null, summary({ sent: 5 })]));
+    await m.applyIteration(iteration([S.webA, S.udpA], [summary({ sent: 10, lost: 1 }), summary({ sent: 5 })]));
+    await m.applyIteration(iteration([S.webA, S.udpA], [null, summary({ sent: 5 })]));
     const e = await scrape(m);
     expect(e.value("tcpsyn_sent_total", L(S.webA))).toBe(10);
     expect(e.value("tcpsyn_loss_total", L(S.webA))).toBe(1);
@@ -156,7 +156,7 @@ describe("Metrics.applyIteration", () => {
   test("histograms: cumulative buckets on the configured bounds, +Inf = _count; counts and sum accumulate over iterations", async () => {
     const m = fresh();
     // Per bucket (not cumulative): 2 under 1 ms, 1 under 10 ms, 0 under 100 ms, 1 above.
-    m.applyIteration(iteration([S.webA], [summary({ buckets: [2, 1, 0, 1], rttSum: 0.25, rttCount: 4 })]));
+    await m.applyIteration(iteration([S.webA], [summary({ buckets: [2, 1, 0, 1], rttSum: 0.25, rttCount: 4 })]));
     let e = await scrape(m);
     const labels = { probe_name: PN, group: "a", address_family: "ipv4" };
     const buckets = (x: Exposition) => x.get("tcpsyn_round_trip_histogram_seconds_bucket", labels).map((s) => `${s.labels.le}=${s.value}`);
@@ -165,7 +165,7 @@ describe("Metrics.applyIteration", () => {
     expect(e.value("tcpsyn_round_trip_histogram_seconds_count", labels)).toBe(4);
     expect(e.value("tcpsyn_round_trip_histogram_seconds_sum", labels)).toBe(0.25);
     // webB is another group: its own histogram. webA again: adds up.
-    m.applyIteration(iteration([S.webA, S.webB], [summary({ buckets: [0, 0, 1, 0], rttSum: 0.05, rttCount: 1 }), summary({ buckets: [1, 0, 0, 0], rttSum: 0.0005, rttCount: 1 })]));
+    await m.applyIteration(iteration([S.webA, S.webB], [summary({ buckets: [0, 0, 1, 0], rttSum: 0.05, rttCount: 1 }), summary({ buckets: [1, 0, 0, 0], rttSum: 0.0005, rttCount: 1 })]));
     e = await scrape(m);
     expect(buckets(e)).toEqual(["0.001=2", "0.01=3", "0.1=4", "+Inf=5"]);
     expect(e.value("tcpsyn_round_trip_histogram_seconds_count", labels)).toBe(5);
@@ -178,11 +178,11 @@ describe("Metrics.applyIteration", () => {
   test("histograms: series of all targets of a group and family share one histogram; histogram_per_destination splits them", async () => {
     const other: Series = { target: "web2", group: "a", type: "TCPsyn", family: 4, state: "None" };
     const m = fresh();
-    m.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })]));
+    await m.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })]));
     let e = await scrape(m);
     expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { group: "a" })).toBe(2);
     const n = fresh();
-    n.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })], { histogramPerDestination: true }));
+    await n.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })], { histogramPerDestination: true }));
     e = await scrape(n);
     expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { destination: "web" })).toBe(1);
     expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { destination: "web2" })).toBe(1);
@@ -190,7 +190,7 @@ describe("Metrics.applyIteration", () => {
 
   test("histogram_buckets [] turns the histograms off", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA], [summary({ buckets: [] })], { histogramBuckets: [] }));
+    await m.applyIteration(iteration([S.webA], [summary({ buckets: [] })], { histogramBuckets: [] }));
     const e = await scrape(m);
     expect([...e.families.keys()].filter((f) => f.includes("histogram"))).toEqual([]);
   });
@@ -198,9 +198,9 @@ describe("Metrics.applyIteration", () => {
   test("histogram bounds changed (same number of buckets): counts observed under the old bounds are not reported under the new ones", async () => {
     const m = fresh();
     // 3 RTTs of 5 ms: under the 0.01 bound.
-    m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 3, 0, 0] })], { histogramBuckets: [0.001, 0.01, 0.1] }));
+    await m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 3, 0, 0] })], { histogramBuckets: [0.001, 0.01, 0.1] }));
     // A reload moves the bounds to 10x smaller ones: 5 ms is now above every finite bound.
-    m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 0, 0, 1] })], { histogramBuckets: [0.0001, 0.001, 0.01] }));
+    await m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 0, 0, 1] })], { histogramBuckets: [0.0001, 0.001, 0.01] }));
     const e = await scrape(m);
     const le = (b: string) => e.value("tcpsyn_round_trip_histogram_seconds_bucket", { group: "a", le: b });
     // Whatever the daemon does with the old observations, it must not claim RTTs of 5 ms were under 1 ms.
@@ -209,8 +209,8 @@ describe("Metrics.applyIteration", () => {
 
   test("*_count gauges (match_ack_fail, port_mismatch) are per target without group or state, summed over groups, and accumulate", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1, portMismatch: 2 }), summary({ matchFail: 3 }), summary({ portMismatch: 1 })]));
-    m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1 }), summary(), summary({ portMismatch: 4 })]));
+    await m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1, portMismatch: 2 }), summary({ matchFail: 3 }), summary({ portMismatch: 1 })]));
+    await m.applyIteration(iteration([S.webA, S.webB, S.udpA], [summary({ matchFail: 1 }), summary(), summary({ portMismatch: 4 })]));
     const e = await scrape(m);
     const short = (s: Series) => ({ probe_name: PN, destination: s.target, address_family: `ipv${s.family}` });
     expect(e.get("tcpsyn_match_ack_fail_count").map((s) => `${labelKey(s.labels)}=${s.value}`)).toEqual([`${labelKey(short(S.webA))}=5`]);
@@ -223,8 +223,8 @@ describe("Metrics.applyIteration", () => {
 
   test("path gauges (tcpsyn, udp only), app_time_ooo_total per target and group", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.pingA], [summary({ worstPathLossRatio: 0.5, pathsDown: 2, timeOutOfOrder: 1 }), summary({ timeOutOfOrder: 2 })]));
-    m.applyIteration(iteration([S.webA, S.pingA], [summary({ worstPathLossRatio: 0.25, pathsDown: 0, timeOutOfOrder: 1 }), summary()]));
+    await m.applyIteration(iteration([S.webA, S.pingA], [summary({ worstPathLossRatio: 0.5, pathsDown: 2, timeOutOfOrder: 1 }), summary({ timeOutOfOrder: 2 })]));
+    await m.applyIteration(iteration([S.webA, S.pingA], [summary({ worstPathLossRatio: 0.25, pathsDown: 0, timeOutOfOrder: 1 }), summary()]));
     const e = await scrape(m);
     expect(e.value("tcpsyn_path_loss_ratio_max", L(S.webA))).toBe(0.25);
     expect(e.value("tcpsyn_paths_down", L(S.webA))).toBe(0);
@@ -236,7 +236,7 @@ describe("Metrics.applyIteration", () => {
 
   test("threshold: one series per kind and group, with alert_level, state and type; targets without thresholds have none", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.webB, S.pingA, S.udpA], [null, null, null, null]));
+    await m.applyIteration(iteration([S.webA, S.webB, S.pingA, S.udpA], [null, null, null, null]));
     const e = await scrape(m);
     const got = e.get("threshold").map((s) => `${labelKey(s.labels)}=${s.value}`);
     const t = (s: Series, type: string, alert: string) => labelKey({ ...L(s), type, alert_level: alert });
@@ -247,7 +247,7 @@ describe("Metrics.applyIteration", () => {
 
   test("resolutions: status per target and family; change_total only once there was a change", async () => {
     const m = fresh();
-    m.applyIteration(iteration([], [], { resolutions: [res("web", 4, 1, 2), res("ping", 6, 0, 0)] }));
+    await m.applyIteration(iteration([], [], { resolutions: [res("web", 4, 1, 2), res("ping", 6, 0, 0)] }));
     const e = await scrape(m);
     expect(e.get("app_host_resolution_status").map((s) => `${labelKey(s.labels)}=${s.value}`).sort()).toEqual(
       [`${labelKey({ probe_name: PN, destination: "ping", address_family: "ipv6" })}=0`, `${labelKey({ probe_name: PN, destination: "web", address_family: "ipv4" })}=1`].sort(),
@@ -258,8 +258,8 @@ describe("Metrics.applyIteration", () => {
 
   test("app_* of an iteration: time, capture drops and send errors accumulate, send lag is the worst Worker's, degraded 0/1", async () => {
     const m = fresh();
-    m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 2, sendErrors: 1, sendLagMs: 30 }), stats({ sendLagMs: 50 })], iterationSeconds: 1.5, degraded: true }));
-    m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 1 })], iterationSeconds: 0.7 }));
+    await m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 2, sendErrors: 1, sendLagMs: 30 }), stats({ sendLagMs: 50 })], iterationSeconds: 1.5, degraded: true }));
+    await m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 1 })], iterationSeconds: 0.7 }));
     const e = await scrape(m);
     const pn = { probe_name: PN };
     expect({
@@ -269,7 +269,7 @@ describe("Metrics.applyIteration", () => {
       lag: e.value("app_send_lag_seconds", pn),
       degraded: e.value("app_iteration_degraded", pn),
     }).toEqual({ time: 0.7, dropped: 3, errors: 1, lag: 0, degraded: 0 });
-    m.applyIteration(iteration([], [], { stats: [stats({ sendLagMs: 30 }), stats({ sendLagMs: 50 })], degraded: true }));
+    await m.applyIteration(iteration([], [], { stats: [stats({ sendLagMs: 30 }), stats({ sendLagMs: 50 })], degraded: true }));
     const f = await scrape(m);
     expect(f.value("app_send_lag_seconds", pn)).toBe(0.05);
     expect(f.value("app_iteration_degraded", pn)).toBe(1);
@@ -277,13 +277,13 @@ describe("Metrics.applyIteration", () => {
 
   test("setProbeName then a publish without results (what a reload does): every series carrying the old probe_name goes, app_* included", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.pingA], [summary({ buckets: [1, 0, 0, 0] }), summary()], { resolutions: [res("web", 4, 1, 1)] }));
+    await m.applyIteration(iteration([S.webA, S.pingA], [summary({ buckets: [1, 0, 0, 0] }), summary()], { resolutions: [res("web", 4, 1, 1)] }));
     m.setProbeName("renamed");
-    m.applyIteration(iteration([S.webA, S.pingA], [null, null], { probeName: "renamed", resolutions: [res("web", 4, 1, 1)] }));
+    await m.applyIteration(iteration([S.webA, S.pingA], [null, null], { probeName: "renamed", resolutions: [res("web", 4, 1, 1)] }));
     const e = await scrape(m);
     expect(e.withLabel("probe_name", PN).map((s) => s.name)).toEqual([]);
     expect(e.value("app_reload_conf_failed_status", { probe_name: "renamed" })).toBe(0);
-    m.applyIteration(iteration([S.webA], [summary()], { probeName: "renamed" }));
+    await m.applyIteration(iteration([S.webA], [summary()], { probeName: "renamed" }));
     const f = await scrape(m);
     expect(f.withLabel("probe_name", PN)).toEqual([]);
     expect(f.value("tcpsyn_sent_total", { ...L(S.webA), probe_name: "renamed" })).toBe(10);
@@ -291,7 +291,7 @@ describe("Metrics.applyIteration", () => {
 
   test("the exposition is well-formed: every family has HELP and TYPE once, no series twice, netprobify_info and process_* included", async () => {
     const m = fresh();
-    m.applyIteration(iteration([S.webA, S.webB, S.pingA, S.udpA], [summary({ buckets: [1, 0, 0, 0] }), summary(), summary(), summary()], { resolutions: [res("web", 4, 1, 1)] }));
+    await m.applyIteration(iteration([S.webA, S.webB, S.pingA, S.udpA], [summary({ buckets: [1, 0, 0, 0] }), summary(), summary(), summary()], { resolutions: [res("web", 4, 1, 1)] }));
     const text = await m.exposition();
     const e = parseExposition(text); // throws on any malformation
     for (const f of e.families.values()) expect({ f: f.name, help: typeof f.help === "string" && f.help.length > 0 }).toEqual({ f: f.name, help: true });
