@@ -42,6 +42,7 @@ import { startDaemon, type Exposition } from "../tests/support/daemon-process.ts
 import { readPcapFile } from "../tests/support/pcap-file.ts";
 import { createTestNet, type TestHost, type TestNet, type TunHost } from "../tests/support/testnet.ts";
 import { answerOf, decodeCapture, isProbe, probeKey, type WirePacket } from "../tests/privileged/wire.ts";
+import { rootUnderBenchLock } from "./bench-lock.ts";
 
 const argv = process.argv.slice(2);
 const arg = (name: string) => {
@@ -66,19 +67,7 @@ function usage(message: string): never {
 if (!Number.isInteger(FULL_COUNT) || FULL_COUNT < 1000 || FULL_COUNT > 2_000_000) usage("--count wants an integer from 1000 to 2000000");
 if (!Number.isInteger(LOW_COUNT) || LOW_COUNT < 10 || LOW_COUNT > 65_535) usage("--low-count wants an integer from 10 to 65535");
 
-if (process.getuid?.() !== 0) {
-  console.error("bench-accuracy: needs root (network namespaces, TUN devices, raw packets, captures)");
-  process.exit(77);
-}
-// One lock for the whole run, as bench-engine.ts takes it: re-exec under flock.
-if (!process.env.NETPROBIFY_BENCH_LOCKED) {
-  const r = Bun.spawnSync(["flock", "/tmp/bench.lock", process.execPath, ...process.argv.slice(1)], {
-    env: { ...process.env, NETPROBIFY_BENCH_LOCKED: "1" },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  process.exit(r.exitCode ?? 1);
-}
+rootUnderBenchLock("bench-accuracy", "network namespaces, TUN devices, raw packets, captures");
 
 const log = (line: string) => process.stderr.write(`bench-accuracy: ${line}\n`);
 

@@ -35,6 +35,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
+import { rootUnderBenchLock } from "./bench-lock.ts";
 
 const root = resolve(import.meta.dir, "..");
 const argv = process.argv.slice(2);
@@ -67,19 +68,7 @@ if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTER
 if (PORT_KIND !== "closed" && PORT_KIND !== "open") usage("--port is closed or open");
 if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
 
-if (process.getuid?.() !== 0) {
-  console.error("bench-daemon: needs root (network namespaces, raw packets)");
-  process.exit(77);
-}
-// One lock for the whole run, as bench-engine.ts takes it: re-exec under flock.
-if (!process.env.NETPROBIFY_BENCH_LOCKED) {
-  const r = Bun.spawnSync(["flock", "/tmp/bench.lock", process.execPath, ...process.argv.slice(1)], {
-    env: { ...process.env, NETPROBIFY_BENCH_LOCKED: "1" },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  process.exit(r.exitCode ?? 1);
-}
+rootUnderBenchLock("bench-daemon", "network namespaces, raw packets");
 
 /** Interval per case: long enough for the case to finish (the plan spreads target starts over
  * (interval - longest target) / 2, so the iteration time follows the interval by design). */

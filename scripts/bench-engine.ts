@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { ProbeEngine, type ProbeKind, type ProbeTarget } from "../src/engine/probe-engine.ts";
 import { percentile, summarize } from "../src/engine/stats.ts";
 import type { Family } from "../src/packet/address.ts";
+import { rootUnderBenchLock } from "./bench-lock.ts";
 
 const root = resolve(import.meta.dir, "..");
 const benchDir = resolve(root, "..", "shared", "bench");
@@ -25,23 +26,11 @@ const quick = process.argv.includes("--quick");
 const COUNT = Number(arg("count") ?? (quick ? 100000 : 1000000));
 const IDLE_S = quick ? 3 : 10;
 
-if (process.getuid?.() !== 0) {
-  console.error("bench-engine: needs root (network namespaces, raw packets)");
-  process.exit(77);
-}
 if (!existsSync(join(benchDir, "plbench.c"))) {
   console.error(`bench-engine: the yardstick is not at ${benchDir}`);
   process.exit(66);
 }
-// One lock for the whole run, as run.sh takes it: re-exec under flock.
-if (!process.env.NETPROBIFY_BENCH_LOCKED) {
-  const r = Bun.spawnSync(["flock", "/tmp/bench.lock", process.execPath, ...process.argv.slice(1)], {
-    env: { ...process.env, NETPROBIFY_BENCH_LOCKED: "1" },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  process.exit(r.exitCode ?? 1);
-}
+rootUnderBenchLock("bench-engine", "network namespaces, raw packets");
 
 function sh(argv: string[], check = true): string {
   const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
