@@ -62,7 +62,9 @@ export class EngineClient {
   #dead: Error | null = null;
 
   private constructor(private readonly onLog: (message: string) => void) {
-    this.#worker = new Worker(workerUrl("engine/engine-worker.ts"));
+    // smol: JavaScriptCore's small-heap settings; the engine keeps its per-probe state in typed
+    // arrays and allocates little, so a large heap would only hold garbage longer.
+    this.#worker = new Worker(workerUrl("engine/engine-worker.ts"), { smol: true });
     this.#worker.onmessage = (event: MessageEvent<EngineReply>) => this.#onMessage(event.data);
     this.#worker.onerror = (event) => this.#die(new EngineWorkerError("WorkerCrashed", event.message));
     this.#worker.addEventListener("close", () => this.#die(new EngineWorkerError("WorkerCrashed", "engine Worker exited")));

@@ -38,6 +38,7 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
           ...r,
           status: r.status.slice(),
           reply: r.reply.slice(),
+          rttNs: r.rttNs.slice(),
           srcPort: r.srcPort.slice(),
           srcIndex: r.srcIndex.slice(),
         },
@@ -51,6 +52,9 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
         id: msg.id,
         result: { series: summarizeSeries(r, q.seriesOf, q.seriesCount, q.percentiles, q.buckets), stats: r.stats },
       });
+      // Collect the batch's garbage now, while the Worker waits for the next one, rather than
+      // carrying it into the next batch's peak.
+      Bun.gc(true);
     } else {
       engine?.close();
       engine = null;

@@ -235,6 +235,8 @@ export class ProbeEngine {
   #slotRx = new Float64Array(0);
   #slotSent = new Uint8Array(0);
   #order = new Int32Array(0);
+  #sortKeys = new Float64Array(0);
+  #rtt = new Float64Array(0);
   #table = new Int32Array(0);
   #tableMask = 0;
   #resets = new Int32Array(1024);
@@ -356,7 +358,7 @@ export class ProbeEngine {
     this.#table.fill(0);
     // Sort slots by due time: keys pack the due time in microseconds above a 21-bit slot index,
     // so a plain numeric sort (no comparator) orders them.
-    const keys = new Float64Array(total);
+    const keys = this.#sortKeys.subarray(0, total);
     for (let t = 0; t < targets.length; t++) {
       const spec = targets[t]!;
       const st = this.#targets[t]!;
@@ -442,6 +444,8 @@ export class ProbeEngine {
     this.#slotRx = new Float64Array(cap);
     this.#slotSent = new Uint8Array(cap);
     this.#order = new Int32Array(cap);
+    this.#sortKeys = new Float64Array(cap);
+    this.#rtt = new Float64Array(cap);
     // Open addressing at most half full; TCP with data takes two entries per slot.
     let size = 1;
     while (size < cap * 4) size <<= 1;
@@ -788,7 +792,7 @@ export class ProbeEngine {
 
   #result(targetStart: Int32Array, nTargets: number): BatchResult {
     const total = this.#total;
-    const rtt = new Float64Array(total);
+    const rtt = this.#rtt.subarray(0, total);
     for (let s = 0; s < total; s++) {
       rtt[s] = NaN;
       if (this.#slotStatus[s] !== SLOT_ANSWERED) continue;

@@ -124,7 +124,7 @@ export function summarizeSeries(
     let timeOoo = 0;
     let unroutable = "";
     const rtts: number[] = [];
-    const pathList: PathSummary[] = [];
+    const health = { worstLossRatio: 0, pathsDown: 0 };
     for (const t of targets) {
       const from = r.targetStart[t]!;
       const to = r.targetStart[t + 1]!;
@@ -132,7 +132,7 @@ export function summarizeSeries(
       sent += s.sent;
       lost += s.lost;
       for (const v of s.rtts) rtts.push(v);
-      pathList.push(...paths(r, from, to));
+      addPathHealth(r, from, to, health);
       matchFail += r.matchFail[t]!;
       portMismatch += r.portMismatch[t]!;
       timeOoo += r.timeOutOfOrder[t]!;
@@ -148,7 +148,6 @@ export function summarizeSeries(
       while (i < bucketBounds.length && v > bucketBounds[i]!) i++;
       buckets[i]!++;
     }
-    const health = pathHealth(pathList);
     return {
       sent,
       lost,
@@ -164,4 +163,43 @@ export function summarizeSeries(
       unroutable,
     };
   });
+}
+
+// Per-path counting without an object per path: 10,000 targets x 100 ports would otherwise make
+// a million short-lived objects per batch. An open-addressing table in reused typed arrays.
+let pathKeys = new Int32Array(1024);
+let pathSent = new Int32Array(1024);
+let pathLost = new Int32Array(1024);
+
+/** Folds the paths of slots [from, to) into `acc` (worst loss ratio, paths down), as pathHealth(paths()). */
+export function addPathHealth(r: BatchResult, from: number, to: number, acc: { worstLossRatio: number; pathsDown: number }): void {
+  let size = pathKeys.length;
+  if (size < 2 * (to - from)) {
+    while (size < 2 * (to - from)) size <<= 1;
+    pathKeys = new Int32Array(size);
+    pathSent = new Int32Array(size);
+    pathLost = new Int32Array(size);
+  }
+  const mask = size - 1;
+  const used: number[] = [];
+  for (let s = from; s < to; s++) {
+    const key = r.srcIndex[s]! * 65536 + r.srcPort[s]! + 1;
+    let i = Math.imul(key, 0x9e3779b1) >>> 0 & mask;
+    while (pathKeys[i] !== 0 && pathKeys[i] !== key) i = (i + 1) & mask;
+    if (pathKeys[i] === 0) {
+      pathKeys[i] = key;
+      used.push(i);
+    }
+    pathSent[i]!++;
+    if (r.status[s] !== SLOT_ANSWERED) pathLost[i]!++;
+  }
+  for (const i of used) {
+    const sent = pathSent[i]!;
+    const lost = pathLost[i]!;
+    if (sent > 0) acc.worstLossRatio = Math.max(acc.worstLossRatio, lost / sent);
+    if (sent >= PATH_DOWN_MIN_PROBES && lost === sent) acc.pathsDown++;
+    pathKeys[i] = 0;
+    pathSent[i] = 0;
+    pathLost[i] = 0;
+  }
 }
