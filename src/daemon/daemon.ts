@@ -106,6 +106,8 @@ export class Daemon {
     const loaded = describeLoad(opts.configPath ? await loadConfigFile(opts.configPath) : loadDefaultConfig(), source);
     if ("exitCode" in loaded) return loaded;
     const { config, warnings } = loaded;
+    // Parsing a large file with positions leaves much garbage (10,000 targets: about 100 MB).
+    Bun.gc(true);
     setLogLevel(config.global.logging_level as LevelName);
     log.info(
       opts.configPath
@@ -237,6 +239,9 @@ export class Daemon {
       stats.some((s) => s.captureDropped > 0 || s.sendErrors > 0 || s.txMissing > 0 || s.sendLagMs / 1000 > DEGRADED_LAG_S);
     this.#lastIterationSeconds = seconds;
     await this.#publish(plan, results, stats, seconds, degraded);
+    // Publishing 10,000 targets leaves tens of MB of label sets and text behind; collecting now
+    // (about 50 ms, between iterations) keeps the heap from growing to several times its live size.
+    Bun.gc(true);
     log.debug("iteration done", { seconds: seconds.toFixed(3), probes: plan.probes, series: plan.series.length });
   }
 
