@@ -5,7 +5,7 @@
  * routed next hop as in a datacenter.
  *
  *   sudo node_modules/.bin/bun scripts/bench-daemon.ts [--quick] [--targets 10,1000]
- *        [--iterations 2] [--scrapes 10] [--interval S] [--port closed|open] [--runner auto|dist|bun]
+ *        [--iterations 2] [--scrapes 10] [--interval S] [--port closed|open] [--runner auto|dist|bun] [--nb-proc 2]
  *
  * Root only. Takes /tmp/bench.lock (as bench-engine.ts does) so two measurements never share the
  * CPUs. The test host is a veth namespace from tests/support/testnet.ts (its sysctls lift ICMP
@@ -53,7 +53,7 @@ const RUNNER = arg("runner") ?? "auto";
 const NB_PACKETS = 100;
 /** Cap on the back-to-back scrapes at the end of each scraped iteration. */
 const TAIL_SCRAPES_MAX = 80;
-const NB_PROC = 2;
+const NB_PROC = Number(arg("nb-proc") ?? 2);
 const SRC_PORT_A = 65000;
 const SRC_PORT_Z = 65099;
 
@@ -63,6 +63,7 @@ function usage(message: string): never {
 }
 if (TARGET_COUNTS.some((n) => !Number.isInteger(n) || n < 1 || n > 16000)) usage(`--targets wants counts from 1 to 16000, got ${arg("targets")}`);
 if (!Number.isInteger(ITERATIONS) || ITERATIONS < 1) usage("--iterations wants an integer >= 1");
+if (!Number.isInteger(NB_PROC) || NB_PROC < 1 || NB_PROC > 16) usage("--nb-proc wants an integer from 1 to 16");
 if (!Number.isInteger(SCRAPES_PER_ITERATION) || SCRAPES_PER_ITERATION < 1) usage("--scrapes wants an integer >= 1");
 if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTERVAL_OVERRIDE < 2)) usage("--interval wants whole seconds >= 2");
 if (PORT_KIND !== "closed" && PORT_KIND !== "open") usage("--port is closed or open");

@@ -225,7 +225,6 @@ export class ProbeEngine {
   #capacity = 0;
   #slotTarget = new Int32Array(0);
   #slotIdent = new Uint32Array(0);
-  #slotIdentAlt = new Uint32Array(0);
   #slotSrcPort = new Uint16Array(0);
   #slotSrcIndex = new Uint16Array(0);
   #slotDue = new Float64Array(0);
@@ -355,7 +354,17 @@ export class ProbeEngine {
     this.#slotTx.fill(0, 0, total);
     this.#slotRx.fill(0, 0, total);
     this.#slotSent.fill(0, 0, total);
-    this.#table.fill(0);
+    // Open addressing at most half full; a TCP SYN with data takes two entries.
+    let entries = total;
+    for (let t = 0; t < targets.length; t++) if (this.#targets[t]!.kind === KIND_TCP && this.#targets[t]!.dataLength > 0) entries += targets[t]!.count;
+    let size = 1024;
+    while (size < entries * 2) size <<= 1;
+    if (size > this.#table.length) {
+      this.#table = new Int32Array(size);
+      this.#tableMask = size - 1;
+    } else {
+      this.#table.fill(0);
+    }
     // Sort slots by due time: keys pack the due time in microseconds above a 21-bit slot index,
     // so a plain numeric sort (no comparator) orders them.
     const keys = this.#sortKeys.subarray(0, total);
@@ -434,7 +443,6 @@ export class ProbeEngine {
     this.#capacity = cap;
     this.#slotTarget = new Int32Array(cap);
     this.#slotIdent = new Uint32Array(cap);
-    this.#slotIdentAlt = new Uint32Array(cap);
     this.#slotSrcPort = new Uint16Array(cap);
     this.#slotSrcIndex = new Uint16Array(cap);
     this.#slotDue = new Float64Array(cap);
@@ -446,11 +454,7 @@ export class ProbeEngine {
     this.#order = new Int32Array(cap);
     this.#sortKeys = new Float64Array(cap);
     this.#rtt = new Float64Array(cap);
-    // Open addressing at most half full; TCP with data takes two entries per slot.
-    let size = 1;
-    while (size < cap * 4) size <<= 1;
-    this.#table = new Int32Array(size);
-    this.#tableMask = size - 1;
+
   }
 
   /**
@@ -475,7 +479,6 @@ export class ProbeEngine {
       ident = alt = st.family === 4 ? n & 0xffff : n;
     }
     this.#slotIdent[s] = ident;
-    this.#slotIdentAlt[s] = alt;
     this.#insert(ident, st, s);
     if (alt !== ident) this.#insert(alt, st, s);
   }
@@ -502,8 +505,9 @@ export class ProbeEngine {
       const e = this.#table[i]!;
       if (e === 0) return firstAnswered;
       const s = e - 1;
-      if (this.#slotIdent[s] !== ident && this.#slotIdentAlt[s] !== ident) continue;
       const st = this.#targets[this.#slotTarget[s]!]!;
+      // A TCP SYN with data is acknowledged as seq + 1 by some stacks, seq + data + 1 by others.
+      if (this.#slotIdent[s] !== ident && ((this.#slotIdent[s]! + st.dataLength) >>> 0 !== ident || st.kind !== KIND_TCP)) continue;
       if (st.kind !== kind || st.family !== family || st.dstHash !== h) continue;
       let same = true;
       for (let j = 0; j < n; j++) {
