@@ -31,7 +31,7 @@ export function authorized(header: string | null, creds: Credentials): boolean {
 }
 
 export interface MetricsSource {
-  exposition(): Promise<string>;
+  expositionBlob(): Promise<Blob>;
   contentType: string;
 }
 
@@ -45,7 +45,7 @@ export function makeHandler(metrics: MetricsSource, creds: Credentials | null): 
           headers: { "WWW-Authenticate": 'Basic realm="netprobify"' },
         });
       }
-      return new Response(await metrics.exposition(), { headers: { "Content-Type": metrics.contentType } });
+      return new Response(await metrics.expositionBlob(), { headers: { "Content-Type": metrics.contentType } });
     }
     if (url.pathname === "/") {
       return new Response("netprobify: metrics at /metrics\n", { headers: { "Content-Type": "text/plain" } });

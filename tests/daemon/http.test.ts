@@ -6,8 +6,9 @@ import { describe, expect, spyOn, test } from "bun:test";
 import * as crypto from "node:crypto";
 import { authorized, credentialsFromEnv, makeHandler, type MetricsSource } from "../../src/daemon/http.ts";
 
+const EXPOSITION = "# HELP x x\n# TYPE x gauge\nx 1\n";
 const source: MetricsSource = {
-  exposition: async () => "# HELP x x\n# TYPE x gauge\nx 1\n",
+  expositionBlob: async () => new Blob([EXPOSITION]),
   contentType: "text/plain; version=0.0.4; charset=utf-8",
 };
 
@@ -33,7 +34,7 @@ describe("makeHandler without credentials", () => {
     const r = await h(get("/metrics"));
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe(source.contentType);
-    expect(await r.text()).toBe(await source.exposition());
+    expect(await r.text()).toBe(EXPOSITION);
   });
 
   test("/ answers 200; anything else 404", async () => {
