@@ -50,7 +50,9 @@ import {
  * spent crossing the veth twice, and never negative. Measured on this 2-vCPU VM over a dozen runs,
  * some beside three CPU hogs and a disk writer: per probe 2.3 to 46 us, median 2.7 to 9.6 us.
  */
-const VETH_RTT: RttBounds = { minDiffNs: 0, maxDiffNs: 200_000, p50AbsDiffNs: 20_000 };
+// The per-probe bound is loose on purpose: a loaded 2-vCPU VM delays a single softirq by hundreds
+// of microseconds now and then (386 us seen once in CI); the median bound is the tight one.
+const VETH_RTT: RttBounds = { minDiffNs: 0, maxDiffNs: 2_000_000, p50AbsDiffNs: 20_000 };
 /**
  * TUN, capture on the TUN device itself: the engine ("any") and tcpdump see the same frames at the
  * same points. Measured: identical to the nanosecond on this kernel (one timestamp per frame,

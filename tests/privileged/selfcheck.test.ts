@@ -92,7 +92,9 @@ describe("engine: capture drops are counted, never silent", () => {
   test("a 64 KiB ring, 100,000 unpaced probes beside a second engine's burst over the same ports: drops > 0, and every probe it counts lost or untimed is covered by a drop", async () => {
     // The second engine (its own Worker, a 32 MiB ring) sends 200,000 probes over the same source
     // ports to the same host, so its frames pass the first engine's filter and fill its ring.
-    const { client: other } = await EngineClient.start({ captureBufferBytes: 32 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x4000_0000 });
+    // Same 2^28 identifier window as the first engine (0x3...), whose TCP capture filter keeps
+    // only that window: the other engine's SYNs and their answers then reach its ring too.
+    const { client: other } = await EngineClient.start({ captureBufferBytes: 32 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x3800_0000 });
     const engine = new ProbeEngine({ captureBufferBytes: 64 << 10, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x3000_0000 });
     try {
       const rx0 = ifCounter(h.rootIf, "rx_packets");
@@ -176,8 +178,8 @@ interface IterationView {
 
 function view(e: Exposition): IterationView {
   return {
-    sent: sum(e, "tcpsyn_sent_total"),
-    lost: sum(e, "tcpsyn_loss_total"),
+    sent: sum(e, "tcpsyn_sent_total") + sum(e, "icmp_sent_total"),
+    lost: sum(e, "tcpsyn_loss_total") + sum(e, "icmp_loss_total"),
     degraded: app(e, "app_iteration_degraded"),
     dropped: app(e, "app_capture_dropped_total"),
     sendErrors: app(e, "app_send_errors_total"),
@@ -192,7 +194,7 @@ function view(e: Exposition): IterationView {
 async function nextIteration(d: DaemonProcess, sentBefore: number, timeoutMs = 30_000): Promise<IterationView> {
   const e = await d.waitFor(
     `an iteration beyond ${sentBefore} probes sent`,
-    (x) => (x.value("app_iteration_degraded", { probe_name: PROBE_NAME }) !== undefined && sum(x, "tcpsyn_sent_total") > sentBefore ? x : undefined),
+    (x) => (x.value("app_iteration_degraded", { probe_name: PROBE_NAME }) !== undefined && view(x).sent > sentBefore ? x : undefined),
     { timeoutMs, everyMs: 50 },
   );
   return view(e);
@@ -211,7 +213,15 @@ function delta(now: IterationView, before: IterationView | null) {
   };
 }
 
-function configYaml(o: { interval: number; intervalPackets: number; nbProc: number; ports: [number, number]; targets: [string, string, number, number][] }): string {
+function configYaml(o: {
+  interval: number;
+  intervalPackets: number;
+  nbProc: number;
+  ports: [number, number];
+  targets: [string, string, number, number][];
+  type?: "TCPsyn" | "ICMPping";
+}): string {
+  const type = o.type ?? "TCPsyn";
   return [
     "global:",
     `  probe_name: ${PROBE_NAME}`,
@@ -230,9 +240,9 @@ function configYaml(o: { interval: number; intervalPackets: number; nbProc: numb
     "targets:",
     ...o.targets.flatMap(([name, dst, port, packets]) => [
       `  ${name}:`,
-      "    type: TCPsyn",
+      `    type: ${type}`,
       `    destination: ${dst}`,
-      `    dst_port: ${port}`,
+      ...(type === "TCPsyn" ? [`    dst_port: ${port}`] : []),
       `    nb_packets: ${packets}`,
       "    timeout: 1",
     ]),
@@ -277,7 +287,9 @@ describe("daemon: app_iteration_degraded tells the prober's trouble from the net
     [0, 1, 2, 3].map((i) => [`t${i}`, i === 0 ? h0.v4.host : h0.v4.routedPrefix.replace(/0\/24$/, String(10 + i)), h0.closedPort, packets]);
 
   test("capture ring of 64 KiB (NETPROBIFY_CAPTURE_BUFFER_MB=0.0625), 2 Workers x 2 targets x 5,000 unpaced probes: app_capture_dropped_total > 0 and app_iteration_degraded 1; its loss is covered by the drops", async () => {
-    const d = await start(configYaml({ interval: 4, intervalPackets: 0, nbProc: 2, ports: [20000, 29999], targets: heavyTargets(5000) }), {
+    // ICMP echo: each engine's TCP capture keeps only its own sequence window, but every engine
+    // captures all ICMP, so the other Worker's echoes and replies fill this ring too.
+    const d = await start(configYaml({ interval: 4, intervalPackets: 0, nbProc: 2, ports: [20000, 29999], targets: heavyTargets(5000), type: "ICMPping" }), {
       NETPROBIFY_CAPTURE_BUFFER_MB: "0.0625",
     });
     const seen: ReturnType<typeof delta>[] = [];
