@@ -27,6 +27,7 @@ run([
   "--target=bun-linux-x64",
   "src/main.ts",
   "src/engine/engine-worker.ts",
+  "src/config/load-worker.ts",
   "--outfile",
   outfile,
 ]);

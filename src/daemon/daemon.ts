@@ -9,6 +9,7 @@ import { formatIssue, loadConfigFile, loadDefaultConfig, type LoadResult } from 
 import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
 import { VERSION } from "../version.ts";
+import { workerUrl } from "../worker-url.ts";
 import { credentialsFromEnv, makeHandler } from "./http.ts";
 import { Metrics } from "./metrics.ts";
 import { buildPlan, type Series } from "./plan.ts";
@@ -39,6 +40,32 @@ export interface DaemonOptions {
   /** The config file, or null for the built-in default. */
   configPath: string | null;
   lookup?: LookupFn;
+}
+
+/**
+ * Loads the config in a short-lived Worker (src/config/load-worker.ts): the parse's garbage goes
+ * with it. Falls back to this thread if the Worker cannot run.
+ */
+function loadConfigIsolated(path: string): Promise<LoadResult> {
+  return new Promise((resolve) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(workerUrl("config/load-worker.ts"), { smol: true });
+    } catch {
+      resolve(loadConfigFile(path));
+      return;
+    }
+    worker.onmessage = (event: MessageEvent<LoadResult>) => {
+      worker.terminate();
+      resolve(event.data);
+    };
+    worker.onerror = (event) => {
+      worker.terminate();
+      log.warning("config loader Worker failed: loading in the main thread", { error: event.message });
+      resolve(loadConfigFile(path));
+    };
+    worker.postMessage(path);
+  });
 }
 
 /** Outcome of loading: exit code when the daemon cannot start. */
@@ -103,11 +130,9 @@ export class Daemon {
    */
   static async start(opts: DaemonOptions): Promise<Daemon | StartFailure> {
     const source = opts.configPath ?? DEFAULT_CONFIG_SOURCE;
-    const loaded = describeLoad(opts.configPath ? await loadConfigFile(opts.configPath) : loadDefaultConfig(), source);
+    const loaded = describeLoad(opts.configPath ? await loadConfigIsolated(opts.configPath) : loadDefaultConfig(), source);
     if ("exitCode" in loaded) return loaded;
     const { config, warnings } = loaded;
-    // Parsing a large file with positions leaves much garbage (10,000 targets: about 100 MB).
-    Bun.gc(true);
     setLogLevel(config.global.logging_level as LevelName);
     log.info(
       opts.configPath
@@ -166,7 +191,7 @@ export class Daemon {
       log.info("reload requested, but the built-in default config has no file to re-read");
       return false;
     }
-    const loaded = describeLoad(await loadConfigFile(this.configPath), this.configPath);
+    const loaded = describeLoad(await loadConfigIsolated(this.configPath), this.configPath);
     const pn = this.#config.global.probe_name;
     if ("exitCode" in loaded) {
       log.error("configuration reload failed: the running configuration stays", { config: this.configPath });

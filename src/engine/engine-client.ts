@@ -4,6 +4,7 @@
  */
 import type { BatchResult, BatchStats, EngineOptions, ProbeTarget } from "./probe-engine.ts";
 import type { SeriesSummary } from "./stats.ts";
+import { workerUrl } from "../worker-url.ts";
 
 /** Asks the Worker to reduce a batch to per-series figures instead of returning every slot. */
 export interface SeriesRequest {
@@ -39,16 +40,6 @@ export class EngineWorkerError extends Error {
     super(message);
     this.name = name;
   }
-}
-
-/**
- * Where a Worker entry lives: inside the compiled binary, `bun build --compile` stores each extra
- * entrypoint under /$bunfs/root/ by its path relative to src/ (import.meta.url there names the
- * binary, not this file); from source, beside this module's directory.
- */
-export function workerUrl(pathFromSrc: string): string {
-  if (import.meta.url.includes("/$bunfs/")) return `/$bunfs/root/${pathFromSrc}`;
-  return new URL(`../${pathFromSrc}`, import.meta.url).href;
 }
 
 type Waiter = { resolve: (r: BatchResult | SeriesResult) => void; reject: (e: Error) => void };
