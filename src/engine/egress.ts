@@ -5,7 +5,7 @@
  * every batch so a failover never leaves probes going to a stale MAC.
  */
 import { getLink, getNeighbour, getRoute, NoRoute, NoSuchLink, type LinkInfo, type RouteInfo } from "../net/netlink.ts";
-import { formatAddress, parseAddress, parseMac, type Family } from "../packet/address.ts";
+import { parseAddress, parseMac, type Family } from "../packet/address.ts";
 import {
   ETHERTYPE_ARP,
   ICMP6_NEIGHBOUR_ADVERT,
@@ -247,9 +247,3 @@ export class EgressResolver {
   }
 }
 
-/** Text form of an egress, for logs and the `probe` command's header. */
-export function describeEgress(family: Family, e: Egress): string {
-  if (e.mode === "unroutable") return e.reason;
-  const src = formatAddress(family, e.src);
-  return e.mode === "raw-socket" ? `raw socket, source ${src}` : `${e.ifname}, source ${src}`;
-}

@@ -85,9 +85,6 @@ export function openSocket(domain: number, type: number, protocol: number): numb
   return fd;
 }
 
-export function bindSocket(fd: number, addr: Uint8Array): void {
-  if (c.bind(fd, addr, addr.byteLength) < 0) throw new SystemError("bind", errno());
-}
 
 export function setSockOptInt(fd: number, level: number, name: number, value: number): void {
   const v = new Int32Array([value]);
@@ -100,13 +97,6 @@ export function sendTo(fd: number, buf: Uint8Array, len: number, addr: Uint8Arra
   return r < 0 ? -errno() : r;
 }
 
-/** Receives into buf without blocking; returns bytes, 0 when nothing is waiting, or -errno. */
-export function recvNow(fd: number, buf: Uint8Array): number {
-  const r = Number(c.recv(fd, buf, buf.byteLength, MSG_DONTWAIT));
-  if (r >= 0) return r;
-  const e = errno();
-  return e === 11 ? 0 : -e; // EAGAIN
-}
 
 export function closeFd(fd: number): void {
   c.close(fd);

@@ -27,7 +27,6 @@ const symbols = {
   pcap_datalink: { args: [FFIType.ptr], returns: FFIType.i32 },
   pcap_geterr: { args: [FFIType.ptr], returns: FFIType.cstring },
   pcap_statustostr: { args: [FFIType.i32], returns: FFIType.cstring },
-  pcap_open_dead_with_tstamp_precision: { args: [FFIType.i32, FFIType.i32, FFIType.u32], returns: FFIType.ptr },
   pcap_close: { args: [FFIType.ptr], returns: FFIType.void },
   pcap_lib_version: { args: [], returns: FFIType.cstring },
 } as const;
@@ -166,12 +165,6 @@ export class PcapHandle {
     return h;
   }
 
-  /** A handle bound to no device, for compiling filters (tests, `check`). */
-  static openDead(datalink: number, snaplen = 256): PcapHandle {
-    const p = libpcap().pcap_open_dead_with_tstamp_precision(datalink, snaplen, PCAP_TSTAMP_PRECISION_NANO) as Pointer | null;
-    if (p === null) throw new PcapError("pcap_open_dead", "-", "out of memory");
-    return new PcapHandle(p, "-", snaplen);
-  }
 
   #handle(): Pointer {
     if (this.#p === null) throw new PcapError("use", this.device, "handle is closed");
@@ -191,16 +184,6 @@ export class PcapHandle {
     if (rc < 0) throw new PcapError("pcap_setfilter", this.device, String(L.pcap_geterr(p)));
   }
 
-  /** Throws PcapError when libpcap cannot compile the expression for this link type. */
-  compileOnly(expression: string): void {
-    const L = libpcap();
-    const p = this.#handle();
-    const prog = new BigUint64Array(2);
-    if (L.pcap_compile(p, prog, cstr(expression), 1, PCAP_NETMASK_UNKNOWN) < 0) {
-      throw new PcapError("pcap_compile", this.device, `${L.pcap_geterr(p)} in filter "${expression}"`);
-    }
-    L.pcap_freecode(prog);
-  }
 
   /** File descriptor to poll() for readability. */
   get selectableFd(): number {

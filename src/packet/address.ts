@@ -72,12 +72,6 @@ export function formatAddress(family: Family, bytes: Uint8Array, off = 0): strin
   return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
 }
 
-/** Byte equality of two addresses of the given family. */
-export function sameAddress(family: Family, a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
-  const n = family === 4 ? 4 : 16;
-  for (let i = 0; i < n; i++) if (a[aOff + i] !== b[bOff + i]) return false;
-  return true;
-}
 
 /** MAC "aa:bb:cc:dd:ee:ff" into 6 bytes at out[off]. */
 export function parseMac(text: string, out: Uint8Array, off = 0): void {
