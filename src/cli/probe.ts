@@ -169,7 +169,8 @@ export function renderTable(o: ProbeOptions, targets: ProbeTarget[], r: BatchRes
   for (let t = 0; t < targets.length; t++) {
     const from = r.targetStart[t]!;
     const to = r.targetStart[t + 1]!;
-    const groups = o.perPort ? paths(r, from, to).map((p) => p.srcPort) : [null];
+    const pathList = paths(r, from, to);
+    const groups = o.perPort ? pathList.map((p) => p.srcPort) : [null];
     for (const port of groups) {
       const s = summarize(r, from, to, port === null ? undefined : (slot) => r.srcPort[slot] === port);
       answered += s.answered;
@@ -193,8 +194,8 @@ export function renderTable(o: ProbeOptions, targets: ProbeTarget[], r: BatchRes
       if (name !== "none") replies.set(name, (replies.get(name) ?? 0) + 1);
     }
     if (r.unroutable[t]) notes.push(`${targets[t]!.dst}: ${r.unroutable[t]}`);
-    const health = pathHealth(paths(r, from, to));
-    if (!o.perPort && health.pathsDown > 0 && health.pathsDown < paths(r, from, to).length) {
+    const health = pathHealth(pathList);
+    if (!o.perPort && health.pathsDown > 0 && health.pathsDown < pathList.length) {
       notes.push(`${targets[t]!.dst}: ${health.pathsDown} source port(s) lost every probe (see --per-port)`);
     }
   }

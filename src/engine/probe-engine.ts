@@ -568,8 +568,9 @@ export class ProbeEngine {
     const st = this.#targets[this.#slotTarget[s]!]!;
     const si = this.#slotSrcIndex[s]!;
     const eg = st.egress[si]!;
-    st.done++;
-    st.lastSendMs = performance.now() - this.#t0;
+    // Only the last probe's departure time is ever read (the target's deadline): the clock is
+    // read once per target, not once per packet.
+    if (++st.done === st.count) st.lastSendMs = performance.now() - this.#t0;
     if (eg.mode === "unroutable") {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.unroutable++;

@@ -75,13 +75,15 @@ export const PATH_DOWN_MIN_PROBES = 3;
 
 /** Worst path's loss ratio and the number of paths that lost everything (spec's added metrics). */
 export function pathHealth(list: PathSummary[]): { worstLossRatio: number; pathsDown: number } {
-  let worst = 0;
-  let down = 0;
-  for (const p of list) {
-    if (p.sent > 0) worst = Math.max(worst, p.lost / p.sent);
-    if (p.sent >= PATH_DOWN_MIN_PROBES && p.lost === p.sent) down++;
-  }
-  return { worstLossRatio: worst, pathsDown: down };
+  const acc = { worstLossRatio: 0, pathsDown: 0 };
+  for (const p of list) foldPath(acc, p.sent, p.lost);
+  return acc;
+}
+
+/** One path's share of the health figures: the one rule both path counters apply. */
+function foldPath(acc: { worstLossRatio: number; pathsDown: number }, sent: number, lost: number): void {
+  if (sent > 0) acc.worstLossRatio = Math.max(acc.worstLossRatio, lost / sent);
+  if (sent >= PATH_DOWN_MIN_PROBES && lost === sent) acc.pathsDown++;
 }
 
 /** What the daemon needs of one series (a target in a group) after a batch: no per-probe data. */
@@ -194,10 +196,7 @@ export function addPathHealth(r: BatchResult, from: number, to: number, acc: { w
     if (r.status[s] !== SLOT_ANSWERED) pathLost[i]!++;
   }
   for (const i of used) {
-    const sent = pathSent[i]!;
-    const lost = pathLost[i]!;
-    if (sent > 0) acc.worstLossRatio = Math.max(acc.worstLossRatio, lost / sent);
-    if (sent >= PATH_DOWN_MIN_PROBES && lost === sent) acc.pathsDown++;
+    foldPath(acc, pathSent[i]!, pathLost[i]!);
     pathKeys[i] = 0;
     pathSent[i] = 0;
     pathLost[i] = 0;
