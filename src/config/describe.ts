@@ -364,6 +364,9 @@ function typeJsonSchema(inner: SchemaNode, outer: SchemaNode): JsonObject {
     }
     case "variant":
       return variantJsonSchema(inner);
+    case "unknown":
+      // Any value: free-form module options.
+      return {};
     default:
       throw new Error(`describe.ts cannot express valibot schema type "${inner.type}" in JSON Schema`);
   }

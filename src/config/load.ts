@@ -19,7 +19,6 @@ import {
   type Node,
 } from "yaml";
 import {
-  CONFIG_ROOT,
   describeExpected,
   hintsOf,
   knownKeys,
@@ -76,13 +75,40 @@ export function formatIssue(issue: ConfigIssue): string {
  * @returns The config with its warnings, or every issue found, sorted by position.
  */
 export function parseConfigText(text: string, file: string): ParseResult {
+  const parsed = parseYamlText(text, file, ConfigSchema);
+  if (!parsed.ok) return parsed;
+  const warnings = [...parsed.warnings, ...configWarnings(parsed.value, parsed.data, parsed.locator)]
+    .sort((a, b) => a.line - b.line || a.col - b.col)
+    .map((w) => formatWarning(file, w));
+  return { ok: true, config: parsed.value, warnings };
+}
+
+/** A schema that both validates (valibot) and describes itself (describe.ts walks it). */
+export type DescribedSchema<T> = v.GenericSchema<unknown, T> & SchemaNode;
+
+/** {@link parseYamlText}'s result: the value and what is needed to place further warnings. */
+export type YamlParse<T> =
+  | { readonly ok: true; readonly value: T; readonly data: unknown; readonly locator: Locator; readonly warnings: Warning[] }
+  | { readonly ok: false; readonly issues: ConfigIssue[] };
+
+/**
+ * Parses YAML (or JSON, a subset of it) text and validates it against `schema`, every problem
+ * pinned to FILE:LINE:COL. Shared by netprobify.yaml, api.yaml and the file inventory's files.
+ * @param options.yaml11 Read as YAML 1.1 with merge keys, as PyYAML did (the original's files).
+ */
+export function parseYamlText<T>(
+  text: string,
+  file: string,
+  schema: DescribedSchema<T>,
+  options: { yaml11?: boolean } = { yaml11: true },
+): YamlParse<T> {
   const lines = new LineCounter();
   // YAML 1.1 with merge keys, because the original read its files with PyYAML: `yes`, `on` and
   // `<<: *defaults` must mean there what they meant there. Duplicate keys are only warned about:
   // PyYAML kept the last one silently, and files that relied on it must still load.
   const doc = parseDocument(text, {
-    version: "1.1",
-    merge: true,
+    version: options.yaml11 === false ? "1.2" : "1.1",
+    merge: options.yaml11 !== false,
     uniqueKeys: false,
     lineCounter: lines,
     prettyErrors: false,
@@ -118,33 +144,75 @@ export function parseConfigText(text: string, file: string): ParseResult {
     return { ok: false, issues: [issue] };
   }
   if (data === null || data === undefined) {
-    const expected = describeExpected(CONFIG_ROOT);
+    const expected = describeExpected(schema);
     const issue = { file, line: 1, col: 1, path: "", message: "the file holds no settings", expected };
     return { ok: false, issues: [issue] };
   }
 
   const locator = new Locator(doc, lines);
-  const shape = shapeIssues(CONFIG_ROOT, data, []);
-  const result = v.safeParse(ConfigSchema, data, { abortEarly: false });
+  const checked = checkValue(schema, data);
+  if (!checked.ok) {
+    const placed = checked.raw.map((issue) => locator.place(issue, file));
+    return { ok: false, issues: sortUnique(placed) };
+  }
+  const warnings = [...yamlWarnings(doc, at), ...duplicateKeyWarnings(doc, locator)];
+  return { ok: true, value: checked.value, data, locator, warnings };
+}
+
+/** One problem of a value with no text behind it (a JSON request body): where, what, expected. */
+export interface ValueProblem {
+  /** "targets.web.dst_port", "[3].hostname"; "" for the value as a whole. */
+  readonly path: string;
+  readonly message: string;
+  readonly expected: string;
+}
+
+/**
+ * Validates an already parsed value (a JSON body, a message from an inventory) with the same
+ * wording as the config file's issues, minus the positions.
+ */
+export function validateValue<T>(
+  schema: DescribedSchema<T>,
+  data: unknown,
+): { ok: true; value: T } | { ok: false; problems: ValueProblem[] } {
+  const checked = checkValue(schema, data);
+  if (checked.ok) return checked;
+  const seen = new Set<string>();
+  const problems: ValueProblem[] = [];
+  for (const issue of checked.raw) {
+    const p = { path: formatPath(issue.path), message: issue.message, expected: issue.expected };
+    const key = `${p.path}\u0000${p.message}`;
+    if (!seen.has(key)) problems.push(p), seen.add(key);
+  }
+  return { ok: false, problems };
+}
+
+/** `path: message (expected)`, as a config issue reads without its position. */
+export function formatProblem(p: ValueProblem): string {
+  return `${p.path ? `${p.path}: ` : ""}${p.message}${p.expected ? ` (${p.expected})` : ""}`;
+}
+
+function checkValue<T>(schema: DescribedSchema<T>, data: unknown): { ok: true; value: T } | { ok: false; raw: Issue[] } {
+  const shape = shapeIssues(schema, data, []);
+  const result = v.safeParse(schema, data, { abortEarly: false });
   const issues: Issue[] = [...shape.issues];
   if (!result.success) {
     for (const issue of result.issues) {
-      const converted = fromValibot(issue, data);
+      const converted = fromValibot(schema, issue, data);
       if (converted && !shape.listsForMaps.some((prefix) => startsWith(converted.keys, prefix))) issues.push(converted);
     }
   }
-  if (issues.length > 0 || !result.success) {
-    const placed = issues.map((issue) => locator.place(issue, file));
-    return { ok: false, issues: sortUnique(placed) };
-  }
-  const warnings = [
-    ...yamlWarnings(doc, at),
-    ...duplicateKeyWarnings(doc, locator),
-    ...configWarnings(result.output, data, locator),
-  ]
-    .sort((a, b) => a.line - b.line || a.col - b.col)
-    .map((w) => `${file}:${w.line}:${w.col}: warning: ${w.path ? `${w.path}: ` : ""}${w.message}`);
-  return { ok: true, config: result.output, warnings };
+  if (issues.length > 0 || !result.success) return { ok: false, raw: issues };
+  return { ok: true, value: result.output };
+}
+
+function formatWarning(file: string, w: Warning): string {
+  return `${file}:${w.line}:${w.col}: warning: ${w.path ? `${w.path}: ` : ""}${w.message}`;
+}
+
+/** Formats the warnings of a {@link parseYamlText} result, sorted by position. */
+export function formatWarnings(file: string, warnings: readonly Warning[]): string[] {
+  return [...warnings].sort((a, b) => a.line - b.line || a.col - b.col).map((w) => formatWarning(file, w));
 }
 
 /**
@@ -352,7 +420,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Turns a valibot issue into an {@link Issue}; undefined for the unknown keys shapeIssues reports. */
-function fromValibot(issue: v.BaseIssue<unknown>, data: unknown): Issue | undefined {
+function fromValibot(root: SchemaNode, issue: v.BaseIssue<unknown>, data: unknown): Issue | undefined {
   const items = issue.path ?? [];
   const keys = items.map((item) => item.key as Key);
   const last = items.at(-1);
@@ -365,8 +433,8 @@ function fromValibot(issue: v.BaseIssue<unknown>, data: unknown): Issue | undefi
     issue.input === undefined && lastKey !== undefined && isPlainMap(parentValue) && !(String(lastKey) in parentValue);
   if (missing) {
     const parentKeys = keys.slice(0, -1);
-    const parent = schemaAt(CONFIG_ROOT, parentKeys, data);
-    const field = schemaAt(CONFIG_ROOT, keys, data);
+    const parent = schemaAt(root, parentKeys, data);
+    const field = schemaAt(root, keys, data);
     const context = parent?.variantLabel ? ` for a ${parent.variantLabel}` : "";
     return {
       keys: parentKeys,
@@ -377,10 +445,10 @@ function fromValibot(issue: v.BaseIssue<unknown>, data: unknown): Issue | undefi
     };
   }
 
-  const field = schemaAt(CONFIG_ROOT, keys, data);
+  const field = schemaAt(root, keys, data);
   if (last?.origin === "key") {
     // A group or target name that does not match the name pattern.
-    const parent = schemaAt(CONFIG_ROOT, keys.slice(0, -1), data);
+    const parent = schemaAt(root, keys.slice(0, -1), data);
     const name = parent ? recordKey(parent.node) : undefined;
     const hints = name ? hintsOf(name) : {};
     return {
@@ -445,7 +513,7 @@ function sortUnique(issues: ConfigIssue[]): ConfigIssue[] {
 }
 
 /** Finds the YAML node behind a path, to turn issues into positions. */
-class Locator {
+export class Locator {
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
@@ -519,7 +587,7 @@ class Locator {
 }
 
 /** A warning before it is formatted; sorted by position like issues. */
-interface Warning {
+export interface Warning {
   readonly line: number;
   readonly col: number;
   readonly path: string;

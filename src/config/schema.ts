@@ -646,6 +646,292 @@ export const TargetSchema = v.pipe(
   v.description("A destination to probe, and how."),
 );
 
+// --- dynamic inventories ---
+
+/** Hostnames and literal addresses an inventory may name its targets by. */
+export const HOSTNAME_PATTERN = /^[A-Za-z0-9_.:-]{1,253}$/;
+
+const DURATION_PATTERN = /^\s*(\d+\s*[dhms]\s*)+$/;
+const DURATION_UNITS: Record<string, number> = { d: 86_400, h: 3_600, m: 60, s: 1 };
+
+/**
+ * Seconds in a lifetime: a number of seconds, or "1d 3h 2m" (days, hours, minutes, seconds) as
+ * the original's API takes it. Undefined when the text is not a lifetime.
+ */
+export function lifetimeSeconds(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isInteger(value) && value > 0 ? value : undefined;
+  if (typeof value !== "string" || !DURATION_PATTERN.test(value)) return undefined;
+  let total = 0;
+  for (const m of value.matchAll(/(\d+)\s*([dhms])/g)) total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  return total > 0 && Number.isSafeInteger(total) ? total : undefined;
+}
+
+/** Seconds since the epoch of a creation date: epoch seconds, or an ISO 8601 date with a zone. */
+export function creationSeconds(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value : undefined;
+  if (typeof value !== "string" || !/^\d{4}-\d{2}-\d{2}([T ][\d:.]+)?(Z|[+-]\d{2}:?\d{2})?$/.test(value)) return undefined;
+  const ms = Date.parse(value.includes("T") || !value.includes(" ") ? value : value.replace(" ", "T"));
+  return Number.isFinite(ms) ? ms / 1000 : undefined;
+}
+
+const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m"';
+const CREATION_EXPECTED = "seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z";
+
+/** What an inventory adds to a configured target's fields. */
+const inventoryEntries = {
+  hostname: v.pipe(
+    v.string(),
+    v.regex(HOSTNAME_PATTERN),
+    hints({ noun: "a hostname or an IP address", expected: "a hostname or an IP address" }),
+    v.description("Names the target: it is called <inventory>_<hostname>. Also the destination when none is given."),
+  ),
+  destination: v.optional(
+    v.pipe(
+      v.string(),
+      v.nonEmpty(),
+      hints({ expected: "an IP address, a hostname, a CIDR subnet or a range" }),
+      v.description("What to probe. Default: the hostname."),
+    ),
+  ),
+  groups: v.optional(
+    v.pipe(
+      v.array(v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid group name", expected: NAME_EXPECTED }))),
+      hints({ expected: "a list of group names" }),
+      v.description(
+        "Groups the target sends in (unknown ones are warned about and ignored). Unset: the " +
+          "auto_register_to_groups and explicit_groups rules of a configured target apply.",
+      ),
+    ),
+  ),
+  creation_date: v.optional(
+    v.pipe(
+      v.unknown(),
+      v.check((x) => creationSeconds(x) !== undefined),
+      hints({ noun: "a date", expected: CREATION_EXPECTED }),
+      v.description("When the target was created; with lifetime, when it expires."),
+    ),
+  ),
+  lifetime: v.optional(
+    v.pipe(
+      v.unknown(),
+      v.check((x) => lifetimeSeconds(x) !== undefined),
+      hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
+      v.description(
+        "How long the target lives after creation_date (after it was first published when there is " +
+          "no creation_date). Unset: until the inventory stops publishing it.",
+      ),
+    ),
+  ),
+};
+
+type InventoryFamilyFields = { address_family?: AddressFamily; destination?: string; hostname: string };
+const withDestination = <T extends InventoryFamilyFields>(t: T): T & { destination: string } => ({
+  ...t,
+  destination: t.destination ?? t.hostname,
+});
+const INVENTORY_PAYLOAD_PATHS = [["type"], ["ip_payload_size"], ["address_family"], ["destination"], ["hostname"]] as const;
+const INVENTORY_FAMILY_PATHS = [["address_family"], ["destination"], ["hostname"]] as const;
+
+const TcpSynInventoryTarget = v.pipe(
+  v.strictObject({
+    type: typeField("TCPsyn"),
+    ...targetEntries,
+    ...inventoryEntries,
+    dst_port: portField(DST_PORT_TEXT),
+    ip_payload_size: payloadField("TCPsyn"),
+  }),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_PAYLOAD_PATHS,
+      (t) => payloadFitsFamily(withDestination(t)),
+      (i) => payloadTooLarge(withDestination(i.input)),
+    ),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_FAMILY_PATHS,
+      (t) => familyFitsDestination(withDestination(t)),
+      (i) => familyMismatch(withDestination(i.input)),
+    ),
+    ["address_family"],
+  ),
+);
+
+const IcmpPingInventoryTarget = v.pipe(
+  v.strictObject({
+    type: typeField("ICMPping"),
+    ...targetEntries,
+    ...inventoryEntries,
+    dst_port: v.optional(portField(DST_PORT_TEXT)),
+    ip_payload_size: payloadField("ICMPping"),
+  }),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_PAYLOAD_PATHS,
+      (t) => payloadFitsFamily(withDestination(t)),
+      (i) => payloadTooLarge(withDestination(i.input)),
+    ),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_FAMILY_PATHS,
+      (t) => familyFitsDestination(withDestination(t)),
+      (i) => familyMismatch(withDestination(i.input)),
+    ),
+    ["address_family"],
+  ),
+);
+
+const UdpUnreachableInventoryTarget = v.pipe(
+  v.strictObject({
+    type: typeField("UDPunreachable"),
+    ...targetEntries,
+    ...inventoryEntries,
+    dst_port: portField(DST_PORT_TEXT),
+    ip_payload_size: payloadField("UDPunreachable"),
+  }),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_PAYLOAD_PATHS,
+      (t) => payloadFitsFamily(withDestination(t)),
+      (i) => payloadTooLarge(withDestination(i.input)),
+    ),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_FAMILY_PATHS,
+      (t) => familyFitsDestination(withDestination(t)),
+      (i) => familyMismatch(withDestination(i.input)),
+    ),
+    ["address_family"],
+  ),
+);
+
+/**
+ * One target published by a dynamic inventory: a configured target's fields plus hostname,
+ * groups, creation_date and lifetime (the spec's "Dynamic inventories").
+ */
+export const InventoryTargetSchema = v.pipe(
+  v.variant("type", [TcpSynInventoryTarget, IcmpPingInventoryTarget, UdpUnreachableInventoryTarget]),
+  hints({ expected: "a map of target settings with a hostname", noun: "target" }),
+  v.description("A target published by a dynamic inventory."),
+);
+export type InventoryTarget = v.InferOutput<typeof InventoryTargetSchema>;
+
+/** Most targets one inventory may publish: a bound on what a broken source can make us hold. */
+export const MAX_INVENTORY_TARGETS = 100_000;
+
+export const InventoryListSchema = v.pipe(
+  v.array(InventoryTargetSchema),
+  v.maxLength(MAX_INVENTORY_TARGETS),
+  hints({ expected: `a list of at most ${MAX_INVENTORY_TARGETS} targets` }),
+  v.description("The whole list of targets of one dynamic inventory."),
+);
+
+const relativePathField = (text: string) =>
+  v.pipe(v.string(), v.nonEmpty(), hints({ expected: "a path, relative to the config file's directory or absolute" }), v.description(text));
+
+const FileInventorySchema = v.pipe(
+  v.strictObject({
+    directory: relativePathField(
+      "Directory of .yaml, .yml and .json files, each a list of targets; watched, changes apply at the next iteration.",
+    ),
+  }),
+  hints({ expected: "a map with directory" }),
+  v.description("A directory of target files, in the spirit of Prometheus file_sd."),
+);
+
+const HttpInventorySchema = v.pipe(
+  v.strictObject({
+    url: v.pipe(
+      v.string(),
+      v.check((u) => /^https?:\/\/[^\s/]+/.test(u) && URL.canParse(u)),
+      hints({ noun: "an http or https URL", expected: "an http:// or https:// URL" }),
+      v.description("URL answering a JSON list of targets, as Prometheus http_sd does."),
+    ),
+    refresh_interval: v.optional(integerField(1, "Seconds between two polls."), 60),
+    timeout: v.optional(positiveSecondsField("Seconds one poll may take."), 10),
+    bearer_token: v.optional(v.pipe(v.string(), v.nonEmpty(), v.description("Sent as Authorization: Bearer <token>."))),
+    bearer_token_file: v.optional(
+      relativePathField("File holding the bearer token (read at every poll), instead of bearer_token."),
+    ),
+  }),
+  hints({ expected: "a map with url and optionally refresh_interval, timeout, bearer_token or bearer_token_file" }),
+  v.description("A URL polled for a JSON list of targets, in the spirit of Prometheus http_sd."),
+);
+
+const inventoryNameKey = v.pipe(
+  v.string(),
+  v.regex(NAME_PATTERN),
+  v.check((name) => name !== "api"),
+  hints({ noun: "a valid inventory name", expected: `${NAME_EXPECTED}, not api (the API's own name)` }),
+);
+
+export const InventoriesSchema = v.pipe(
+  v.strictObject({
+    modules_directory: v.optional(
+      relativePathField(
+        "Directory of custom inventory modules (.ts or .js), each started in its own child process. " +
+          "Default: dynamic_inventories beside the config file.",
+      ),
+      "dynamic_inventories",
+    ),
+    modules: v.optional(
+      v.pipe(
+        v.record(
+          inventoryNameKey,
+          v.pipe(
+            v.record(v.string(), v.unknown()),
+            hints({ expected: "a map of options" }),
+            v.description("Options of one module, as it documents them."),
+          ),
+        ),
+        hints({ expected: "a map of module names to their options" }),
+        v.description("Options handed to each custom module's start(), by module name (its file name without extension)."),
+      ),
+      () => ({}),
+    ),
+    file: v.optional(
+      v.pipe(
+        v.record(inventoryNameKey, FileInventorySchema),
+        hints({ expected: "a map of inventory names to file inventories" }),
+        v.description("File inventories by name."),
+      ),
+      () => ({}),
+    ),
+    http: v.optional(
+      v.pipe(
+        v.record(inventoryNameKey, HttpInventorySchema),
+        hints({ expected: "a map of inventory names to http inventories" }),
+        v.description("HTTP inventories by name."),
+      ),
+      () => ({}),
+    ),
+  }),
+  v.forward(
+    v.check(
+      (i) => Object.keys(i.file).every((name) => !(name in i.http)),
+      (i) => {
+        const name = Object.keys(i.input.file).find((n) => n in i.input.http) ?? "";
+        return issueText(`${show(name)} names both a file and an http inventory`, "a name used once across inventories");
+      },
+    ),
+    ["http"],
+  ),
+  hints({ expected: "a map with modules_directory, modules, file and/or http" }),
+  v.description(
+    "Added by this project: dynamic inventories besides the API (which api.yaml beside the config " +
+      "enables). Each publishes targets named <inventory>_<hostname>. Read at start and on reload.",
+  ),
+);
+
+export type InventoriesConfig = v.InferOutput<typeof InventoriesSchema>;
+export type HttpInventoryConfig = v.InferOutput<typeof HttpInventorySchema>;
+export type FileInventoryConfig = v.InferOutput<typeof FileInventorySchema>;
+
 // --- the whole file ---
 
 const nameKey = v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid name", expected: NAME_EXPECTED }));
@@ -666,6 +952,7 @@ export const ConfigSchema = v.pipe(
       ),
       () => ({}),
     ),
+    inventories: v.optional(InventoriesSchema),
   }),
   hints({ expected: "a map with global, groups and targets" }),
   v.description("netprobify configuration (netprobify.yaml)."),

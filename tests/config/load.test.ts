@@ -291,7 +291,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-unknown-threshold-field.yaml:22:7: targets.web.threshold.jitter: unknown field (one of latency, loss)",
   ]],
   ["bad-unknown-top-level.yaml", [
-    "bad-unknown-top-level.yaml:21:1: probes: unknown field (one of global, groups, targets)",
+    "bad-unknown-top-level.yaml:21:1: probes: unknown field (one of global, groups, targets, inventories)",
   ]],
   ["bad-verbose.yaml", [
     "bad-verbose.yaml:6:12: global.verbose: 2 is not allowed (0 or 1)",
