@@ -28,6 +28,7 @@ run([
   "src/main.ts",
   "src/engine/engine-worker.ts",
   "src/config/load-worker.ts",
+  "src/inventory/inventory-worker.ts",
   "--outfile",
   outfile,
 ]);

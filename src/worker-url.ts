@@ -8,3 +8,12 @@ export function workerUrl(pathFromSrc: string): string {
   if (import.meta.url.includes("/$bunfs/")) return `/$bunfs/root/${pathFromSrc}`;
   return new URL(`./${pathFromSrc}`, import.meta.url).href;
 }
+
+/**
+ * The command that starts this program again: the compiled binary itself, or Bun with
+ * src/main.ts when running from source. Child processes (custom inventories) use it.
+ */
+export function selfCommand(): string[] {
+  if (import.meta.url.includes("/$bunfs/")) return [process.execPath];
+  return [process.execPath, new URL("./main.ts", import.meta.url).pathname];
+}

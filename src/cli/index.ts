@@ -10,7 +10,10 @@ import { EXIT_OSERR, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { ListenError } from "../daemon/daemon.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { daemonCommand, runDaemon } from "./daemon.ts";
-import { checkConfigFile } from "../config/load.ts";
+import { dirname, resolve } from "node:path";
+import { checkConfigFile, loadConfigFile } from "../config/load.ts";
+import { planInventories } from "../inventory/specs.ts";
+import { runInventoryChild } from "../inventory/child.ts";
 
 type Out = (line: string) => void;
 
@@ -53,6 +56,23 @@ export function versionText(): string {
   return `netprobify ${VERSION} (bun ${Bun.version}, ${pcap})`;
 }
 
+/**
+ * `check FILE`: the config, then what it starts besides: api.yaml beside it (the same
+ * FILE:LINE:COL messages) and the custom modules that would be skipped.
+ */
+async function checkInventoriesToo(file: string): Promise<{ exitCode: number; lines: string[] }> {
+  const r = await checkConfigFile(file);
+  if (r.exitCode !== 0) return r;
+  const parsed = await loadConfigFile(file);
+  if (!parsed.ok) return r;
+  const plan = await planInventories(parsed.config, dirname(resolve(file)));
+  if (plan.problems.length > 0) return { exitCode: 65, lines: plan.problems };
+  const summary = r.lines.at(-1) ?? "";
+  const names = plan.specs.map((s) => `${s.name} (${s.kind})`);
+  const inventories = names.length > 0 ? `, inventories: ${names.join(", ")}` : "";
+  return { exitCode: 0, lines: [...r.lines.slice(0, -1), ...plan.warnings.map((w) => `warning: ${w}`), `${summary}${inventories}`] };
+}
+
 /** Runs the command line; returns the exit code. Only main.ts exits. */
 export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<number> {
   const argv = normaliseFamilyFlags(rawArgv);
@@ -63,6 +83,8 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       return 0;
     }
     const sub = argv[0];
+    // A custom inventory's child process (src/inventory/child.ts), started by the daemon only.
+    if (sub === "__inventory") return await runInventoryChild();
     if (sub === "probe") {
       cmd = probeCommand as CommandDef<ArgsDef>;
       const rest = argv.slice(1);
@@ -84,7 +106,7 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       rejectUnknownOptions(cmd, rest);
       const files = rest.filter((a) => !a.startsWith("-"));
       if (files.length !== 1) throw new ExitError(EXIT_USAGE, "check takes one config file", true);
-      const r = await checkConfigFile(files[0]!);
+      const r = await checkInventoriesToo(files[0]!);
       for (const line of r.lines) (r.exitCode === 0 ? out : err)(line);
       return r.exitCode;
     }

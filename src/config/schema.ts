@@ -666,16 +666,26 @@ export function lifetimeSeconds(value: unknown): number | undefined {
   return total > 0 && Number.isSafeInteger(total) ? total : undefined;
 }
 
-/** Seconds since the epoch of a creation date: epoch seconds, or an ISO 8601 date with a zone. */
+/**
+ * Seconds since the epoch of a creation date: epoch seconds, a date (midnight UTC), or an ISO 8601
+ * date and time with its zone (Z or an offset). A time without a zone would mean something else
+ * on every machine, and a day that does not exist (February 30) is refused, not rolled over.
+ */
 export function creationSeconds(value: unknown): number | undefined {
   if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value : undefined;
-  if (typeof value !== "string" || !/^\d{4}-\d{2}-\d{2}([T ][\d:.]+)?(Z|[+-]\d{2}:?\d{2})?$/.test(value)) return undefined;
-  const ms = Date.parse(value.includes("T") || !value.includes(" ") ? value : value.replace(" ", "T"));
+  if (typeof value !== "string") return undefined;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/.exec(value);
+  if (!m) return undefined;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return undefined;
+  if (m[4] !== undefined && (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59)) return undefined;
+  const ms = Date.parse(m[4] === undefined ? `${m[1]}-${m[2]}-${m[3]}T00:00:00Z` : value.replace(" ", "T"));
   return Number.isFinite(ms) ? ms / 1000 : undefined;
 }
 
 const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m"';
-const CREATION_EXPECTED = "seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z";
+const CREATION_EXPECTED = "seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z (with its zone)";
 
 /** What an inventory adds to a configured target's fields. */
 const inventoryEntries = {
@@ -859,6 +869,14 @@ const HttpInventorySchema = v.pipe(
       relativePathField("File holding the bearer token (read at every poll), instead of bearer_token."),
     ),
   }),
+  v.forward(
+    v.partialCheck(
+      [["bearer_token"], ["bearer_token_file"]],
+      (h) => h.bearer_token === undefined || h.bearer_token_file === undefined,
+      () => issueText("bearer_token_file given with bearer_token", "one of bearer_token and bearer_token_file"),
+    ),
+    ["bearer_token_file"],
+  ),
   hints({ expected: "a map with url and optionally refresh_interval, timeout, bearer_token or bearer_token_file" }),
   v.description("A URL polled for a JSON list of targets, in the spirit of Prometheus http_sd."),
 );

@@ -70,7 +70,9 @@ export type InventoryMessage =
   | { readonly kind: "error"; readonly message: string; readonly fields?: LogFields }
   | { readonly kind: "log"; readonly level: LevelName; readonly message: string; readonly fields?: LogFields }
   /** Sent every HEARTBEAT_MS while the event loop runs: a module stuck in a loop stops sending it. */
-  | { readonly kind: "heartbeat" };
+  | { readonly kind: "heartbeat" }
+  /** start() threw or rejected, or the module could not be loaded: the inventory is restarted. */
+  | { readonly kind: "failed"; readonly message: string };
 
 /** Messages from the prober to an inventory. */
 export type InventoryCommand = { readonly kind: "start"; readonly spec: InventorySpec } | { readonly kind: "stop" };

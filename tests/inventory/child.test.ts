@@ -11,7 +11,7 @@ import { mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { InventorySpec } from "../../src/inventory/contract.ts";
-import { CHILD_MAX_HEAP_BYTES, InventorySupervisor, type SupervisorOptions } from "../../src/inventory/supervisor.ts";
+import { CHILD_MAX_RSS_BYTES, InventorySupervisor, type SupervisorOptions } from "../../src/inventory/supervisor.ts";
 import type { LogFields, Logger } from "../../src/log.ts";
 
 // Real processes: each test waits with its own deadlines, all well under this.
@@ -154,10 +154,8 @@ describe("a module in a child process", () => {
     const [pid] = h.pids("cmdb");
     expect(inventoryChildren()).toEqual([pid!]);
     expect(pid).not.toBe(process.pid);
-    // The heap ceiling is in the child's environment...
-    const running = h.lines.find((l) => l.msg === "fixture running")!;
-    expect(running.fields.heap).toBe(String(CHILD_MAX_HEAP_BYTES));
-    // ...the OOM killer picks it before the prober...
+    expect(h.lines.some((l) => l.msg === "fixture running")).toBe(true);
+    // The OOM killer picks it before the prober...
     await waitFor("oom_score_adj 1000", () => readFileSync(`/proc/${pid}/oom_score_adj`, "utf8").trim() === "1000", 3_000);
     // ...and DEBUG lines stay in the child at logging_level INFO.
     expect(h.lines.some((l) => l.msg === "below the level: never sent")).toBe(false);
@@ -255,7 +253,7 @@ describe("a module in a child process", () => {
     await waitFor("the list", () => h.sup.lists().has("stuck"), 5_000);
     const [first] = h.pids("stuck");
     await waitFor("the hang detected", () => h.errorsOf("stuck").length >= 1, 8_000);
-    expect(h.errorsOf("stuck")[0]).toMatch(/^inventory hung \(no sign of life for \d+ s\); restarting it, its last good list stays in use$/);
+    expect(h.errorsOf("stuck")[0]).toMatch(/^inventory hung \(no sign of life for [\d.]+ s\); restarting it, its last good list stays in use$/);
     await waitFor("the stuck child killed", () => !alive(first!), 3_000);
     await waitFor("a new child", () => h.pids("stuck").length >= 2, 5_000);
     expect(h.pids("stuck")[1]).not.toBe(first!);
@@ -341,11 +339,10 @@ describe("isolation", () => {
     await waitFor(`child ${child} to exit after its parent`, () => !alive(child), 5_000);
   });
 
-  // launchChild gives the child BUN_JSC_gcMaxHeapSize=512 MiB. In Bun 1.4.5 that JSC option is
-  // parsed (a non-number is refused at startup) but it only tunes the GC, it is no ceiling: a
-  // bun process started with it grew to 21 GiB in 60 s. The module here stops by itself at
-  // 1 GiB, so this test is bounded either way; it fails while a child can hold twice its
-  // ceiling (the fix: launchChild watching the child's VmRSS and killing it past the ceiling).
+  // Bun has no heap ceiling that holds (BUN_JSC_gcMaxHeapSize only tunes the GC: a process given
+  // it grew to 21 GiB in 60 s), so launchChild watches the child's VmRSS and kills it past
+  // CHILD_MAX_RSS_BYTES. The module here stops by itself at 1 GiB, so this test is bounded even
+  // when that watch fails; it fails then because the child held twice its ceiling.
   test("a module growing its heap past the ceiling dies and is restarted; the prober is unaffected", async () => {
     const h = harness({ minBackoffMs: 100 });
     const selfBefore = rssBytes("self");
@@ -362,8 +359,8 @@ describe("isolation", () => {
       20_000,
     );
     expect(hostnames(h, "heap")).toBeUndefined();
-    expect(peak).toBeLessThan(2 * CHILD_MAX_HEAP_BYTES);
-    expect(h.errorsOf("heap")[0]).toStartWith("inventory stopped: ");
+    expect(peak).toBeLessThan(2 * CHILD_MAX_RSS_BYTES);
+    expect(h.errorsOf("heap")[0]).toContain("over the 512 MiB ceiling");
     // The prober: its memory did not follow the child's, and the other inventory still publishes.
     expect(rssBytes("self") - selfBefore).toBeLessThan(200 * 1024 * 1024);
     const before = h.sup.lists().get("ticker")!.receivedAt;

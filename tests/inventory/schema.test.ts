@@ -192,7 +192,7 @@ describe("InventoryListSchema through validateValue", () => {
 
   test("lifetime and creation_date that do not parse", () => {
     expect(problems([{ hostname: "a", type: "ICMPping", lifetime: "1x", creation_date: "yesterday" }])).toEqual([
-      '[0].creation_date: "yesterday" is not a date (seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z)',
+      '[0].creation_date: "yesterday" is not a date (seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z (with its zone))',
       '[0].lifetime: "1x" is not a lifetime (a number of seconds, or a duration such as "1d 3h 2m")',
     ]);
     expect(problems([{ hostname: "a", type: "ICMPping", lifetime: 0 }])).toEqual([
