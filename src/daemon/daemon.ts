@@ -17,6 +17,10 @@ import { WorkerPool, type PoolOptions } from "./pool.ts";
 import { Resolver, systemLookup, type LookupFn } from "./resolver.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { BatchStats } from "../engine/probe-engine.ts";
+import { dirname } from "node:path";
+import { DynamicTargets } from "../inventory/merge.ts";
+import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
+import { InventorySupervisor } from "../inventory/supervisor.ts";
 
 const log = logger("daemon");
 
@@ -93,6 +97,12 @@ function poolOptions(c: Config): PoolOptions {
 
 export class Daemon {
   #config: Config;
+  /** #config with the dynamic inventories' targets: what the last iteration planned from. */
+  #effective: Config;
+  readonly #inventories: InventorySupervisor;
+  readonly #dynamic: DynamicTargets;
+  /** Inventories that had a app_inventory_targets series, to remove the series when one goes. */
+  #inventoryNames = new Set<string>();
   readonly #metrics: Metrics;
   readonly #pool: WorkerPool;
   readonly #resolver: Resolver;
@@ -112,6 +122,7 @@ export class Daemon {
     lookup: LookupFn,
   ) {
     this.#config = config;
+    this.#effective = config;
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
     this.#pool = new WorkerPool(poolOptions(config), logger("engine"), {
       onRestart: () => this.#metrics.workerRestarts.inc({ probe_name: this.#config.global.probe_name }),
@@ -121,6 +132,10 @@ export class Daemon {
       },
     });
     this.#resolver = new Resolver(logger("dns"), lookup);
+    this.#inventories = new InventorySupervisor(logger("inventory"), {
+      onError: (inventory) => this.#metrics.inventoryErrors.inc({ probe_name: this.#config.global.probe_name, inventory }),
+    });
+    this.#dynamic = new DynamicTargets(logger("inventory"));
     this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
   }
 
@@ -133,6 +148,8 @@ export class Daemon {
     const loaded = describeLoad(opts.configPath ? await loadConfigIsolated(opts.configPath) : loadDefaultConfig(), source);
     if ("exitCode" in loaded) return loaded;
     const { config, warnings } = loaded;
+    const inventories = await planInventories(config, Daemon.#baseDir(opts.configPath));
+    if (inventories.problems.length > 0) return { exitCode: 65, lines: inventories.problems };
     setLogLevel(config.global.logging_level as LevelName);
     log.info(
       opts.configPath
@@ -148,8 +165,43 @@ export class Daemon {
     d.#metrics.setProbeName(config.global.probe_name);
     d.#serve();
     d.#resolver.sync(config);
+    d.#applyInventories(inventories);
     d.#scheduleReloads();
     return d;
+  }
+
+  /** Where api.yaml, the modules directory and the API's state file are: beside the config. */
+  static #baseDir(configPath: string | null): string {
+    return configPath ? dirname(configPath) : process.cwd();
+  }
+
+  #applyInventories(plan: InventoryPlan): void {
+    for (const w of plan.warnings) log.warning(w);
+    this.#inventories.apply(plan.specs);
+  }
+
+  /**
+   * The config plus the inventories' current targets. Computed at the start of an iteration, so
+   * dynamic targets change between iterations, never during one.
+   */
+  #mergeDynamic(): Config {
+    const merged = this.#dynamic.merge(this.#config, this.#inventories.lists());
+    const pn = this.#config.global.probe_name;
+    const names = new Set(this.#inventories.names());
+    for (const name of this.#inventoryNames) {
+      if (!names.has(name)) {
+        this.#metrics.inventoryTargets.remove({ probe_name: pn, inventory: name });
+        this.#metrics.inventoryErrors.remove({ probe_name: pn, inventory: name });
+      }
+    }
+    for (const name of names) {
+      this.#metrics.inventoryTargets.set({ probe_name: pn, inventory: name }, merged.counts.get(name) ?? 0);
+      this.#metrics.inventoryErrors.inc({ probe_name: pn, inventory: name }, 0);
+    }
+    this.#inventoryNames = names;
+    if (merged.config.targets !== this.#effective.targets) this.#resolver.sync(merged.config);
+    this.#effective = merged.config;
+    return merged.config;
   }
 
   #serve(): void {
@@ -193,9 +245,10 @@ export class Daemon {
     }
     const loaded = describeLoad(await loadConfigIsolated(this.configPath), this.configPath);
     const pn = this.#config.global.probe_name;
-    if ("exitCode" in loaded) {
+    const inventories = "exitCode" in loaded ? null : await planInventories(loaded.config, Daemon.#baseDir(this.configPath));
+    if ("exitCode" in loaded || !inventories || inventories.problems.length > 0) {
       log.error("configuration reload failed: the running configuration stays", { config: this.configPath });
-      for (const line of loaded.lines) log.error(line);
+      for (const line of "exitCode" in loaded ? loaded.lines : (inventories?.problems ?? [])) log.error(line);
       this.#metrics.reloadFailed.set({ probe_name: pn }, 1);
       return false;
     }
@@ -206,7 +259,8 @@ export class Daemon {
     setLogLevel(c.global.logging_level as LevelName);
     this.#metrics.setProbeName(c.global.probe_name);
     this.#metrics.reloadFailed.set({ probe_name: c.global.probe_name }, 0);
-    this.#resolver.sync(c);
+    this.#applyInventories(inventories);
+    this.#mergeDynamic();
     await this.#pool.resize(c.global.nb_proc, poolOptions(c));
     if (old.global.prometheus_port !== c.global.prometheus_port || old.global.prometheus_address !== c.global.prometheus_address) {
       this.#serve();
@@ -225,7 +279,7 @@ export class Daemon {
     iterationSeconds: number,
     degraded: boolean,
   ): Promise<void> {
-    const c = this.#config;
+    const c = this.#effective;
     const p = plan ?? buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
     return this.#metrics.applyIteration({
       probeName: c.global.probe_name,
@@ -244,12 +298,13 @@ export class Daemon {
 
   /** One iteration: plan, probe in the Workers, publish. */
   async iterate(): Promise<void> {
-    const c = this.#config;
+    const configured = this.#config;
+    const c = this.#mergeDynamic();
     const t0 = performance.now();
     void this.#resolver.refresh();
     const plan = buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
     const out = await this.#pool.run(plan.jobs, [...c.global.percentile], [...c.global.histogram_buckets], c.global.timeout * 1000);
-    if (this.#config !== c) return; // reloaded meanwhile: the old plan's figures are dropped
+    if (this.#config !== configured) return; // reloaded meanwhile: the old plan's figures are dropped
     const results: (SeriesSummary | null)[] = plan.series.map(() => null);
     const stats: BatchStats[] = [];
     out.forEach((r, k) => {
@@ -316,7 +371,7 @@ export class Daemon {
       });
       this.#wake = null;
     }
-    await this.#pool.close();
+    await Promise.all([this.#pool.close(), this.#inventories.stop()]);
     this.#server?.stop(true);
     if (this.#reloadTimer) clearInterval(this.#reloadTimer);
     this.#resolveStopped();
@@ -329,7 +384,7 @@ export class Daemon {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
-    await this.#pool.close();
+    await Promise.all([this.#pool.close(), this.#inventories.stop()]);
     return this.#stopped;
   }
 }

@@ -244,6 +244,10 @@ export interface StartOptions {
   port?: number;
   /** Where to scrape from; default 127.0.0.1. */
   metricsHost?: string;
+  /** Run this executable (the compiled binary) instead of `bun src/main.ts`. */
+  bin?: string;
+  /** Use this directory as the working directory (kept files, e.g. a restart); default a fresh one. */
+  dir?: string;
   /** Run inside this network namespace (`ip netns exec NS`, which execs: the pid is the daemon's). */
   netns?: string;
   /** Wait for /metrics to answer (any status) before returning; default true. */
@@ -382,24 +386,25 @@ export class DaemonProcess {
     renameSync(tmp, path);
   }
 
-  /** SIGKILLs it if it still runs, waits for it, removes its directory. Idempotent. */
-  async stop(): Promise<void> {
+  /** SIGKILLs it if it still runs, waits for it, removes its directory (unless `keepDir`). Idempotent. */
+  async stop(opts: { keepDir?: boolean } = {}): Promise<void> {
     if (this.alive) this.proc.kill("SIGKILL");
     await this.waitExit(10_000);
-    rmSync(this.dir, { recursive: true, force: true });
+    if (!opts.keepDir) rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
 /** Starts the daemon in a fresh temporary working directory. */
 export async function startDaemon(opts: StartOptions = {}): Promise<DaemonProcess> {
   const port = opts.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), "netprobify-daemon-"));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "netprobify-daemon-"));
   const configPath = join(dir, opts.configName ?? "netprobify.yaml");
   const sub = (t: string) => t.replaceAll("__PORT__", String(port));
   if (opts.config !== undefined && opts.config !== null) writeFileSync(configPath, sub(opts.config));
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), sub(text));
   const args = typeof opts.args === "function" ? opts.args(configPath) : (opts.args ?? [configPath]);
-  const argv = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), process.execPath, MAIN, ...args];
+  const command = opts.bin ? [opts.bin] : [process.execPath, MAIN];
+  const argv = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...command, ...args];
   const proc = Bun.spawn(argv, { cwd: dir, env: daemonEnv(opts.env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   live.add(proc);
   installExitHandler();
