@@ -286,7 +286,7 @@ export const GlobalSchema = v.pipe(
       v.pipe(
         v.array(v.pipe(v.string(), v.nonEmpty())),
         hints({ expected: "a list of inventory names" }),
-        v.description("Names of the dynamic inventories not to start (for example api). Read at start only."),
+        v.description("Names of the dynamic inventories not to start (for example api). Applied at start and on reload."),
       ),
       () => [...GLOBAL_DEFAULTS.disable_dynamic_inventories],
     ),

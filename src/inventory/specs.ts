@@ -41,7 +41,7 @@ export function moduleFiles(directory: string): { name: string; path: string }[]
         return false;
       }
     })
-    .sort((a, b) => a.name.localeCompare(b.name));
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /**
