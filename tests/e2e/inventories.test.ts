@@ -58,7 +58,7 @@ describe("dynamic inventories in the compiled binary", () => {
   let sdRequests = 0;
   let sdServer: ReturnType<typeof Bun.serve> | null = null;
 
-  const config = () => `
+  const config = (fileInventories = "files: {directory: targets.d}") => `
 global:
   probe_name: inv
   interval: 1
@@ -79,7 +79,7 @@ targets:
     timeout: 1
 inventories:
   file:
-    files: {directory: targets.d}
+    ${fileInventories}
   http:
     sd: {url: "http://127.0.0.1:${sdServer!.port}/targets", refresh_interval: 1, timeout: 1}
   modules:
@@ -226,5 +226,25 @@ inventories:
     expect(lossOf(e, crasherName)).toBe(0);
     expect(d!.logLines.some((l) => l.includes("boom from the crasher module"))).toBe(true);
     expect(d!.logLines.filter((l) => l.includes("level=CRITICAL")).length).toBe(0);
+  }, 60_000);
+
+  test("reload: a new file inventory starts, a removed one stops and its series go; a bad api.yaml keeps the running API", async () => {
+    mkdirSync(join(workDir, "more.d"));
+    writeFileSync(join(workDir, "more.d", "a.json"), JSON.stringify([{ hostname: h.v4.host, type: "ICMPping", nb_packets: 2, timeout: 1 }]));
+    d!.writeConfig(config("more: {directory: more.d}"));
+    d!.signal("SIGHUP");
+    const name = `more_${h.v4.host}`;
+    const e = await d!.waitFor(`${name} probed after the reload`, (x) => (sentOf(x, name) ?? 0) >= 2 && x, { timeoutMs: 30_000 });
+    expect(e.value("app_inventory_targets", { inventory: "more" })).toBe(1);
+    expect(e.value("app_inventory_targets", { inventory: "files" })).toBeUndefined();
+    expect(e.value("app_reload_conf_failed_status")).toBe(0);
+
+    const apiYaml = readFileSync(join(workDir, "api.yaml"), "utf8");
+    writeFileSync(join(workDir, "api.yaml"), `${apiYaml}listen_port_typo: 1\n`);
+    d!.signal("SIGHUP");
+    await d!.waitFor("the reload to fail on api.yaml", (x) => x.value("app_reload_conf_failed_status") === 1, { timeoutMs: 15_000 });
+    expect(d!.logLines.some((l) => l.includes("api.yaml:") && l.includes("listen_port_typo: unknown field"))).toBe(true);
+    expect((await api("GET", "/api/targets")).status).toBe(200);
+    writeFileSync(join(workDir, "api.yaml"), apiYaml);
   }, 60_000);
 });
