@@ -183,6 +183,18 @@ inventories:
     expect(list.map((t) => t.hostname)).toEqual([h.v4.host]);
   }, 60_000);
 
+  test("the API's OpenAPI document and interactive page are served from the binary, with nothing to fetch elsewhere", async () => {
+    const doc = (await (await fetch(`http://127.0.0.1:${apiPort}/api/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths).sort()).toEqual(["/api/openapi.json", "/api/target", "/api/targets", "/api/ui/"]);
+    const page = await fetch(`http://127.0.0.1:${apiPort}/api/ui/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toStartWith("text/html");
+    const html = await page.text();
+    expect(html).toContain("openapi.json");
+    expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
+  }, 30_000);
+
   test("the API's targets are back after a restart (state file), then DELETE removes one", async () => {
     const name = `api_${h.v4.host}`;
     expect(inventoryProcesses(bin).length).toBeGreaterThan(0);
