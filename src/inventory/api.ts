@@ -11,41 +11,38 @@
  * - targets survive a restart: a JSON state file, written atomically after every change;
  * - the OpenAPI document and the interactive page are served from the binary, nothing from a CDN.
  *
- * The routes, the store and the expiry run in {@link createApi}, which takes its clock, resolver,
- * state path and publish function as arguments so tests need neither a socket nor DNS;
- * {@link start} only binds it to Bun.serve.
+ * This module is the HTTP side: the routes, the store and the expiry run in {@link createApi},
+ * which takes its clock, resolver, state path and publish function as arguments so tests need
+ * neither a socket nor DNS; {@link start} only binds it to Bun.serve. api.yaml lives in
+ * api-config.ts, the targets and the request bodies' schemas in api-targets.ts, the state file in
+ * api-state.ts.
  */
 import crypto from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { open, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
-import * as v from "valibot";
+import { resolve } from "node:path";
 import { toJsonSchema, type SchemaNode } from "../config/describe.ts";
-import { formatIssue, formatProblem, formatWarnings, parseYamlText, validateValue, type ValueProblem } from "../config/load.ts";
-import {
-  ADDRESS_FAMILIES,
-  HOSTNAME_PATTERN,
-  InventoryTargetSchema,
-  issueText,
-  L4_HEADER_BYTES,
-  lifetimeSeconds,
-  MAX_INVENTORY_TARGETS,
-  MAX_IP_PAYLOAD_BYTES,
-  NAME_PATTERN,
-  splitIssueText,
-  TARGET_TYPES,
-  type AddressFamily,
-  type FieldHints,
-  type TargetType,
-} from "../config/schema.ts";
+import { formatProblem, validateValue, type ValueProblem } from "../config/load.ts";
+import { ADDRESS_FAMILIES, InventoryTargetSchema, lifetimeSeconds, type AddressFamily } from "../config/schema.ts";
 import type { LevelName, LogFields } from "../log.ts";
 import { VERSION } from "../version.ts";
+import { ApiConfigSchema, LIFETIME_EXPECTED, type ApiConfig } from "./api-config.ts";
 import { openApiDocument } from "./api-docs.ts";
+import { loadState, stateFileText, writeFileAtomic } from "./api-state.ts";
+import {
+  expiryMs,
+  identity,
+  logFields,
+  matchesKeys,
+  targetRequestSchema,
+  TargetKeysSchema,
+  type ApiTarget,
+  type ApiTargetView,
+} from "./api-targets.ts";
 import uiPage from "./api-ui.html" with { type: "text" };
 import type { InventoryStart, Publish } from "./contract.ts";
 
-// --- limits and defaults ---
+// --- limits ---
 
 /** Largest request body read: a target is a few hundred bytes; 16 KiB leaves room and bounds memory. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -58,459 +55,6 @@ const SERVER_BODY_BACKSTOP_BYTES = 1024 * 1024;
 const LOOKUP_TIMEOUT_MS = 5_000;
 /** The expiry timer is re-armed at least this often: setTimeout cannot wait 30 days (2^31 ms). */
 const MAX_TIMER_MS = 3_600_000;
-const STATE_VERSION = 1;
-
-export const API_DEFAULTS = {
-  max_targets: 10,
-  target_lifetime: "1d",
-  max_target_lifetime: "30d",
-  /** The original's API targets sent 20 packets (api.py: `target.get("nb_packets", 20)`). */
-  nb_packets: 20,
-  state_file: "api-targets.json",
-} as const;
-
-/** The name api.yaml has beside the config. */
-export const API_CONFIG_FILE = "api.yaml";
-
-/** What a POST defaults to, as the original did. */
-export const TARGET_REQUEST_DEFAULTS = {
-  type: "ICMPping",
-  dst_port: 80,
-  ip_payload_size: 0,
-  address_family: "ipv4",
-} as const satisfies { type: TargetType; dst_port: number; ip_payload_size: number; address_family: AddressFamily };
-
-// --- api.yaml ---
-
-const hints = <TInput>(h: FieldHints) => v.metadata<TInput, FieldHints & Record<string, unknown>>({ ...h });
-
-const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
-const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m" (days, hours, minutes, seconds)';
-/** Visible ASCII with inner spaces: what an HTTP header carries intact (values are trimmed). */
-const TOKEN_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
-/** Below this, a token is guessable by someone who can reach the port: warned about. */
-const SHORT_TOKEN = 16;
-
-const lifetimeField = (text: string) =>
-  v.pipe(
-    v.unknown(),
-    v.check((x) => lifetimeSeconds(x) !== undefined),
-    hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
-    v.transform((x) => lifetimeSeconds(x) ?? 0),
-    v.description(text),
-  );
-
-/**
- * api.yaml. The lifetimes come out as seconds, so validating the output again gives the same
- * config: the daemon validates the file and hands the result to {@link start}, which checks it.
- */
-export const ApiConfigSchema = v.pipe(
-  v.strictObject({
-    token: v.pipe(
-      v.string(),
-      v.regex(TOKEN_PATTERN),
-      hints({
-        noun: "a valid token",
-        expected: "text of visible ASCII characters, no space at either end, in quotes if YAML would read it as a number",
-      }),
-      v.description(`Secret every request carries in its apikey header. Use ${SHORT_TOKEN} or more random characters.`),
-    ),
-    listen_address: v.pipe(
-      v.string(),
-      v.ip(),
-      v.description("Address the API listens on; 0.0.0.0 means every IPv4 address, :: every address."),
-    ),
-    listen_port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535), v.description("TCP port of the API.")),
-    max_targets: v.optional(
-      v.pipe(
-        v.number(),
-        v.integer(),
-        v.minValue(1),
-        v.maxValue(MAX_INVENTORY_TARGETS),
-        v.description("Most targets the API holds at once; a POST beyond it gets 409."),
-      ),
-      API_DEFAULTS.max_targets,
-    ),
-    target_lifetime: v.optional(
-      lifetimeField("Lifetime of a target whose POST gives none. Default 1d."),
-      API_DEFAULTS.target_lifetime,
-    ),
-    max_target_lifetime: v.optional(
-      lifetimeField("Longest lifetime a target may have; a longer one asked for is cut to it. Default 30d."),
-      API_DEFAULTS.max_target_lifetime,
-    ),
-    nb_packets: v.optional(
-      v.pipe(
-        v.number(),
-        v.integer(),
-        v.minValue(1),
-        v.description("Packets each API target sends per group and iteration. Default 20, as the original's API targets."),
-      ),
-      API_DEFAULTS.nb_packets,
-    ),
-    groups: v.pipe(
-      v.array(v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid group name", expected: NAME_EXPECTED }))),
-      v.nonEmpty(),
-      hints({ expected: "a list of at least one group name" }),
-      v.description(
-        "Groups the API's targets send in (a POST may pick some of them with its own groups field). " +
-          "Groups missing from the config are warned about.",
-      ),
-    ),
-    state_file: v.optional(
-      v.pipe(
-        v.string(),
-        v.nonEmpty(),
-        hints({ expected: "a path, relative to the config file's directory or absolute" }),
-        v.description(
-          "Added by this project. JSON file keeping the API's targets across restarts, rewritten atomically " +
-            "after every change. Default api-targets.json beside the config.",
-        ),
-      ),
-      API_DEFAULTS.state_file,
-    ),
-  }),
-  v.forward(
-    v.partialCheck(
-      [["target_lifetime"], ["max_target_lifetime"]],
-      (c) => c.target_lifetime <= c.max_target_lifetime,
-      (i) =>
-        issueText(
-          `${i.input.target_lifetime} s is longer than max_target_lifetime, ${i.input.max_target_lifetime} s`,
-          "a lifetime no longer than max_target_lifetime",
-        ),
-    ),
-    ["target_lifetime"],
-  ),
-  hints({ expected: "a map with token, listen_address, listen_port and groups" }),
-  v.description("netprobify targets API (api.yaml beside the config)."),
-);
-
-export type ApiConfig = v.InferOutput<typeof ApiConfigSchema>;
-
-export type ApiConfigResult =
-  | { readonly ok: true; readonly config: ApiConfig; readonly warnings: string[] }
-  /** `missing`: the file does not exist, so the API is simply not enabled. */
-  | { readonly ok: false; readonly lines: string[]; readonly missing: boolean };
-
-/**
- * Validates api.yaml text.
- * @param file The name printed in front of each issue.
- * @param options.groups The config's group names: groups outside them are warned about.
- * @returns The config and its warnings, or one FILE:LINE:COL line per issue.
- */
-export function parseApiConfigText(
-  text: string,
-  file: string,
-  options: { groups?: readonly string[] } = {},
-): ApiConfigResult {
-  const parsed = parseYamlText(text, file, ApiConfigSchema);
-  if (!parsed.ok) return { ok: false, lines: parsed.issues.map(formatIssue), missing: false };
-  const config = parsed.value;
-  const warnings = [...parsed.warnings];
-  if (config.token.length < SHORT_TOKEN) {
-    warnings.push({
-      ...parsed.locator.position(["token"], "value"),
-      path: "token",
-      message: `only ${config.token.length} characters: use ${SHORT_TOKEN} or more random ones`,
-    });
-  }
-  if (options.groups) {
-    const known = new Set(options.groups);
-    config.groups.forEach((group, i) => {
-      if (known.has(group)) return;
-      warnings.push({
-        ...parsed.locator.position(["groups", i], "value"),
-        path: `groups[${i}]`,
-        message: `group "${group}" does not exist in the config; the API's targets do not send in it`,
-      });
-    });
-  }
-  return { ok: true, config, warnings: formatWarnings(file, warnings) };
-}
-
-/**
- * Reads and validates api.yaml (the daemon calls it at start and at every reload, and passes
- * the config to {@link start} as its options).
- * @returns As {@link parseApiConfigText}; `missing` with one line when the file does not exist.
- */
-export async function loadApiConfig(path: string, options: { groups?: readonly string[] } = {}): Promise<ApiConfigResult> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    const code = errorCode(error);
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : describe(error);
-    return { ok: false, lines: [`${path}: cannot read the file: ${why}`], missing: code === "ENOENT" };
-  }
-  return parseApiConfigText(text, path, options);
-}
-
-// --- request bodies ---
-
-/** Free text, but one line of it: it lands in the target's description and in logs. */
-const OWNER_PATTERN = /^(?=.*\S)[^\p{Cc}]{1,128}$/u;
-const OWNER_EXPECTED = "1 to 128 characters, not all spaces, no control characters";
-const HOSTNAME_EXPECTED = "a hostname or an IP address: up to 253 letters, digits, ., _, - or :";
-const PAYLOAD_EXPECTED =
-  `0 for the bare L4 header, else an integer from the type's header (TCPsyn ${L4_HEADER_BYTES.TCPsyn}, ` +
-  `ICMPping ${L4_HEADER_BYTES.ICMPping}, UDPunreachable ${L4_HEADER_BYTES.UDPunreachable}) to ` +
-  `${MAX_IP_PAYLOAD_BYTES.ipv4} over IPv4 or ${MAX_IP_PAYLOAD_BYTES.ipv6} over IPv6`;
-
-const targetFields = {
-  owner: v.pipe(
-    v.string(),
-    v.regex(OWNER_PATTERN),
-    hints({ noun: "a valid owner", expected: OWNER_EXPECTED }),
-    v.description("Who asked for the target (a person or team): shown by GET, filtered on, and in the target's description."),
-  ),
-  hostname: v.pipe(
-    v.string(),
-    v.regex(HOSTNAME_PATTERN),
-    hints({ noun: "a hostname or an IP address", expected: HOSTNAME_EXPECTED }),
-    v.description(
-      "What to probe; must resolve in address_family when added. The prober re-resolves it every " +
-        "dns_update_interval. The target's metrics are named api_<hostname>.",
-    ),
-  ),
-  type: v.pipe(v.picklist(TARGET_TYPES), v.description("Probe kind.")),
-  dst_port: v.pipe(
-    v.number(),
-    v.integer(),
-    v.minValue(1),
-    v.maxValue(65535),
-    v.description("Destination port of TCPsyn and UDPunreachable probes; ICMPping ignores it."),
-  ),
-  ip_payload_size: v.pipe(
-    v.number(),
-    v.integer(),
-    v.minValue(0),
-    v.maxValue(MAX_IP_PAYLOAD_BYTES.ipv6),
-    hints({ expected: PAYLOAD_EXPECTED }),
-    v.description("IP payload size in bytes, L4 header included; 0 sends the bare header."),
-  ),
-  address_family: v.pipe(v.picklist(ADDRESS_FAMILIES), v.description("Family the hostname is resolved and probed in.")),
-};
-
-/**
- * The payload size fits the type's header and the family's maximum (0 is the bare header). A
- * DELETE may leave type or family out: then the size must fit at least one of them.
- */
-function payloadProblem(t: { type?: TargetType; ip_payload_size?: number; address_family?: AddressFamily }): string | undefined {
-  const size = t.ip_payload_size;
-  if (size === undefined || size === 0) return undefined;
-  const min = t.type ? L4_HEADER_BYTES[t.type] : Math.min(...Object.values(L4_HEADER_BYTES));
-  const max = t.address_family ? MAX_IP_PAYLOAD_BYTES[t.address_family] : MAX_IP_PAYLOAD_BYTES.ipv6;
-  if (size >= min && size <= max) return undefined;
-  const what = `${t.type ? ` for ${t.type}` : ""}${t.address_family ? ` over ${t.address_family}` : ""}`;
-  return issueText(`${size} is out of range${what}`, `0 (the bare header) or an integer from ${min} to ${max}`);
-}
-
-/** An IP literal of the other family can never resolve in this one. */
-function familyProblem(t: { hostname: string; address_family?: AddressFamily }): string | undefined {
-  const version = isIP(t.hostname);
-  const literal: AddressFamily | undefined = version === 4 ? "ipv4" : version === 6 ? "ipv6" : undefined;
-  if (literal === undefined || t.address_family === undefined || literal === t.address_family) return undefined;
-  return issueText(
-    `${JSON.stringify(t.hostname)} is an ${literal === "ipv4" ? "IPv4" : "IPv6"} address, not ${t.address_family}`,
-    `an address or a name of ${t.address_family}, or address_family: ${literal}`,
-  );
-}
-
-/** POST /api/target. Built per config: the groups a body may name are api.yaml's. */
-function targetRequestSchema(config: ApiConfig) {
-  return v.pipe(
-    v.strictObject({
-      owner: targetFields.owner,
-      hostname: targetFields.hostname,
-      type: v.optional(targetFields.type, TARGET_REQUEST_DEFAULTS.type),
-      dst_port: v.optional(targetFields.dst_port, TARGET_REQUEST_DEFAULTS.dst_port),
-      ip_payload_size: v.optional(targetFields.ip_payload_size, TARGET_REQUEST_DEFAULTS.ip_payload_size),
-      address_family: v.optional(targetFields.address_family, TARGET_REQUEST_DEFAULTS.address_family),
-      lifetime: v.optional(
-        v.pipe(
-          v.unknown(),
-          v.check((x) => lifetimeSeconds(x) !== undefined),
-          hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
-          v.description(
-            `How long the target is probed. Default target_lifetime (${config.target_lifetime} s); ` +
-              `longer than max_target_lifetime (${config.max_target_lifetime} s) is cut to it.`,
-          ),
-        ),
-      ),
-      groups: v.optional(
-        v.pipe(
-          v.array(v.picklist(config.groups)),
-          v.nonEmpty(),
-          hints({ expected: `a list of some of ${config.groups.join(", ")}` }),
-          v.description("Added by this project. Groups the target sends in, among api.yaml's. Default: all of them."),
-        ),
-      ),
-    }),
-    v.forward(
-      v.partialCheck(
-        [["type"], ["ip_payload_size"], ["address_family"]],
-        (t) => !payloadProblem(t),
-        (i) => payloadProblem(i.input) ?? "",
-      ),
-      ["ip_payload_size"],
-    ),
-    v.forward(
-      v.partialCheck([["hostname"], ["address_family"]], (t) => !familyProblem(t), (i) => familyProblem(i.input) ?? ""),
-      ["hostname"],
-    ),
-    hints({
-      expected:
-        "a JSON object with owner, hostname and optionally type, dst_port, ip_payload_size, address_family, lifetime, groups",
-    }),
-    v.description("A target to add."),
-  );
-}
-
-/** DELETE /api/target: owner and hostname, and any of the other keys to narrow the match. */
-const TargetKeysSchema = v.pipe(
-  v.strictObject({
-    owner: targetFields.owner,
-    hostname: targetFields.hostname,
-    type: v.optional(targetFields.type),
-    dst_port: v.optional(targetFields.dst_port),
-    ip_payload_size: v.optional(targetFields.ip_payload_size),
-    address_family: v.optional(targetFields.address_family),
-  }),
-  v.forward(
-    v.partialCheck(
-      [["type"], ["ip_payload_size"], ["address_family"]],
-      (t) => !payloadProblem(t),
-      (i) => payloadProblem(i.input) ?? "",
-    ),
-    ["ip_payload_size"],
-  ),
-  v.forward(
-    v.partialCheck([["hostname"], ["address_family"]], (t) => !familyProblem(t), (i) => familyProblem(i.input) ?? ""),
-    ["hostname"],
-  ),
-  hints({ expected: "a JSON object with owner, hostname and optionally type, dst_port, ip_payload_size, address_family" }),
-  v.description(
-    "Which targets to remove: those of this owner and hostname (case-insensitive) that match every other key given.",
-  ),
-);
-
-type TargetKeys = v.InferOutput<typeof TargetKeysSchema>;
-
-/** GET /api/targets query parameters; an empty value filters nothing, as in the original. */
-const QUERY_FILTERS = ["hostname", "owner", "address_family"] as const;
-type QueryFilter = (typeof QUERY_FILTERS)[number];
-
-// --- targets ---
-
-/** One target the API holds. */
-interface ApiTarget {
-  readonly owner: string;
-  readonly hostname: string;
-  readonly type: TargetType;
-  readonly dst_port: number;
-  /** 0: the bare L4 header (the target is published without ip_payload_size). */
-  readonly ip_payload_size: number;
-  readonly address_family: AddressFamily;
-  /** Some of api.yaml's groups; undefined: all of them. */
-  readonly groups?: readonly string[];
-  /** ms since the epoch. */
-  readonly created: number;
-  /** Seconds, already capped by max_target_lifetime. */
-  readonly lifetime: number;
-}
-
-/** A target as GET, POST and the state file show it. */
-export interface ApiTargetView {
-  readonly owner: string;
-  readonly hostname: string;
-  readonly type: TargetType;
-  readonly dst_port: number;
-  readonly ip_payload_size: number;
-  readonly address_family: AddressFamily;
-  readonly groups: readonly string[];
-  /** ISO 8601, UTC. */
-  readonly creation_date: string;
-  /** Seconds. */
-  readonly lifetime: number;
-  /** ISO 8601, UTC: creation_date + lifetime. */
-  readonly expiry_date: string;
-}
-
-const expiryMs = (t: ApiTarget) => t.created + t.lifetime * 1000;
-
-/**
- * What makes two targets the same (the original's UNIQUE_KEYS). Hostnames compare without case,
- * as DNS does; an ICMPping target has no port, so dst_port does not tell two of them apart.
- */
-function identity(t: Pick<ApiTarget, "hostname" | "address_family" | "type" | "dst_port" | "ip_payload_size">): string {
-  const port = t.type === "ICMPping" ? "" : String(t.dst_port);
-  return [t.hostname.toLowerCase(), t.address_family, t.type, port, t.ip_payload_size].join("\u0000");
-}
-
-function matchesKeys(t: ApiTarget, k: TargetKeys): boolean {
-  return (
-    t.owner === k.owner &&
-    t.hostname.toLowerCase() === k.hostname.toLowerCase() &&
-    (k.type === undefined || t.type === k.type) &&
-    (k.dst_port === undefined || t.type === "ICMPping" || t.dst_port === k.dst_port) &&
-    (k.ip_payload_size === undefined || t.ip_payload_size === k.ip_payload_size) &&
-    (k.address_family === undefined || t.address_family === k.address_family)
-  );
-}
-
-// --- state file ---
-
-const StateTargetSchema = v.strictObject({
-  owner: targetFields.owner,
-  hostname: targetFields.hostname,
-  type: targetFields.type,
-  dst_port: targetFields.dst_port,
-  ip_payload_size: targetFields.ip_payload_size,
-  address_family: targetFields.address_family,
-  groups: v.array(v.pipe(v.string(), v.regex(NAME_PATTERN))),
-  /** Whether the POST chose the groups (else they follow api.yaml). */
-  groups_chosen: v.optional(v.boolean(), false),
-  creation_date: v.pipe(v.string(), v.isoTimestamp()),
-  lifetime: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  expiry_date: v.optional(v.string()),
-});
-
-const StateFileSchema = v.strictObject({
-  version: v.literal(STATE_VERSION),
-  saved_at: v.optional(v.string()),
-  targets: v.array(v.unknown()),
-});
-
-/**
- * Replaces `path` with `text` so that a crash at any moment leaves either the old file or the
- * new one, never a mix: write a temporary file in the same directory (same filesystem, so the
- * rename is atomic), fsync it, rename it over, then fsync the directory so the rename is durable.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
-  try {
-    const file = await open(temp, "w", 0o644);
-    try {
-      await file.writeFile(text, "utf8");
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  const directory = await open(dir, "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-}
-let tempCounter = 0;
 
 // --- the API ---
 
@@ -644,6 +188,10 @@ async function readJsonBody(request: Request): Promise<BodyResult> {
   }
 }
 
+/** GET /api/targets query parameters; an empty value filters nothing, as in the original. */
+const QUERY_FILTERS = ["hostname", "owner", "address_family"] as const;
+type QueryFilter = (typeof QUERY_FILTERS)[number];
+
 type Handler = (request: Request, url: URL) => Promise<Response> | Response;
 
 /**
@@ -701,16 +249,11 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
 
   /** Queues a write of the list as it is now; resolves to an error text when it failed. */
   const persist = (): Promise<string | undefined> => {
-    const snapshot = JSON.stringify(
-      {
-        version: STATE_VERSION,
-        saved_at: new Date(now()).toISOString(),
-        targets: targets.map((t) => ({ ...view(t), groups_chosen: t.groups !== undefined })),
-      },
-      null,
-      2,
+    const snapshot = stateFileText(
+      targets.map((t) => ({ ...view(t), groups_chosen: t.groups !== undefined })),
+      now(),
     );
-    const done = writing.then(() => writeFileAtomic(deps.statePath, `${snapshot}\n`));
+    const done = writing.then(() => writeFileAtomic(deps.statePath, snapshot));
     writing = done.catch(() => undefined);
     return done.then(
       () => undefined,
@@ -749,7 +292,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
       return;
     }
     targets = targets.filter((t) => expiryMs(t) > at);
-    for (const t of expired) log("INFO", "API target expired", fields(t));
+    for (const t of expired) log("INFO", "API target expired", logFields(t));
     void changed();
   }
 
@@ -846,7 +389,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
 
     const target: ApiTarget = { ...candidate, created: now() };
     targets = [...targets, target];
-    log("INFO", "API target added", fields(target));
+    log("INFO", "API target added", logFields(target));
     const warnings: string[] = [];
     if (wanted > lifetime) warnings.push(`lifetime cut from ${wanted} s to max_target_lifetime, ${lifetime} s`);
     const unsaved = await changed();
@@ -863,7 +406,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
     const gone = targets.filter((t) => matchesKeys(t, keys));
     if (gone.length === 0) return fail(404, "no target matches", { expected: "the keys of a target GET /api/targets lists" });
     targets = targets.filter((t) => !matchesKeys(t, keys));
-    for (const t of gone) log("INFO", "API target deleted", fields(t));
+    for (const t of gone) log("INFO", "API target deleted", logFields(t));
     const unsaved = await changed();
     return json(200, { deleted: gone.map(view), ...(unsaved ? { warnings: [unsaved] } : {}) });
   };
@@ -962,114 +505,6 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
   };
 }
 
-/**
- * Reads the state file. Expired targets are dropped, lifetimes re-capped by the current
- * max_target_lifetime, chosen groups narrowed to the current api.yaml's. A file that cannot be
- * understood is reported, moved aside (kept for a person to look at) and the API starts empty.
- */
-async function loadState(
-  path: string,
-  config: ApiConfig,
-  at: number,
-  reportError: (message: string, fields?: LogFields) => void,
-  log: (level: LevelName, message: string, fields?: LogFields) => void,
-): Promise<{ targets: ApiTarget[]; rewrite: boolean }> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return { targets: [], rewrite: false };
-    reportError(`cannot read the state file: ${describe(error)}; starting with no API targets`, { state_file: path });
-    return { targets: [], rewrite: false };
-  }
-
-  const setAside = async (why: string) => {
-    const aside = `${path}.corrupt-${new Date(at).toISOString().replace(/[:.]/g, "-")}`;
-    let where = `moved to ${aside}`;
-    try {
-      await rename(path, aside);
-    } catch (error) {
-      where = `could not be moved aside: ${describe(error)}`;
-    }
-    reportError(`state file is corrupt (${why}); it was ${where}`, { state_file: path });
-  };
-
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (error) {
-    await setAside(`not JSON: ${describe(error)}`);
-    return { targets: [], rewrite: true };
-  }
-  const file = validateValue(StateFileSchema, data);
-  if (!file.ok) {
-    await setAside(file.problems.slice(0, 3).map(formatProblem).join("; "));
-    return { targets: [], rewrite: true };
-  }
-
-  const targets: ApiTarget[] = [];
-  const seen = new Set<string>();
-  const bad: string[] = [];
-  let rewrite = false;
-  file.value.targets.forEach((raw, i) => {
-    const entry = validateValue(StateTargetSchema, raw);
-    if (!entry.ok) {
-      bad.push(`targets[${i}]: ${formatProblem(entry.problems[0] ?? { path: "", message: "invalid", expected: "" })}`);
-      return;
-    }
-    const e = entry.value;
-    // What a POST refuses across fields: the prober would refuse the whole list for one of these.
-    const across = payloadProblem(e) ?? familyProblem(e);
-    if (across) {
-      const text = splitIssueText(across);
-      bad.push(`targets[${i}]: ${text ? `${text.problem} (${text.expected})` : across}`);
-      return;
-    }
-    const lifetime = Math.min(e.lifetime, config.max_target_lifetime);
-    const groups = e.groups_chosen ? e.groups.filter((g) => config.groups.includes(g)) : undefined;
-    const target: ApiTarget = {
-      owner: e.owner,
-      hostname: e.hostname,
-      type: e.type,
-      dst_port: e.dst_port,
-      ip_payload_size: e.ip_payload_size,
-      address_family: e.address_family,
-      ...(groups && groups.length > 0 ? { groups } : {}),
-      created: Date.parse(e.creation_date),
-      lifetime,
-    };
-    if (groups && groups.length < e.groups.length) {
-      rewrite = true;
-      const left = groups.length > 0 ? groups.join(",") : `all of api.yaml's (${config.groups.join(",")})`;
-      log("WARNING", "API target's groups are no longer all in api.yaml", { ...fields(target), groups: left });
-    }
-    if (lifetime !== e.lifetime) rewrite = true;
-    if (expiryMs(target) <= at) {
-      rewrite = true;
-      return;
-    }
-    const key = identity(target);
-    if (seen.has(key)) {
-      rewrite = true;
-      return;
-    }
-    seen.add(key);
-    targets.push(target);
-  });
-  if (bad.length > 0) {
-    await setAside(`${bad.length} invalid target(s): ${bad.slice(0, 3).join("; ")}`);
-    rewrite = true;
-  }
-  if (targets.length > config.max_targets) {
-    log("WARNING", "the state file holds more targets than max_targets: all kept, no more accepted until some go", {
-      targets: targets.length,
-      max_targets: config.max_targets,
-    });
-  }
-  log("INFO", "API targets loaded from the state file", { targets: targets.length, state_file: path });
-  return { targets, rewrite };
-}
-
 // --- the inventory ---
 
 /**
@@ -1148,21 +583,6 @@ const UI_CSP = (() => {
 
 function digest(text: string): Buffer {
   return crypto.createHash("sha256").update(text, "utf8").digest();
-}
-
-function fields(t: ApiTarget): LogFields {
-  return {
-    owner: t.owner,
-    hostname: t.hostname,
-    type: t.type,
-    dst_port: t.dst_port,
-    address_family: t.address_family,
-    lifetime: t.lifetime,
-  };
-}
-
-function errorCode(error: unknown): unknown {
-  return typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
 }
 
 function describe(error: unknown): string {

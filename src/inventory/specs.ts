@@ -7,7 +7,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
 import { NAME_PATTERN, type Config } from "../config/schema.ts";
 import type { LevelName } from "../log.ts";
-import { loadApiConfig } from "./api.ts";
+import { loadApiConfig } from "./api-config.ts";
 import type { InventorySpec } from "./contract.ts";
 
 /** The API inventory's settings file, beside the config (the original's name and place). */

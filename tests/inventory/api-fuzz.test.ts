@@ -16,7 +16,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatProblem, validateValue } from "../../src/config/load.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
-import { createApi, MAX_BODY_BYTES, parseApiConfigText, type Api, type ApiTargetView, type Lookup } from "../../src/inventory/api.ts";
+import { createApi, MAX_BODY_BYTES, type Api, type Lookup } from "../../src/inventory/api.ts";
+import { parseApiConfigText } from "../../src/inventory/api-config.ts";
+import type { ApiTargetView } from "../../src/inventory/api-targets.ts";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_2026);
 const CASES = 10_000;

@@ -12,20 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatProblem, validateValue } from "../../src/config/load.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
-import {
-  ApiConfigSchema,
-  createApi,
-  loadApiConfig,
-  MAX_BODY_BYTES,
-  parseApiConfigText,
-  start,
-  systemLookup,
-  writeFileAtomic,
-  type Api,
-  type ApiConfig,
-  type ApiTargetView,
-  type Lookup,
-} from "../../src/inventory/api.ts";
+import { createApi, MAX_BODY_BYTES, start, systemLookup, type Api, type Lookup } from "../../src/inventory/api.ts";
+import { ApiConfigSchema, loadApiConfig, parseApiConfigText, type ApiConfig } from "../../src/inventory/api-config.ts";
+import { writeFileAtomic } from "../../src/inventory/api-state.ts";
+import type { ApiTargetView } from "../../src/inventory/api-targets.ts";
 import type { InventoryContext } from "../../src/inventory/contract.ts";
 
 const FIXTURES = join(import.meta.dir, "..", "fixtures", "api");

@@ -1,0 +1,196 @@
+/**
+ * api.yaml, the targets API's own file beside the config: its schema and defaults, and reading
+ * and validating it. Apart from api.ts so that specs.ts can validate the file (at start, at every
+ * reload, in `check`) without loading the HTTP API.
+ */
+import { readFile } from "node:fs/promises";
+import * as v from "valibot";
+import { formatIssue, formatWarnings, parseYamlText } from "../config/load.ts";
+import { issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_PATTERN, type FieldHints } from "../config/schema.ts";
+
+export const API_DEFAULTS = {
+  max_targets: 10,
+  target_lifetime: "1d",
+  max_target_lifetime: "30d",
+  /** The original's API targets sent 20 packets (api.py: `target.get("nb_packets", 20)`). */
+  nb_packets: 20,
+  state_file: "api-targets.json",
+} as const;
+
+/** The name api.yaml has beside the config. */
+export const API_CONFIG_FILE = "api.yaml";
+
+/** Shared with the request schemas (api-targets.ts), so that their issues are worded alike. */
+export const hints = <TInput>(h: FieldHints) => v.metadata<TInput, FieldHints & Record<string, unknown>>({ ...h });
+
+const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
+export const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m" (days, hours, minutes, seconds)';
+/** Visible ASCII with inner spaces: what an HTTP header carries intact (values are trimmed). */
+const TOKEN_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+/** Below this, a token is guessable by someone who can reach the port: warned about. */
+const SHORT_TOKEN = 16;
+
+const lifetimeField = (text: string) =>
+  v.pipe(
+    v.unknown(),
+    v.check((x) => lifetimeSeconds(x) !== undefined),
+    hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
+    v.transform((x) => lifetimeSeconds(x) ?? 0),
+    v.description(text),
+  );
+
+/**
+ * api.yaml. The lifetimes come out as seconds, so validating the output again gives the same
+ * config: the daemon validates the file and hands the result to api.ts's `start`, which checks it.
+ */
+export const ApiConfigSchema = v.pipe(
+  v.strictObject({
+    token: v.pipe(
+      v.string(),
+      v.regex(TOKEN_PATTERN),
+      hints({
+        noun: "a valid token",
+        expected: "text of visible ASCII characters, no space at either end, in quotes if YAML would read it as a number",
+      }),
+      v.description(`Secret every request carries in its apikey header. Use ${SHORT_TOKEN} or more random characters.`),
+    ),
+    listen_address: v.pipe(
+      v.string(),
+      v.ip(),
+      v.description("Address the API listens on; 0.0.0.0 means every IPv4 address, :: every address."),
+    ),
+    listen_port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535), v.description("TCP port of the API.")),
+    max_targets: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(1),
+        v.maxValue(MAX_INVENTORY_TARGETS),
+        v.description("Most targets the API holds at once; a POST beyond it gets 409."),
+      ),
+      API_DEFAULTS.max_targets,
+    ),
+    target_lifetime: v.optional(
+      lifetimeField("Lifetime of a target whose POST gives none. Default 1d."),
+      API_DEFAULTS.target_lifetime,
+    ),
+    max_target_lifetime: v.optional(
+      lifetimeField("Longest lifetime a target may have; a longer one asked for is cut to it. Default 30d."),
+      API_DEFAULTS.max_target_lifetime,
+    ),
+    nb_packets: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(1),
+        v.description("Packets each API target sends per group and iteration. Default 20, as the original's API targets."),
+      ),
+      API_DEFAULTS.nb_packets,
+    ),
+    groups: v.pipe(
+      v.array(v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid group name", expected: NAME_EXPECTED }))),
+      v.nonEmpty(),
+      hints({ expected: "a list of at least one group name" }),
+      v.description(
+        "Groups the API's targets send in (a POST may pick some of them with its own groups field). " +
+          "Groups missing from the config are warned about.",
+      ),
+    ),
+    state_file: v.optional(
+      v.pipe(
+        v.string(),
+        v.nonEmpty(),
+        hints({ expected: "a path, relative to the config file's directory or absolute" }),
+        v.description(
+          "Added by this project. JSON file keeping the API's targets across restarts, rewritten atomically " +
+            "after every change. Default api-targets.json beside the config.",
+        ),
+      ),
+      API_DEFAULTS.state_file,
+    ),
+  }),
+  v.forward(
+    v.partialCheck(
+      [["target_lifetime"], ["max_target_lifetime"]],
+      (c) => c.target_lifetime <= c.max_target_lifetime,
+      (i) =>
+        issueText(
+          `${i.input.target_lifetime} s is longer than max_target_lifetime, ${i.input.max_target_lifetime} s`,
+          "a lifetime no longer than max_target_lifetime",
+        ),
+    ),
+    ["target_lifetime"],
+  ),
+  hints({ expected: "a map with token, listen_address, listen_port and groups" }),
+  v.description("netprobify targets API (api.yaml beside the config)."),
+);
+
+export type ApiConfig = v.InferOutput<typeof ApiConfigSchema>;
+
+export type ApiConfigResult =
+  | { readonly ok: true; readonly config: ApiConfig; readonly warnings: string[] }
+  /** `missing`: the file does not exist, so the API is simply not enabled. */
+  | { readonly ok: false; readonly lines: string[]; readonly missing: boolean };
+
+/**
+ * Validates api.yaml text.
+ * @param file The name printed in front of each issue.
+ * @param options.groups The config's group names: groups outside them are warned about.
+ * @returns The config and its warnings, or one FILE:LINE:COL line per issue.
+ */
+export function parseApiConfigText(
+  text: string,
+  file: string,
+  options: { groups?: readonly string[] } = {},
+): ApiConfigResult {
+  const parsed = parseYamlText(text, file, ApiConfigSchema);
+  if (!parsed.ok) return { ok: false, lines: parsed.issues.map(formatIssue), missing: false };
+  const config = parsed.value;
+  const warnings = [...parsed.warnings];
+  if (config.token.length < SHORT_TOKEN) {
+    warnings.push({
+      ...parsed.locator.position(["token"], "value"),
+      path: "token",
+      message: `only ${config.token.length} characters: use ${SHORT_TOKEN} or more random ones`,
+    });
+  }
+  if (options.groups) {
+    const known = new Set(options.groups);
+    config.groups.forEach((group, i) => {
+      if (known.has(group)) return;
+      warnings.push({
+        ...parsed.locator.position(["groups", i], "value"),
+        path: `groups[${i}]`,
+        message: `group "${group}" does not exist in the config; the API's targets do not send in it`,
+      });
+    });
+  }
+  return { ok: true, config, warnings: formatWarnings(file, warnings) };
+}
+
+/**
+ * Reads and validates api.yaml (the daemon calls it at start and at every reload, and passes
+ * the config to api.ts's `start` as its options).
+ * @returns As {@link parseApiConfigText}; `missing` with one line when the file does not exist.
+ */
+export async function loadApiConfig(path: string, options: { groups?: readonly string[] } = {}): Promise<ApiConfigResult> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = errorCode(error);
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : describe(error);
+    return { ok: false, lines: [`${path}: cannot read the file: ${why}`], missing: code === "ENOENT" };
+  }
+  return parseApiConfigText(text, path, options);
+}
+
+// --- internal ---
+
+function errorCode(error: unknown): unknown {
+  return typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
