@@ -5,6 +5,7 @@
  * type-check (a syntax error). Every wait polls with a deadline; every child is looked for by
  * pid afterwards.
  */
+import { recordLog, type LogLine } from "../support/log-recorder.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
@@ -12,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { InventorySpec } from "../../src/inventory/contract.ts";
 import { CHILD_MAX_RSS_BYTES, InventorySupervisor, type SupervisorOptions } from "../../src/inventory/supervisor.ts";
-import type { LogFields, Logger } from "../../src/log.ts";
 
 // Real processes: each test waits with its own deadlines, all well under this.
 setDefaultTimeout(30_000);
@@ -20,11 +20,7 @@ setDefaultTimeout(30_000);
 const FIXTURES = join(import.meta.dir, "..", "fixtures", "inventory-modules");
 const EXAMPLE = join(import.meta.dir, "..", "..", "src", "inventory", "example-module.ts");
 
-interface Line {
-  level: string;
-  msg: string;
-  fields: LogFields;
-}
+type Line = LogLine;
 
 interface Harness {
   sup: InventorySupervisor;
@@ -56,17 +52,8 @@ afterAll(async () => {
 });
 
 function harness(options: SupervisorOptions = {}): Harness {
-  const lines: Line[] = [];
   const errors: string[] = [];
-  const at = (level: string) => (msg: string, fields: LogFields = {}) => void lines.push({ level, msg, fields });
-  const log: Logger = {
-    debug: at("DEBUG"),
-    info: at("INFO"),
-    warning: at("WARNING"),
-    error: at("ERROR"),
-    critical: at("CRITICAL"),
-    enabled: () => true,
-  };
+  const { log, lines } = recordLog();
   const sup = new InventorySupervisor(log, { onError: (name) => void errors.push(name) }, { minBackoffMs: 50, ...options });
   supervisors.push(sup);
   return {

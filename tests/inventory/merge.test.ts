@@ -3,32 +3,16 @@
  * first-seen memory and the warnings, so every test injects the clock and captures the log.
  * Lists are checked by InventoryListSchema first, exactly as the supervisor hands them over.
  */
+import { recordLog, type LogLine } from "../support/log-recorder.ts";
 import { describe, expect, test } from "bun:test";
 import { parseConfigText, validateValue, formatProblem } from "../../src/config/load.ts";
 import { InventoryListSchema, type Config, type InventoryTarget } from "../../src/config/schema.ts";
 import { DynamicTargets, inventoryNames, nameTail } from "../../src/inventory/merge.ts";
 import type { InventoryList } from "../../src/inventory/supervisor.ts";
-import type { LogFields, Logger } from "../../src/log.ts";
 
-interface Line {
-  level: string;
-  msg: string;
-  fields: LogFields;
-}
+type Line = LogLine;
 
-function capture(): { log: Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: string) => (msg: string, fields: LogFields = {}) => void lines.push({ level, msg, fields });
-  const log: Logger = {
-    debug: at("DEBUG"),
-    info: at("INFO"),
-    warning: at("WARNING"),
-    error: at("ERROR"),
-    critical: at("CRITICAL"),
-    enabled: () => true,
-  };
-  return { log, lines };
-}
+const capture = recordLog;
 
 const CONFIG_TEXT = `global:
   probe_name: unit

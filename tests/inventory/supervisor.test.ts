@@ -3,16 +3,12 @@
  * FakeProcess the test drives (emit a message, exit) and inspects (commands sent, kills). Timers
  * are real but short (minBackoffMs 20, heartbeatTimeoutMs 300); waits poll with a deadline.
  */
+import { recordLog, type LogLine } from "../support/log-recorder.ts";
 import { afterEach, describe, expect, test } from "bun:test";
 import type { InventoryCommand, InventoryMessage, InventorySpec } from "../../src/inventory/contract.ts";
 import { InventorySupervisor, MAX_BACKOFF_MS, type InventoryProcess, type Launch, type SupervisorOptions } from "../../src/inventory/supervisor.ts";
-import type { LogFields, Logger } from "../../src/log.ts";
 
-interface Line {
-  level: string;
-  msg: string;
-  fields: LogFields;
-}
+type Line = LogLine;
 
 class FakeProcess implements InventoryProcess {
   readonly sent: InventoryCommand[] = [];
@@ -50,18 +46,9 @@ afterEach(async () => {
 
 function harness(options: SupervisorOptions = {}): Harness {
   const procs: FakeProcess[] = [];
-  const lines: Line[] = [];
   const errors: string[] = [];
   const failLaunch = new Set<string>();
-  const at = (level: string) => (msg: string, fields: LogFields = {}) => void lines.push({ level, msg, fields });
-  const log: Logger = {
-    debug: at("DEBUG"),
-    info: at("INFO"),
-    warning: at("WARNING"),
-    error: at("ERROR"),
-    critical: at("CRITICAL"),
-    enabled: () => true,
-  };
+  const { log, lines } = recordLog();
   const launch: Launch = (spec, onMessage, onExit) => {
     if (failLaunch.has(spec.name)) throw new Error("no such binary");
     const p = new FakeProcess(spec, onMessage, onExit);
