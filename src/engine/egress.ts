@@ -51,6 +51,8 @@ export class EgressResolver {
   /** Next-hop MACs resolved this batch, keyed "ifindex/address". */
   #macs = new Map<string, Uint8Array | null>();
   #routes = new Map<string, Egress>();
+  /** Links looked up this batch, by name: thousands of targets share a handful of interfaces. */
+  #links = new Map<string, LinkInfo | null>();
   readonly #frame = new Uint8Array(128);
   readonly #parsed = new ParsedFrame();
 
@@ -63,6 +65,7 @@ export class EgressResolver {
   refresh(): void {
     this.#macs = new Map();
     this.#routes = new Map();
+    this.#links = new Map();
   }
 
   /** The egress for dst, from src when given (else the kernel's preferred source). */
@@ -127,11 +130,8 @@ export class EgressResolver {
       e.reason = `interface ${ifname} has link type ${handle.datalink}, which the prober cannot frame`;
       return e;
     }
-    let link: LinkInfo;
-    try {
-      link = getLink(ifname);
-    } catch (err) {
-      if (!(err instanceof NoSuchLink)) throw err;
+    const link = this.#link(ifname);
+    if (!link) {
       e.reason = `interface ${ifname} vanished`;
       return e;
     }
@@ -164,6 +164,20 @@ export class EgressResolver {
     h.setFilter(h.datalink === DLT_EN10MB ? "ether proto 0xfffe" : "ip proto 254 and ip[0] = 0x99");
     this.#handles.set(ifname, { handle: h, ifindex });
     return h;
+  }
+
+  #link(ifname: string): LinkInfo | null {
+    let link = this.#links.get(ifname);
+    if (link === undefined) {
+      try {
+        link = getLink(ifname);
+      } catch (err) {
+        if (!(err instanceof NoSuchLink)) throw err;
+        link = null;
+      }
+      this.#links.set(ifname, link);
+    }
+    return link;
   }
 
   #rawSocket(family: Family): number {

@@ -105,9 +105,13 @@ export interface SeriesSummary {
   unroutable: string;
 }
 
+/** RTTs of the series being summarized, reused from one series (and batch) to the next. */
+let scratchRtts = new Float64Array(1024);
+
 /**
  * Summaries per series: targets t with seriesOf[t] = k are aggregated into series k (a subnet
- * target probes many addresses under one name). Computed where the slots are, in the Worker.
+ * target probes many addresses under one name). Computed where the slots are, in the Worker,
+ * with no allocation per target or per probe: the one object per series is what is sent back.
  */
 export function summarizeSeries(
   r: BatchResult,
@@ -116,55 +120,73 @@ export function summarizeSeries(
   percentiles: readonly number[],
   bucketBounds: readonly number[],
 ): SeriesSummary[] {
-  const members: number[][] = Array.from({ length: seriesCount }, () => []);
-  for (let t = 0; t < seriesOf.length; t++) members[seriesOf[t]!]!.push(t);
-  return members.map((targets) => {
+  // Targets grouped by series (a counting sort of target indexes), in target order.
+  const first = new Int32Array(seriesCount + 1);
+  for (let t = 0; t < seriesOf.length; t++) first[seriesOf[t]! + 1]!++;
+  for (let k = 0; k < seriesCount; k++) first[k + 1]! += first[k]!;
+  const members = new Int32Array(seriesOf.length);
+  const filled = first.slice(0, seriesCount);
+  for (let t = 0; t < seriesOf.length; t++) members[filled[seriesOf[t]!]!++] = t;
+  const out: SeriesSummary[] = [];
+  for (let k = 0; k < seriesCount; k++) {
+    let slots = 0;
+    for (let m = first[k]!; m < first[k + 1]!; m++) slots += r.targetStart[members[m]! + 1]! - r.targetStart[members[m]!]!;
+    if (scratchRtts.length < slots) scratchRtts = new Float64Array(Math.max(slots, 2 * scratchRtts.length));
+    const rtts = scratchRtts;
     let sent = 0;
     let lost = 0;
+    let timed = 0;
     let matchFail = 0;
     let portMismatch = 0;
     let timeOoo = 0;
     let unroutable = "";
-    const rtts: number[] = [];
     const health = { worstLossRatio: 0, pathsDown: 0 };
-    for (const t of targets) {
+    for (let m = first[k]!; m < first[k + 1]!; m++) {
+      const t = members[m]!;
       const from = r.targetStart[t]!;
       const to = r.targetStart[t + 1]!;
-      const s = summarize(r, from, to);
-      sent += s.sent;
-      lost += s.lost;
-      for (const v of s.rtts) rtts.push(v);
+      for (let s = from; s < to; s++) {
+        sent++;
+        if (r.status[s] !== SLOT_ANSWERED) {
+          lost++;
+          continue;
+        }
+        const v = r.rttNs[s]!;
+        if (!Number.isNaN(v)) rtts[timed++] = v / 1e9;
+      }
       addPathHealth(r, from, to, health);
       matchFail += r.matchFail[t]!;
       portMismatch += r.portMismatch[t]!;
       timeOoo += r.timeOutOfOrder[t]!;
       unroutable ||= r.unroutable[t]!;
     }
-    rtts.sort((a, b) => a - b);
+    const sorted = rtts.subarray(0, timed).sort();
     const buckets = bucketBounds.length === 0 ? [] : new Array<number>(bucketBounds.length + 1).fill(0);
     let rttSum = 0;
-    for (const v of rtts) {
+    for (let i = 0; i < timed; i++) {
+      const v = sorted[i]!;
       rttSum += v;
       if (buckets.length === 0) continue;
-      let i = 0;
-      while (i < bucketBounds.length && v > bucketBounds[i]!) i++;
-      buckets[i]!++;
+      let b = 0;
+      while (b < bucketBounds.length && v > bucketBounds[b]!) b++;
+      buckets[b]!++;
     }
-    return {
+    out.push({
       sent,
       lost,
-      percentiles: percentiles.map((p) => percentile(rtts, p)),
+      percentiles: percentiles.map((p) => percentile(sorted, p)),
       buckets,
       rttSum,
-      rttCount: rtts.length,
+      rttCount: timed,
       worstPathLossRatio: health.worstLossRatio,
       pathsDown: health.pathsDown,
       matchFail,
       portMismatch,
       timeOutOfOrder: timeOoo,
       unroutable,
-    };
-  });
+    });
+  }
+  return out;
 }
 
 // Per-path counting without an object per path: 10,000 targets x 100 ports would otherwise make
@@ -172,6 +194,8 @@ export function summarizeSeries(
 let pathKeys = new Int32Array(1024);
 let pathSent = new Int32Array(1024);
 let pathLost = new Int32Array(1024);
+/** Table entries in use, to clear them after a range without scanning the table. */
+let pathUsed = new Int32Array(1024);
 
 /** Folds the paths of slots [from, to) into `acc` (worst loss ratio, paths down), as pathHealth(paths()). */
 export function addPathHealth(r: BatchResult, from: number, to: number, acc: { worstLossRatio: number; pathsDown: number }): void {
@@ -183,19 +207,21 @@ export function addPathHealth(r: BatchResult, from: number, to: number, acc: { w
     pathLost = new Int32Array(size);
   }
   const mask = size - 1;
-  const used: number[] = [];
+  if (pathUsed.length < to - from) pathUsed = new Int32Array(size);
+  let used = 0;
   for (let s = from; s < to; s++) {
     const key = r.srcIndex[s]! * 65536 + r.srcPort[s]! + 1;
     let i = Math.imul(key, 0x9e3779b1) >>> 0 & mask;
     while (pathKeys[i] !== 0 && pathKeys[i] !== key) i = (i + 1) & mask;
     if (pathKeys[i] === 0) {
       pathKeys[i] = key;
-      used.push(i);
+      pathUsed[used++] = i;
     }
     pathSent[i]!++;
     if (r.status[s] !== SLOT_ANSWERED) pathLost[i]!++;
   }
-  for (const i of used) {
+  for (let u = 0; u < used; u++) {
+    const i = pathUsed[u]!;
     foldPath(acc, pathSent[i]!, pathLost[i]!);
     pathKeys[i] = 0;
     pathSent[i] = 0;
