@@ -32,7 +32,34 @@ export function authorized(header: string | null, creds: Credentials): boolean {
 
 export interface MetricsSource {
   expositionBlob(): Promise<Blob>;
+  /**
+   * The exposition in two parts, when the source keeps its bulk as bytes: the head (read at
+   * scrape time) and the body (rendered once per iteration, the same bytes for every scrape).
+   */
+  expositionParts?(): Promise<{ head: string; body: Uint8Array }>;
   contentType: string;
+}
+
+/** Bytes written to the socket per step: a slow client holds at most this much of a copy. */
+const BODY_CHUNK = 1 << 20;
+
+/**
+ * A body that writes the head, then the body's bytes straight from the caller's array in
+ * chunks, waiting for the socket to drain: no scrape copies the 14 MB of 10,000 targets into a
+ * new Blob (a Blob of two parts is a fresh concatenation per scrape, about 100 MB of garbage at
+ * 20 scrapes a second).
+ */
+function partsStream(head: string, body: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    type: "direct",
+    async pull(c) {
+      if ((await c.write(head)) === 0 && head.length > 0) return c.close(); // client gone
+      for (let o = 0; o < body.length; o += BODY_CHUNK) {
+        if ((await c.write(body.subarray(o, o + BODY_CHUNK))) === 0) break;
+      }
+      c.close();
+    },
+  });
 }
 
 export function makeHandler(metrics: MetricsSource, creds: Credentials | null): (req: Request) => Promise<Response> {
@@ -45,7 +72,12 @@ export function makeHandler(metrics: MetricsSource, creds: Credentials | null): 
           headers: { "WWW-Authenticate": 'Basic realm="netprobify"' },
         });
       }
-      return new Response(await metrics.expositionBlob(), { headers: { "Content-Type": metrics.contentType } });
+      const headers = { "Content-Type": metrics.contentType };
+      if (metrics.expositionParts) {
+        const { head, body } = await metrics.expositionParts();
+        return new Response(partsStream(head, body), { headers });
+      }
+      return new Response(await metrics.expositionBlob(), { headers });
     }
     if (url.pathname === "/") {
       return new Response("netprobify: metrics at /metrics\n", { headers: { "Content-Type": "text/plain" } });

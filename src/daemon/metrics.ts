@@ -36,6 +36,60 @@ function num(v: number): string {
   return String(v);
 }
 
+/**
+ * Text rendered straight into one byte buffer, line by line: no array of line strings, no
+ * joined copy, no second encoding pass (for 10,000 targets those were three transient copies
+ * of 14 MB each at the end of every iteration).
+ */
+class ByteWriter {
+  #buf: Buffer;
+  #len = 0;
+  constructor(capacity: number) {
+    this.#buf = Buffer.allocUnsafe(Math.max(4096, capacity));
+  }
+
+  /** Appends s (UTF-8). */
+  text(s: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const need = s.length * 3 + 1;
+    if (this.#len + need > this.#buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#len + need));
+      this.#buf.copy(next, 0, 0, this.#len);
+      this.#buf = next;
+    }
+    this.#len += this.#buf.write(s, this.#len);
+  }
+
+  /** Appends one byte (ASCII). */
+  byte(b: number): void {
+    if (this.#len === this.#buf.length) this.text("");
+    this.#buf[this.#len++] = b;
+  }
+
+  line(s: string): void {
+    this.text(s);
+    this.byte(10);
+  }
+
+  /** `name labels value\n` without building the line as a string first. */
+  sample(name: string, labels: string, value: string): void {
+    this.text(name);
+    this.text(labels);
+    this.byte(32);
+    this.text(value);
+    this.byte(10);
+  }
+
+  get length(): number {
+    return this.#len;
+  }
+
+  /** The bytes written; the view keeps the whole buffer, which is sized from the last render. */
+  bytes(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
 /** A counter or gauge family: label set text -> value. */
 class Family {
   readonly series = new Map<string, number>();
@@ -58,9 +112,10 @@ class Family {
     for (const k of this.series.keys()) if (!keep.has(k)) this.series.delete(k);
   }
 
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    for (const [labels, v] of this.series) out.push(`${this.name}${labels} ${num(v)}`);
+  render(out: ByteWriter): void {
+    out.line(`# HELP ${this.name} ${this.help}`);
+    out.line(`# TYPE ${this.name} ${this.type}`);
+    for (const [labels, v] of this.series) out.sample(this.name, labels, num(v));
   }
 }
 
@@ -104,16 +159,17 @@ class HistogramFamily {
     for (const k of this.series.keys()) if (!keep.has(k)) this.series.delete(k);
   }
 
-  render(out: string[]): void {
+  render(out: ByteWriter): void {
     if (this.series.size === 0) return;
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
+    out.line(`# HELP ${this.name} ${this.help}`);
+    out.line(`# TYPE ${this.name} histogram`);
     for (const s of this.series.values()) {
       for (let i = 0; i < s.counts.length; i++) {
         const le = i < this.#bounds.length ? num(this.#bounds[i]!) : "+Inf";
-        out.push(`${this.name}_bucket${labelText({ ...s.labels, le })} ${s.counts[i]}`);
+        out.line(`${this.name}_bucket${labelText({ ...s.labels, le })} ${s.counts[i]}`);
       }
-      out.push(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`);
-      out.push(`${this.name}_count${labelText(s.labels)} ${s.counts[s.counts.length - 1] ?? 0}`);
+      out.line(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`);
+      out.line(`${this.name}_count${labelText(s.labels)} ${s.counts[s.counts.length - 1] ?? 0}`);
     }
   }
 }
@@ -424,13 +480,13 @@ export class Metrics {
 
   /** Renders the per-target families to text, kept until the next iteration. */
   async render(): Promise<void> {
-    const out: string[] = [];
+    // A new buffer every time: scrapes may still be sending the previous one.
+    const out = new ByteWriter(this.#rendered.length + (this.#rendered.length >> 4));
     for (const f of this.#allFamilies()) {
       f.render(out);
       await nextTurn();
     }
-    out.push("");
-    this.#rendered = Buffer.from(out.join("\n"));
+    this.#rendered = out.bytes();
   }
 
   /** The whole exposition: the registry's (process, app) then the per-target text. */
@@ -444,6 +500,11 @@ export class Metrics {
    */
   async expositionBlob(): Promise<Blob> {
     return new Blob([await this.registry.metrics(), this.#rendered]);
+  }
+
+  /** The registry's text, read now, and the per-target bytes of the last render, as they are. */
+  async expositionParts(): Promise<{ head: string; body: Uint8Array }> {
+    return { head: await this.registry.metrics(), body: this.#rendered };
   }
 
   get contentType(): string {

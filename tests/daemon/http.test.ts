@@ -105,3 +105,37 @@ describe("authorized: constant-time comparison", () => {
     }
   });
 });
+
+describe("makeHandler with a source of parts (head read per scrape, body bytes rendered once)", () => {
+  // Larger than one write step (1 MiB), with a tail that is not a whole step.
+  const body = new Uint8Array(3 * (1 << 20) + 12345).map((_, i) => 97 + (i % 26));
+  const parts: MetricsSource = {
+    expositionBlob: async () => new Blob(["unused"]),
+    expositionParts: async () => ({ head: "# HELP h h\n# TYPE h gauge\nh 1\n", body }),
+    contentType: "text/plain; version=0.0.4; charset=utf-8",
+  };
+
+  test("the handler's response is the head then every byte of the body", async () => {
+    const r = await makeHandler(parts, null)(get("/metrics"));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe(parts.contentType);
+    const got = new Uint8Array(await r.arrayBuffer());
+    const head = Buffer.from("# HELP h h\n# TYPE h gauge\nh 1\n");
+    expect(got.byteLength).toBe(head.byteLength + body.byteLength);
+    expect(Buffer.from(got.subarray(0, head.byteLength)).equals(head)).toBe(true);
+    expect(Buffer.from(got.subarray(head.byteLength)).equals(Buffer.from(body))).toBe(true);
+  });
+
+  test("over a socket, several scrapes at once each get the whole body", async () => {
+    const h = makeHandler(parts, null);
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: h });
+    try {
+      const sizes = await Promise.all(
+        Array.from({ length: 3 }, async () => (await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).arrayBuffer()).byteLength),
+      );
+      expect(sizes).toEqual([0, 1, 2].map(() => Buffer.byteLength("# HELP h h\n# TYPE h gauge\nh 1\n") + body.byteLength));
+    } finally {
+      server.stop(true);
+    }
+  });
+});

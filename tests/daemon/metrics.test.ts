@@ -302,3 +302,25 @@ describe("Metrics.applyIteration", () => {
     expect(m.contentType).toContain("text/plain");
   });
 });
+
+describe("rendering into bytes", () => {
+  test("thousands of series and a non-ASCII state: the bytes are the UTF-8 of the text, the buffer grows as needed, and expositionParts serves the same body", async () => {
+    const m = fresh();
+    const n = 3000;
+    const series: Series[] = Array.from({ length: n }, (_, i) => ({ target: "web", group: "a", type: "TCPsyn", family: 4, state: `état ${i}` }));
+    await m.applyIteration(iteration(series, series.map((_, i) => summary({ sent: i + 1 }))));
+    const e = await scrape(m);
+    expect(e.get("tcpsyn_sent_total").length).toBe(n);
+    for (const i of [0, 1234, n - 1]) expect(e.value("tcpsyn_sent_total", { ...L(S.webA), state: `état ${i}` })).toBe(i + 1);
+    const { head, body } = await m.expositionParts();
+    const text = await m.exposition();
+    const bodyText = new TextDecoder("utf-8", { fatal: true }).decode(body);
+    expect(head).toContain("process_cpu_seconds_total");
+    expect(text.endsWith(bodyText)).toBe(true);
+    expect(bodyText.startsWith("# HELP tcpsyn_sent_total")).toBe(true);
+    expect(bodyText).toContain('state="état 2999"');
+    expect(body.byteLength).toBe(Buffer.byteLength(bodyText));
+    expect(body.byteLength).toBeGreaterThan(n * 100);
+    expect(bodyText.endsWith("\n")).toBe(true);
+  });
+});
