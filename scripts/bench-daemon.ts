@@ -29,6 +29,10 @@
  * children) of the daemon process from /proc/PID/stat, which covers all of its threads (the
  * engine Workers included), sampled at each iteration end. Peak RSS is VmHWM. False loss is the
  * sum of tcpsyn_loss_total over every series after the last iteration (the path is lossless).
+ *
+ * BENCH_RSS_TRACE=DIR writes DIR/rss-N.tsv per case: the daemon's RSS, anonymous and
+ * file-backed, every 20 ms, with its log lines and the scrapes interleaved as `# ms ...` lines,
+ * to see which phase of an iteration sets the peak.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -434,6 +438,7 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
   };
   const onLine = (line: string) => {
     logLines.push(line);
+    if (process.env.BENCH_RSS_TRACE) trace.push(`# ${(performance.now() - t0).toFixed(0)} ${line}`);
     if (line.includes('msg="iteration done"')) {
       const seconds = Number(/ seconds=([\d.]+)/.exec(line)?.[1] ?? NaN);
       let cpu = NaN;
@@ -468,6 +473,21 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     if (buf) onLine(buf);
   };
   const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  // BENCH_RSS_TRACE=DIR: the daemon's RSS (anon + file-backed) every 20 ms and the log lines, to
+  // see which phase of an iteration sets the peak.
+  const traceDir = process.env.BENCH_RSS_TRACE;
+  const trace: string[] = [];
+  const tracer = traceDir
+    ? setInterval(() => {
+        try {
+          const st = readFileSync(`/proc/${pid}/status`, "utf8");
+          const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, "m").exec(st)?.[1] ?? NaN);
+          trace.push(`${(performance.now() - t0).toFixed(0)}\t${kb("VmRSS")}\t${kb("RssAnon")}\t${kb("RssFile")}\t${kb("VmHWM")}\t${r.dones.length}`);
+        } catch {
+          /* exited */
+        }
+      }, 20)
+    : null;
   void proc.exited.then(notify);
 
   /** Waits until n iterations are done, the daemon exits, or the deadline passes. */
@@ -502,6 +522,7 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
         if (r.dones.length !== idx) break; // the iteration already ended
         const s = await scrape(port);
         r.scrapes.push({ ms: s.ms, bytes: s.bytes, status: s.status, during: true });
+        if (traceDir) trace.push(`# ${(performance.now() - t0).toFixed(0)} scrape ${s.ms.toFixed(1)} ms`);
       }
       // Then scrapes 50 ms apart until the iteration's end is logged, so some land while the
       // daemon folds the Workers' results into the metrics and renders them (the end of
@@ -511,6 +532,7 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
       for (let j = 0; j < TAIL_SCRAPES_MAX && r.dones.length === idx; j++) {
         const s = await scrape(port);
         r.tailScrapes.push({ ms: s.ms, bytes: s.bytes, status: s.status, during: true });
+        if (traceDir) trace.push(`# ${(performance.now() - t0).toFixed(0)} tail scrape ${s.ms.toFixed(1)} ms`);
         await Bun.sleep(50);
       }
       await waitDones(idx + 1, nextDeadline());
@@ -562,6 +584,10 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     current = null;
     await Promise.race([pumps, Bun.sleep(2000)]);
     writeFileSync(logPath, `${logLines.join("\n")}\n`);
+    if (tracer) clearInterval(tracer);
+    if (traceDir) {
+      writeFileSync(join(traceDir, `rss-${targets}.tsv`), `ms\trss_kb\tanon_kb\tfile_kb\thwm_kb\tdones\n${trace.join("\n")}\n`);
+    }
   }
   // Iteration k's CPU: from the end of iteration k-1 to the end of k (its idle wait included).
   const cpuOf = (i: number) => r.dones[i]!.cpu - r.dones[i - 1]!.cpu;
