@@ -100,7 +100,7 @@ export interface FieldHints {
   readonly deprecated?: boolean;
 }
 
-const hints = <TInput>(h: FieldHints) => v.metadata<TInput, FieldHints & Record<string, unknown>>({ ...h });
+export const hints = <TInput>(h: FieldHints) => v.metadata<TInput, FieldHints & Record<string, unknown>>({ ...h });
 
 /**
  * A custom check needs two texts (what is wrong, what is expected) while valibot carries one
@@ -167,7 +167,7 @@ export function ipPayloadSize(
 
 // --- field builders ---
 
-const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
+export const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
 
 const nameField = (text: string) =>
   v.pipe(

@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import * as v from "valibot";
 import { formatIssue, formatWarnings, parseYamlText } from "../config/load.ts";
-import { issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_PATTERN, type FieldHints } from "../config/schema.ts";
+import { hints, issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_EXPECTED, NAME_PATTERN } from "../config/schema.ts";
 
 export const API_DEFAULTS = {
   max_targets: 10,
@@ -20,10 +20,6 @@ export const API_DEFAULTS = {
 /** The name api.yaml has beside the config. */
 export const API_CONFIG_FILE = "api.yaml";
 
-/** Shared with the request schemas (api-targets.ts), so that their issues are worded alike. */
-export const hints = <TInput>(h: FieldHints) => v.metadata<TInput, FieldHints & Record<string, unknown>>({ ...h });
-
-const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
 export const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m" (days, hours, minutes, seconds)';
 /** Visible ASCII with inner spaces: what an HTTP header carries intact (values are trimmed). */
 const TOKEN_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;

@@ -8,6 +8,7 @@ import { isIP } from "node:net";
 import * as v from "valibot";
 import {
   ADDRESS_FAMILIES,
+  hints,
   HOSTNAME_PATTERN,
   issueText,
   L4_HEADER_BYTES,
@@ -18,7 +19,7 @@ import {
   type TargetType,
 } from "../config/schema.ts";
 import type { LogFields } from "../log.ts";
-import { hints, LIFETIME_EXPECTED, type ApiConfig } from "./api-config.ts";
+import { LIFETIME_EXPECTED, type ApiConfig } from "./api-config.ts";
 
 /** What a POST defaults to, as the original did. */
 export const TARGET_REQUEST_DEFAULTS = {
