@@ -1,3 +1,6 @@
+/** Running inside the binary `bun build --compile` made, rather than from source. */
+const COMPILED = import.meta.url.includes("/$bunfs/");
+
 /**
  * Where a Worker entry lives: inside the compiled binary, `bun build --compile` stores each extra
  * entrypoint under /$bunfs/root/ by its path relative to src/ (import.meta.url there names the
@@ -5,7 +8,7 @@
  * Every Worker entry must also be listed in build.ts.
  */
 export function workerUrl(pathFromSrc: string): string {
-  if (import.meta.url.includes("/$bunfs/")) return `/$bunfs/root/${pathFromSrc}`;
+  if (COMPILED) return `/$bunfs/root/${pathFromSrc}`;
   return new URL(`./${pathFromSrc}`, import.meta.url).href;
 }
 
@@ -14,6 +17,6 @@ export function workerUrl(pathFromSrc: string): string {
  * src/main.ts when running from source. Child processes (custom inventories) use it.
  */
 export function selfCommand(): string[] {
-  if (import.meta.url.includes("/$bunfs/")) return [process.execPath];
+  if (COMPILED) return [process.execPath];
   return [process.execPath, new URL("./main.ts", import.meta.url).pathname];
 }

@@ -11,7 +11,7 @@ import { ListenError } from "../daemon/daemon.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { daemonCommand, runDaemon } from "./daemon.ts";
 import { dirname, resolve } from "node:path";
-import { checkConfigFile, loadConfigFile } from "../config/load.ts";
+import { checkOutcome, loadConfigFile } from "../config/load.ts";
 import { planInventories } from "../inventory/specs.ts";
 import { runInventoryChild } from "../inventory/child.ts";
 
@@ -61,11 +61,10 @@ export function versionText(): string {
  * FILE:LINE:COL messages) and the custom modules that would be skipped.
  */
 async function checkInventoriesToo(file: string): Promise<{ exitCode: number; lines: string[] }> {
-  const r = await checkConfigFile(file);
-  if (r.exitCode !== 0) return r;
-  const parsed = await loadConfigFile(file);
-  if (!parsed.ok) return r;
-  const plan = await planInventories(parsed.config, dirname(resolve(file)));
+  const loaded = await loadConfigFile(file);
+  const r = checkOutcome(file, loaded);
+  if (!loaded.ok) return r;
+  const plan = await planInventories(loaded.config, dirname(resolve(file)));
   if (plan.problems.length > 0) return { exitCode: 65, lines: plan.problems };
   const summary = r.lines.at(-1) ?? "";
   const names = plan.specs.map((s) => `${s.name} (${s.kind})`);

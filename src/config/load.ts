@@ -252,7 +252,11 @@ export async function findConfigFile(dir: string): Promise<string | undefined> {
  * line per issue, 66 with one line saying why the file cannot be read.
  */
 export async function checkConfigFile(path: string): Promise<{ exitCode: 0 | 65 | 66; lines: string[] }> {
-  const result = await loadConfigFile(path);
+  return checkOutcome(path, await loadConfigFile(path));
+}
+
+/** {@link checkConfigFile} for a file already loaded (the CLI goes on to its inventories). */
+export function checkOutcome(path: string, result: LoadResult): { exitCode: 0 | 65 | 66; lines: string[] } {
   if ("unreadable" in result) return { exitCode: EXIT_NOINPUT, lines: [result.unreadable] };
   if (!result.ok) return { exitCode: EXIT_DATAERR, lines: result.issues.map(formatIssue) };
   const groups = Object.keys(result.config.groups).length;

@@ -81,7 +81,7 @@ export async function planInventories(config: Config, baseDir: string): Promise<
   const optionsOf = section?.modules ?? {};
   for (const { name, path } of modules) {
     if (!NAME_PATTERN.test(name)) {
-      warnings.push(`${path}: not started: a module's file name must be ${"lowercase letters, digits, _, - and ."} (it names its targets)`);
+      warnings.push(`${path}: not started: a module's file name must be lowercase letters, digits, _, - and . (it names its targets)`);
       continue;
     }
     if (taken.has(name) || name === "api") {
