@@ -80,10 +80,6 @@ class ByteWriter {
     this.byte(10);
   }
 
-  get length(): number {
-    return this.#len;
-  }
-
   /** The bytes written; the view keeps the whole buffer, which is sized from the last render. */
   bytes(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
