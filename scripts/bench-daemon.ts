@@ -38,6 +38,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { rootUnderBenchLock } from "./bench-lock.ts";
 
@@ -232,13 +233,6 @@ function configYaml(targets: number, interval: number, port: number, b: Bench): 
     );
   }
   return `${lines.join("\n")}\n`;
-}
-
-async function freePort(): Promise<number> {
-  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
-  const port = s.port!;
-  s.stop(true);
-  return port;
 }
 
 const CLK_TCK = Number(sh(["getconf", "CLK_TCK"]).trim()) || 100;
