@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import * as v from "valibot";
 import { formatIssue, formatWarnings, parseYamlText } from "../config/load.ts";
 import { hints, issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_EXPECTED, NAME_PATTERN } from "../config/schema.ts";
+import { describeError } from "./runner.ts";
 
 export const API_DEFAULTS = {
   max_targets: 10,
@@ -175,7 +176,7 @@ export async function loadApiConfig(path: string, options: { groups?: readonly s
     text = await readFile(path, "utf8");
   } catch (error) {
     const code = errorCode(error);
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : describe(error);
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : describeError(error);
     return { ok: false, lines: [`${path}: cannot read the file: ${why}`], missing: code === "ENOENT" };
   }
   return parseApiConfigText(text, path, options);
@@ -187,6 +188,3 @@ function errorCode(error: unknown): unknown {
   return typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -21,6 +21,7 @@ import {
   type ApiTarget,
   type ApiTargetView,
 } from "./api-targets.ts";
+import { describeError } from "./runner.ts";
 
 const STATE_VERSION = 1;
 
@@ -101,7 +102,7 @@ export async function loadState(
     text = await readFile(path, "utf8");
   } catch (error) {
     if (errorCode(error) === "ENOENT") return { targets: [], rewrite: false };
-    reportError(`cannot read the state file: ${describe(error)}; starting with no API targets`, { state_file: path });
+    reportError(`cannot read the state file: ${describeError(error)}; starting with no API targets`, { state_file: path });
     return { targets: [], rewrite: false };
   }
 
@@ -111,7 +112,7 @@ export async function loadState(
     try {
       await rename(path, aside);
     } catch (error) {
-      where = `could not be moved aside: ${describe(error)}`;
+      where = `could not be moved aside: ${describeError(error)}`;
     }
     reportError(`state file is corrupt (${why}); it was ${where}`, { state_file: path });
   };
@@ -120,7 +121,7 @@ export async function loadState(
   try {
     data = JSON.parse(text);
   } catch (error) {
-    await setAside(`not JSON: ${describe(error)}`);
+    await setAside(`not JSON: ${describeError(error)}`);
     return { targets: [], rewrite: true };
   }
   const file = validateValue(StateFileSchema, data);
@@ -198,6 +199,3 @@ function errorCode(error: unknown): unknown {
   return typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -41,6 +41,7 @@ import {
 } from "./api-targets.ts";
 import uiPage from "./api-ui.html" with { type: "text" };
 import type { InventoryStart, Publish } from "./contract.ts";
+import { describeError } from "./runner.ts";
 
 // --- limits ---
 
@@ -171,7 +172,7 @@ async function readJsonBody(request: Request): Promise<BodyResult> {
         chunks.push(value);
       }
     } catch (error) {
-      return { ok: false, response: fail(400, `the body could not be read: ${describe(error)}`) };
+      return { ok: false, response: fail(400, `the body could not be read: ${describeError(error)}`) };
     }
   }
   let text: string;
@@ -184,7 +185,7 @@ async function readJsonBody(request: Request): Promise<BodyResult> {
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (error) {
-    return { ok: false, response: fail(400, `the body is not valid JSON: ${describe(error)}`, { expected: "a JSON object" }) };
+    return { ok: false, response: fail(400, `the body is not valid JSON: ${describeError(error)}`, { expected: "a JSON object" }) };
   }
 }
 
@@ -258,7 +259,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
     return done.then(
       () => undefined,
       (error: unknown) => {
-        const message = `cannot write the state file: ${describe(error)}`;
+        const message = `cannot write the state file: ${describeError(error)}`;
         deps.reportError(message, { state_file: deps.statePath });
         return message;
       },
@@ -373,7 +374,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
     try {
       address = await lookup(candidate.hostname, candidate.address_family);
     } catch (error) {
-      why = `: ${describe(error)}`;
+      why = `: ${describeError(error)}`;
     }
     if (address === undefined) {
       const family = candidate.address_family;
@@ -489,7 +490,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
         return await route(request);
       } catch (error) {
         // A bug of ours, not the client's: say so, keep serving, and let the prober count it.
-        deps.reportError(`API request failed: ${describe(error)}`, { method: request.method });
+        deps.reportError(`API request failed: ${describeError(error)}`, { method: request.method });
         return fail(500, "internal error");
       }
     },
@@ -532,7 +533,7 @@ export const start: InventoryStart = async (name, options, publish, context) => 
     });
   } catch (error) {
     await api.close();
-    throw new Error(`cannot listen on ${config.listen_address} port ${config.listen_port}: ${describe(error)}`);
+    throw new Error(`cannot listen on ${config.listen_address} port ${config.listen_port}: ${describeError(error)}`);
   }
   context.log("INFO", "targets API listening", {
     address: config.listen_address,
@@ -585,6 +586,3 @@ function digest(text: string): Buffer {
   return crypto.createHash("sha256").update(text, "utf8").digest();
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

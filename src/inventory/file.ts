@@ -26,6 +26,7 @@ import { formatIssue, formatWarnings, parseYamlText, validateValue } from "../co
 import { InventoryListSchema, MAX_INVENTORY_TARGETS } from "../config/schema.ts";
 import type { LogFields } from "../log.ts";
 import type { InventoryContext, InventoryStart, Publish } from "./contract.ts";
+import { describeError } from "./runner.ts";
 
 /** Largest file read; a bigger one is reported and its last good content kept. */
 export const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -398,6 +399,5 @@ function errorCode(e: unknown): string | undefined {
 function describe(e: unknown): string {
   const code = errorCode(e);
   if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (e instanceof Error) return e.message || e.name;
-  return String(e);
+  return describeError(e);
 }

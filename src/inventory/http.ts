@@ -20,6 +20,7 @@ import { formatProblem, validateValue } from "../config/load.ts";
 import { InventoryListSchema } from "../config/schema.ts";
 import { VERSION } from "../version.ts";
 import type { InventoryStart } from "./contract.ts";
+import { describeError } from "./runner.ts";
 
 /** Largest body read; a bigger one is a failed poll. */
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -250,6 +251,5 @@ function describe(e: unknown): string {
   if (code === "ENOENT") return "no such file";
   if (code === "EACCES" || code === "EPERM") return "permission denied";
   if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
-  if (e instanceof Error) return e.message || e.name;
-  return String(e);
+  return describeError(e);
 }
