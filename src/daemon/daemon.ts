@@ -75,10 +75,24 @@ function loadConfigIsolated(path: string): Promise<LoadResult> {
 /** Outcome of loading: exit code when the daemon cannot start. */
 export type StartFailure = { exitCode: 65 | 66; lines: string[] };
 
-function describeLoad(r: LoadResult, source: string): { config: Config; warnings: string[] } | StartFailure {
-  if (r.ok) return { config: r.config, warnings: r.warnings };
-  if ("unreadable" in r) return { exitCode: 66, lines: [`${source}: ${r.unreadable}`] };
-  return { exitCode: 65, lines: r.issues.map(formatIssue) };
+/** A usable configuration: the file (or the built-in default) and the inventories it starts. */
+interface Loaded {
+  config: Config;
+  warnings: string[];
+  inventories: InventoryPlan;
+}
+
+/**
+ * Reads the config (null: the built-in default) and api.yaml beside it; a problem in either
+ * stops a start (65/66) and fails a reload alike.
+ */
+async function loadAll(configPath: string | null): Promise<Loaded | StartFailure> {
+  const r = configPath ? await loadConfigIsolated(configPath) : loadDefaultConfig();
+  if ("unreadable" in r) return { exitCode: 66, lines: [`${configPath ?? DEFAULT_CONFIG_SOURCE}: ${r.unreadable}`] };
+  if (!r.ok) return { exitCode: 65, lines: r.issues.map(formatIssue) };
+  const inventories = await planInventories(r.config, configPath ? dirname(configPath) : process.cwd());
+  if (inventories.problems.length > 0) return { exitCode: 65, lines: inventories.problems };
+  return { config: r.config, warnings: r.warnings, inventories };
 }
 
 /** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
@@ -145,11 +159,9 @@ export class Daemon {
    */
   static async start(opts: DaemonOptions): Promise<Daemon | StartFailure> {
     const source = opts.configPath ?? DEFAULT_CONFIG_SOURCE;
-    const loaded = describeLoad(opts.configPath ? await loadConfigIsolated(opts.configPath) : loadDefaultConfig(), source);
+    const loaded = await loadAll(opts.configPath);
     if ("exitCode" in loaded) return loaded;
-    const { config, warnings } = loaded;
-    const inventories = await planInventories(config, Daemon.#baseDir(opts.configPath));
-    if (inventories.problems.length > 0) return { exitCode: 65, lines: inventories.problems };
+    const { config, warnings, inventories } = loaded;
     setLogLevel(config.global.logging_level as LevelName);
     log.info(
       opts.configPath
@@ -168,11 +180,6 @@ export class Daemon {
     d.#applyInventories(inventories);
     d.#scheduleReloads();
     return d;
-  }
-
-  /** Where api.yaml, the modules directory and the API's state file are: beside the config. */
-  static #baseDir(configPath: string | null): string {
-    return configPath ? dirname(configPath) : process.cwd();
   }
 
   #applyInventories(plan: InventoryPlan): void {
@@ -243,12 +250,11 @@ export class Daemon {
       log.info("reload requested, but the built-in default config has no file to re-read");
       return false;
     }
-    const loaded = describeLoad(await loadConfigIsolated(this.configPath), this.configPath);
+    const loaded = await loadAll(this.configPath);
     const pn = this.#config.global.probe_name;
-    const inventories = "exitCode" in loaded ? null : await planInventories(loaded.config, Daemon.#baseDir(this.configPath));
-    if ("exitCode" in loaded || !inventories || inventories.problems.length > 0) {
+    if ("exitCode" in loaded) {
       log.error("configuration reload failed: the running configuration stays", { config: this.configPath });
-      for (const line of "exitCode" in loaded ? loaded.lines : (inventories?.problems ?? [])) log.error(line);
+      for (const line of loaded.lines) log.error(line);
       this.#metrics.reloadFailed.set({ probe_name: pn }, 1);
       return false;
     }
@@ -259,7 +265,7 @@ export class Daemon {
     setLogLevel(c.global.logging_level as LevelName);
     this.#metrics.setProbeName(c.global.probe_name);
     this.#metrics.reloadFailed.set({ probe_name: c.global.probe_name }, 0);
-    this.#applyInventories(inventories);
+    this.#applyInventories(loaded.inventories);
     this.#mergeDynamic();
     await this.#pool.resize(c.global.nb_proc, poolOptions(c));
     if (old.global.prometheus_port !== c.global.prometheus_port || old.global.prometheus_address !== c.global.prometheus_address) {
