@@ -237,17 +237,20 @@ function configYaml(targets: number, interval: number, port: number, b: Bench): 
 
 const CLK_TCK = Number(sh(["getconf", "CLK_TCK"]).trim()) || 100;
 
+/** The fields of a /proc stat line after the command name: field N (counted from 1) is f[N - 3]. */
+const statFields = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+
 /** utime + stime + cutime + cstime of the whole process (every thread, live or ended), seconds. */
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14-17, counted from 1, are f[11..14] after the command name.
+  const f = statFields(readFileSync(`/proc/${pid}/stat`, "utf8"));
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
 }
 
+/** A `Field:   N kB` line of /proc/PID/status text, in kB (NaN when absent). */
+const kbOf = (status: string, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+
 function statusKb(pid: number, field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) : NaN;
+  return kbOf(readFileSync(`/proc/${pid}/status`, "utf8"), field);
 }
 
 /** CPU seconds of the live threads: the main thread (tid = pid), the engine Workers (named
@@ -262,7 +265,7 @@ function threadCpu(pid: number): { main: number; workers: number; other: number 
       continue; // ended meanwhile
     }
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const f = statFields(stat);
     const cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
     if (Number(tid) === pid) out.main += cpu;
     else if (comm === "Worker") out.workers += cpu;
@@ -430,9 +433,13 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     wake = null;
     w?.();
   };
+  // BENCH_RSS_TRACE=DIR: the daemon's RSS (anon + file-backed) every 20 ms and the log lines, to
+  // see which phase of an iteration sets the peak.
+  const traceDir = process.env.BENCH_RSS_TRACE;
+  const trace: string[] = [];
   const onLine = (line: string) => {
     logLines.push(line);
-    if (process.env.BENCH_RSS_TRACE) trace.push(`# ${(performance.now() - t0).toFixed(0)} ${line}`);
+    if (traceDir) trace.push(`# ${(performance.now() - t0).toFixed(0)} ${line}`);
     if (line.includes('msg="iteration done"')) {
       const seconds = Number(/ seconds=([\d.]+)/.exec(line)?.[1] ?? NaN);
       let cpu = NaN;
@@ -467,15 +474,11 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     if (buf) onLine(buf);
   };
   const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
-  // BENCH_RSS_TRACE=DIR: the daemon's RSS (anon + file-backed) every 20 ms and the log lines, to
-  // see which phase of an iteration sets the peak.
-  const traceDir = process.env.BENCH_RSS_TRACE;
-  const trace: string[] = [];
   const tracer = traceDir
     ? setInterval(() => {
         try {
           const st = readFileSync(`/proc/${pid}/status`, "utf8");
-          const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, "m").exec(st)?.[1] ?? NaN);
+          const kb = (f: string) => kbOf(st, f);
           trace.push(`${(performance.now() - t0).toFixed(0)}\t${kb("VmRSS")}\t${kb("RssAnon")}\t${kb("RssFile")}\t${kb("VmHWM")}\t${r.dones.length}`);
         } catch {
           /* exited */
