@@ -30,14 +30,12 @@ function distinguishing(t: InventoryTarget): string {
  * suffix saying which it is: `api_web_tcpsyn_443`, `api_web_icmp`. Exact duplicates get null.
  */
 export function inventoryNames(inventory: string, targets: readonly InventoryTarget[]): (string | null)[] {
+  const bases = targets.map((t) => `${inventory}_${nameTail(t.hostname)}`);
   const byBase = new Map<string, number>();
-  for (const t of targets) {
-    const base = `${inventory}_${nameTail(t.hostname)}`;
-    byBase.set(base, (byBase.get(base) ?? 0) + 1);
-  }
+  for (const base of bases) byBase.set(base, (byBase.get(base) ?? 0) + 1);
   const taken = new Set<string>();
-  return targets.map((t) => {
-    const base = `${inventory}_${nameTail(t.hostname)}`;
+  return targets.map((t, i) => {
+    const base = bases[i]!;
     const name = byBase.get(base)! > 1 ? `${base}${distinguishing(t)}` : base;
     if (taken.has(name)) return null;
     taken.add(name);

@@ -191,7 +191,7 @@ export class InventorySupervisor {
     this.#watchdog.unref?.();
   }
 
-  /** Bumped whenever a list is accepted or an inventory removed: the daemon re-merges then. */
+  /** Bumped whenever a list is accepted or an inventory with a list removed: tells a caller the lists changed. */
   get version(): number {
     return this.#version;
   }
