@@ -191,7 +191,8 @@ export function summarizeSeries(
 
 // Per-path counting without an object per path: 10,000 targets x 100 ports would otherwise make
 // a million short-lived objects per batch. An open-addressing table in reused typed arrays.
-let pathKeys = new Int32Array(1024);
+// Keys (source index x 65536 + port + 1) reach 2^32: they do not fit an Int32Array.
+let pathKeys = new Float64Array(1024);
 let pathSent = new Int32Array(1024);
 let pathLost = new Int32Array(1024);
 /** Table entries in use, to clear them after a range without scanning the table. */
@@ -202,7 +203,7 @@ export function addPathHealth(r: BatchResult, from: number, to: number, acc: { w
   let size = pathKeys.length;
   if (size < 2 * (to - from)) {
     while (size < 2 * (to - from)) size <<= 1;
-    pathKeys = new Int32Array(size);
+    pathKeys = new Float64Array(size);
     pathSent = new Int32Array(size);
     pathLost = new Int32Array(size);
   }
