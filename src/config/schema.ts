@@ -742,90 +742,51 @@ const withDestination = <T extends InventoryFamilyFields>(t: T): T & { destinati
 const INVENTORY_PAYLOAD_PATHS = [["type"], ["ip_payload_size"], ["address_family"], ["destination"], ["hostname"]] as const;
 const INVENTORY_FAMILY_PATHS = [["address_family"], ["destination"], ["hostname"]] as const;
 
-const TcpSynInventoryTarget = v.pipe(
-  v.strictObject({
-    type: typeField("TCPsyn"),
-    ...targetEntries,
-    ...inventoryEntries,
-    dst_port: portField(DST_PORT_TEXT),
-    ip_payload_size: payloadField("TCPsyn"),
-  }),
-  v.forward(
-    v.partialCheck(
-      INVENTORY_PAYLOAD_PATHS,
-      (t) => payloadFitsFamily(withDestination(t)),
-      (i) => payloadTooLarge(withDestination(i.input)),
-    ),
-    ["ip_payload_size"],
-  ),
-  v.forward(
-    v.partialCheck(
-      INVENTORY_FAMILY_PATHS,
-      (t) => familyFitsDestination(withDestination(t)),
-      (i) => familyMismatch(withDestination(i.input)),
-    ),
-    ["address_family"],
-  ),
-);
-
-const IcmpPingInventoryTarget = v.pipe(
-  v.strictObject({
-    type: typeField("ICMPping"),
-    ...targetEntries,
-    ...inventoryEntries,
-    dst_port: v.optional(portField(DST_PORT_TEXT)),
-    ip_payload_size: payloadField("ICMPping"),
-  }),
-  v.forward(
-    v.partialCheck(
-      INVENTORY_PAYLOAD_PATHS,
-      (t) => payloadFitsFamily(withDestination(t)),
-      (i) => payloadTooLarge(withDestination(i.input)),
-    ),
-    ["ip_payload_size"],
-  ),
-  v.forward(
-    v.partialCheck(
-      INVENTORY_FAMILY_PATHS,
-      (t) => familyFitsDestination(withDestination(t)),
-      (i) => familyMismatch(withDestination(i.input)),
-    ),
-    ["address_family"],
-  ),
-);
-
-const UdpUnreachableInventoryTarget = v.pipe(
-  v.strictObject({
-    type: typeField("UDPunreachable"),
-    ...targetEntries,
-    ...inventoryEntries,
-    dst_port: portField(DST_PORT_TEXT),
-    ip_payload_size: payloadField("UDPunreachable"),
-  }),
-  v.forward(
-    v.partialCheck(
-      INVENTORY_PAYLOAD_PATHS,
-      (t) => payloadFitsFamily(withDestination(t)),
-      (i) => payloadTooLarge(withDestination(i.input)),
-    ),
-    ["ip_payload_size"],
-  ),
-  v.forward(
-    v.partialCheck(
-      INVENTORY_FAMILY_PATHS,
-      (t) => familyFitsDestination(withDestination(t)),
-      (i) => familyMismatch(withDestination(i.input)),
-    ),
-    ["address_family"],
-  ),
-);
-
 /**
  * One target published by a dynamic inventory: a configured target's fields plus hostname,
- * groups, creation_date and lifetime (the spec's "Dynamic inventories").
+ * groups, creation_date and lifetime (the spec's "Dynamic inventories"). The cross-field checks
+ * sit on the variant, once for the three types.
  */
 export const InventoryTargetSchema = v.pipe(
-  v.variant("type", [TcpSynInventoryTarget, IcmpPingInventoryTarget, UdpUnreachableInventoryTarget]),
+  v.variant("type", [
+    v.strictObject({
+      type: typeField("TCPsyn"),
+      ...targetEntries,
+      ...inventoryEntries,
+      dst_port: portField(DST_PORT_TEXT),
+      ip_payload_size: payloadField("TCPsyn"),
+    }),
+    v.strictObject({
+      type: typeField("ICMPping"),
+      ...targetEntries,
+      ...inventoryEntries,
+      dst_port: v.optional(portField(DST_PORT_TEXT)),
+      ip_payload_size: payloadField("ICMPping"),
+    }),
+    v.strictObject({
+      type: typeField("UDPunreachable"),
+      ...targetEntries,
+      ...inventoryEntries,
+      dst_port: portField(DST_PORT_TEXT),
+      ip_payload_size: payloadField("UDPunreachable"),
+    }),
+  ]),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_PAYLOAD_PATHS,
+      (t) => payloadFitsFamily(withDestination(t)),
+      (i) => payloadTooLarge(withDestination(i.input)),
+    ),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_FAMILY_PATHS,
+      (t) => familyFitsDestination(withDestination(t)),
+      (i) => familyMismatch(withDestination(i.input)),
+    ),
+    ["address_family"],
+  ),
   hints({ expected: "a map of target settings with a hostname", noun: "target" }),
   v.description("A target published by a dynamic inventory."),
 );
