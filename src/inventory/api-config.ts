@@ -27,14 +27,17 @@ const TOKEN_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 /** Below this, a token is guessable by someone who can reach the port: warned about. */
 const SHORT_TOKEN = 16;
 
-const lifetimeField = (text: string) =>
+/** A lifetime as written (seconds, or a duration text), checked: how a POST body gives it. */
+export const lifetimeInput = (text: string) =>
   v.pipe(
     v.unknown(),
     v.check((x) => lifetimeSeconds(x) !== undefined),
     hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
-    v.transform((x) => lifetimeSeconds(x) ?? 0),
     v.description(text),
   );
+
+/** The same, turned into seconds: how api.yaml's lifetimes come out. */
+const lifetimeField = (text: string) => v.pipe(lifetimeInput(text), v.transform((x) => lifetimeSeconds(x) ?? 0));
 
 /**
  * api.yaml. The lifetimes come out as seconds, so validating the output again gives the same

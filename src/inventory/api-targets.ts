@@ -12,14 +12,13 @@ import {
   HOSTNAME_PATTERN,
   issueText,
   L4_HEADER_BYTES,
-  lifetimeSeconds,
   MAX_IP_PAYLOAD_BYTES,
   TARGET_TYPES,
   type AddressFamily,
   type TargetType,
 } from "../config/schema.ts";
 import type { LogFields } from "../log.ts";
-import { LIFETIME_EXPECTED, type ApiConfig } from "./api-config.ts";
+import { lifetimeInput, type ApiConfig } from "./api-config.ts";
 
 /** What a POST defaults to, as the original did. */
 export const TARGET_REQUEST_DEFAULTS = {
@@ -111,14 +110,9 @@ export function targetRequestSchema(config: ApiConfig) {
       ip_payload_size: v.optional(targetFields.ip_payload_size, TARGET_REQUEST_DEFAULTS.ip_payload_size),
       address_family: v.optional(targetFields.address_family, TARGET_REQUEST_DEFAULTS.address_family),
       lifetime: v.optional(
-        v.pipe(
-          v.unknown(),
-          v.check((x) => lifetimeSeconds(x) !== undefined),
-          hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
-          v.description(
-            `How long the target is probed. Default target_lifetime (${config.target_lifetime} s); ` +
-              `longer than max_target_lifetime (${config.max_target_lifetime} s) is cut to it.`,
-          ),
+        lifetimeInput(
+          `How long the target is probed. Default target_lifetime (${config.target_lifetime} s); ` +
+            `longer than max_target_lifetime (${config.max_target_lifetime} s) is cut to it.`,
         ),
       ),
       groups: v.optional(
