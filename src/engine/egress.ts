@@ -260,4 +260,3 @@ export class EgressResolver {
     this.#rawSockets.clear();
   }
 }
-

@@ -8,7 +8,6 @@ import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 const libc = dlopen("libc.so.6", {
   poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
   socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   sendto: {
     args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32],
     returns: FFIType.i64,
@@ -85,7 +84,6 @@ export function openSocket(domain: number, type: number, protocol: number): numb
   return fd;
 }
 
-
 export function setSockOptInt(fd: number, level: number, name: number, value: number): void {
   const v = new Int32Array([value]);
   if (c.setsockopt(fd, level, name, v, 4) < 0) throw new SystemError(`setsockopt(${level}, ${name})`, errno());
@@ -96,7 +94,6 @@ export function sendTo(fd: number, buf: Uint8Array, len: number, addr: Uint8Arra
   const r = Number(c.sendto(fd, buf, len, 0, addr, addr === null ? 0 : addr.byteLength));
   return r < 0 ? -errno() : r;
 }
-
 
 export function closeFd(fd: number): void {
   c.close(fd);

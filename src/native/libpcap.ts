@@ -165,7 +165,6 @@ export class PcapHandle {
     return h;
   }
 
-
   #handle(): Pointer {
     if (this.#p === null) throw new PcapError("use", this.device, "handle is closed");
     return this.#p;
@@ -183,7 +182,6 @@ export class PcapHandle {
     L.pcap_freecode(prog);
     if (rc < 0) throw new PcapError("pcap_setfilter", this.device, String(L.pcap_geterr(p)));
   }
-
 
   /** File descriptor to poll() for readability. */
   get selectableFd(): number {

@@ -72,7 +72,6 @@ export function formatAddress(family: Family, bytes: Uint8Array, off = 0): strin
   return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
 }
 
-
 /** MAC "aa:bb:cc:dd:ee:ff" into 6 bytes at out[off]. */
 export function parseMac(text: string, out: Uint8Array, off = 0): void {
   const parts = text.split(":");
