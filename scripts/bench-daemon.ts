@@ -315,7 +315,6 @@ interface CaseResult {
   endFileKb: number;
   matchFail: number;
   peakRssKb: number;
-  endRssKb: number;
   threads: number;
   startupS: number;
   sent: number;
@@ -336,18 +335,15 @@ interface CaseResult {
 }
 
 /** Sums a metric family's samples (name followed by labels or a space). */
-function sumMetric(text: string, name: string): { sum: number; count: number; values: number[] } {
+function sumMetric(text: string, name: string): { sum: number; count: number } {
   let sum = 0;
   let count = 0;
-  const values: number[] = [];
   const re = new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, "gm");
   for (let m = re.exec(text); m; m = re.exec(text)) {
-    const v = Number(m[2]);
-    sum += v;
+    sum += Number(m[2]);
     count++;
-    values.push(v);
   }
-  return { sum, count, values };
+  return { sum, count };
 }
 
 function rttP50s(text: string): number[] {
@@ -401,7 +397,6 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     endFileKb: NaN,
     matchFail: NaN,
     peakRssKb: NaN,
-    endRssKb: NaN,
     threads: 0,
     startupS: NaN,
     sent: NaN,
@@ -555,7 +550,6 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     r.rttP50 = rttP50s(text);
     r.matchFail = sumMetric(text, "tcpsyn_match_ack_fail_count").sum + sumMetric(text, "tcpsyn_port_mismatch_count").sum;
     r.peakRssKb = statusKb(pid, "VmHWM");
-    r.endRssKb = statusKb(pid, "VmRSS");
     r.endAnonKb = statusKb(pid, "RssAnon");
     r.endFileKb = statusKb(pid, "RssFile");
     r.threads = threadCount(pid);
