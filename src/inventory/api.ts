@@ -41,6 +41,7 @@ import {
 } from "./api-targets.ts";
 import uiPage from "./api-ui.html" with { type: "text" };
 import type { InventoryStart, Publish } from "./contract.ts";
+import { readLimited } from "./http.ts";
 import { describeError } from "./runner.ts";
 
 // --- limits ---
@@ -155,29 +156,16 @@ async function readJsonBody(request: Request): Promise<BodyResult> {
   });
   const declared = request.headers.get("content-length");
   if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared.trim()) > MAX_BODY_BYTES) return tooLarge();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (request.body) {
-    const reader = request.body.getReader();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        size += value.byteLength;
-        if (size > MAX_BODY_BYTES) {
-          // The client may be gone already; the answer is 413 either way.
-          await reader.cancel().catch(() => undefined);
-          return tooLarge();
-        }
-        chunks.push(value);
-      }
-    } catch (error) {
-      return { ok: false, response: fail(400, `the body could not be read: ${describeError(error)}`) };
-    }
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await readLimited(request.body, MAX_BODY_BYTES);
+  } catch (error) {
+    return { ok: false, response: fail(400, `the body could not be read: ${describeError(error)}`) };
   }
+  if (bytes === undefined) return tooLarge();
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks, size));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return { ok: false, response: fail(400, "the body is not UTF-8 text", { expected: "a JSON object" }) };
   }

@@ -158,24 +158,34 @@ async function readBody(response: Response): Promise<{ ok: true; value: string }
     await response.body?.cancel().catch(() => undefined);
     return { ok: false, problem: `the answer is ${declared} bytes, over the limit of ${MAX_BODY_BYTES} bytes` };
   }
-  if (!response.body) return { ok: true, value: "" };
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_BODY_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      return { ok: false, problem: `the answer is over the limit of ${MAX_BODY_BYTES} bytes` };
-    }
-    chunks.push(value);
-  }
+  const bytes = await readLimited(response.body, MAX_BODY_BYTES);
+  if (bytes === undefined) return { ok: false, problem: `the answer is over the limit of ${MAX_BODY_BYTES} bytes` };
   try {
-    return { ok: true, value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks)) };
+    return { ok: true, value: new TextDecoder("utf-8", { fatal: true }).decode(bytes) };
   } catch {
     return { ok: false, problem: "the answer is not UTF-8 text" };
+  }
+}
+
+/**
+ * A body stream read whole, or undefined once it streams past `limit` bytes (and cancelled);
+ * a read error is thrown. The targets API (api.ts) reads request bodies with it too.
+ */
+export async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Buffer | undefined> {
+  if (!body) return Buffer.alloc(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks, size);
+    size += value.byteLength;
+    if (size > limit) {
+      // The other side may be gone already: the outcome is the same.
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
   }
 }
 
