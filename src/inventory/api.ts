@@ -262,7 +262,10 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
     let next = Infinity;
     for (const t of targets) next = Math.min(next, expiryMs(t));
     const delay = Math.max(0, Math.min(next - now(), MAX_TIMER_MS));
-    timer = setTimeout(sweep, delay);
+    timer = setTimeout(() => {
+      timer = undefined;
+      sweep();
+    }, delay);
     timer.unref?.();
   };
 
@@ -275,12 +278,14 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
 
   function sweep(): void {
     const at = now();
-    const expired = targets.filter((t) => expiryMs(t) <= at);
-    if (expired.length === 0) {
-      arm();
+    const alive = (t: ApiTarget) => expiryMs(t) > at;
+    if (targets.every(alive)) {
+      // Every request sweeps: the timer armed at the last change stands unless it is the one that fired.
+      if (timer === undefined) arm();
       return;
     }
-    targets = targets.filter((t) => expiryMs(t) > at);
+    const expired = targets.filter((t) => !alive(t));
+    targets = targets.filter(alive);
     for (const t of expired) log("INFO", "API target expired", logFields(t));
     void changed();
   }
