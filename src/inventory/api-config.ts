@@ -9,7 +9,7 @@ import { formatIssue, formatWarnings, parseYamlText } from "../config/load.ts";
 import { hints, issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_EXPECTED, NAME_PATTERN } from "../config/schema.ts";
 import { describeError } from "./runner.ts";
 
-export const API_DEFAULTS = {
+const API_DEFAULTS = {
   max_targets: 10,
   target_lifetime: "1d",
   max_target_lifetime: "30d",

@@ -21,7 +21,7 @@ import type { LogFields } from "../log.ts";
 import { lifetimeInput, type ApiConfig } from "./api-config.ts";
 
 /** What a POST defaults to, as the original did. */
-export const TARGET_REQUEST_DEFAULTS = {
+const TARGET_REQUEST_DEFAULTS = {
   type: "ICMPping",
   dst_port: 80,
   ip_payload_size: 0,

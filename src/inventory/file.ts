@@ -31,7 +31,7 @@ import { describeError } from "./runner.ts";
 /** Largest file read; a bigger one is reported and its last good content kept. */
 export const MAX_FILE_BYTES = 16 * 1024 * 1024;
 /** Most problems reported for one version of one file; the rest are counted in one more line. */
-export const MAX_REPORTED_ISSUES = 5;
+const MAX_REPORTED_ISSUES = 5;
 
 /** How quickly the inventory reacts; tests shorten these. */
 export interface FileTiming {
@@ -45,7 +45,7 @@ export interface FileTiming {
   readonly retryMs: number;
 }
 
-export const DEFAULT_FILE_TIMING: FileTiming = { debounceMs: 200, maxDelayMs: 1_000, rescanMs: 30_000, retryMs: 2_000 };
+const DEFAULT_FILE_TIMING: FileTiming = { debounceMs: 200, maxDelayMs: 1_000, rescanMs: 30_000, retryMs: 2_000 };
 
 /** Names of the files that hold targets: no dotfiles, no editor backups or swap files. */
 export function isTargetFileName(name: string): boolean {

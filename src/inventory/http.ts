@@ -25,9 +25,9 @@ import { describeError } from "./runner.ts";
 /** Largest body read; a bigger one is a failed poll. */
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
 /** Redirects followed in one poll. */
-export const MAX_REDIRECTS = 5;
+const MAX_REDIRECTS = 5;
 /** Schema problems named in one report; the rest are counted. */
-export const MAX_REPORTED_PROBLEMS = 3;
+const MAX_REPORTED_PROBLEMS = 3;
 
 export const USER_AGENT = `netprobify/${VERSION} (http inventory)`;
 
