@@ -5,6 +5,7 @@
  * answers are described here by hand.
  */
 import type { Json } from "../config/describe.ts";
+import { ADDRESS_FAMILIES, TARGET_TYPES } from "../config/schema.ts";
 
 type JsonObject = { [key: string]: Json };
 
@@ -28,8 +29,8 @@ const LIFETIME_SCHEMA: JsonObject = {
   ],
 };
 
-const TARGET_TYPES: Json = ["TCPsyn", "ICMPping", "UDPunreachable"];
-const FAMILIES: Json = ["ipv4", "ipv6"];
+const TYPES: Json = [...TARGET_TYPES];
+const FAMILIES: Json = [...ADDRESS_FAMILIES];
 
 const ref = (name: string): JsonObject => ({ $ref: `#/components/schemas/${name}` });
 
@@ -76,7 +77,7 @@ const TARGET_VIEW: JsonObject = {
   properties: {
     owner: { type: "string" },
     hostname: { type: "string" },
-    type: { enum: TARGET_TYPES },
+    type: { enum: TYPES },
     dst_port: { type: "integer", minimum: 1, maximum: 65535 },
     ip_payload_size: { type: "integer", minimum: 0, description: "0: the bare L4 header." },
     address_family: { enum: FAMILIES },
