@@ -266,6 +266,11 @@ class FileInventory {
   private async readFile(name: string): Promise<void> {
     const path = join(this.dir, name);
     const previous = this.files.get(name);
+    const unreadable = (e: unknown) => {
+      // Deleted since readdir: the next scan settles it; a dangling link is no file.
+      if (errorCode(e) === "ENOENT") this.files.delete(name);
+      else this.update(name, previous, "", { problems: [`${path}: cannot read the file: ${describe(e)}`] });
+    };
     let key: string;
     let size: number;
     try {
@@ -277,9 +282,7 @@ class FileInventory {
       key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
       size = Number(st.size);
     } catch (e) {
-      // Deleted between readdir and stat: the next scan settles it; a dangling link is no file.
-      if (errorCode(e) === "ENOENT") this.files.delete(name);
-      else this.update(name, previous, "", { problems: [`${path}: cannot read the file: ${describe(e)}`] });
+      unreadable(e);
       return;
     }
     if (previous?.key === key) return;
@@ -294,8 +297,7 @@ class FileInventory {
       // Bounded even if the file grew since stat.
       bytes = new Uint8Array(await Bun.file(path).slice(0, MAX_FILE_BYTES + 1).arrayBuffer());
     } catch (e) {
-      if (errorCode(e) === "ENOENT") this.files.delete(name);
-      else this.update(name, previous, "", { problems: [`${path}: cannot read the file: ${describe(e)}`] });
+      unreadable(e);
       return;
     }
     if (bytes.length > MAX_FILE_BYTES) {
