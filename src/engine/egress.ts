@@ -53,6 +53,8 @@ export class EgressResolver {
   #routes = new Map<string, Egress>();
   /** Links looked up this batch, by name: thousands of targets share a handful of interfaces. */
   #links = new Map<string, LinkInfo | null>();
+  /** Interface names by index this batch, for getRoute. */
+  #linkNames = new Map<number, string>();
   readonly #frame = new Uint8Array(128);
   readonly #parsed = new ParsedFrame();
 
@@ -66,6 +68,7 @@ export class EgressResolver {
     this.#macs = new Map();
     this.#routes = new Map();
     this.#links = new Map();
+    this.#linkNames = new Map();
   }
 
   /** The egress for dst, from src when given (else the kernel's preferred source). */
@@ -93,7 +96,7 @@ export class EgressResolver {
     };
     let route: RouteInfo;
     try {
-      route = getRoute(dst, src ? { src } : undefined);
+      route = getRoute(dst, src ? { src, linkNames: this.#linkNames } : { linkNames: this.#linkNames });
     } catch (err) {
       if (err instanceof NoRoute) {
         e.reason = `no route to ${dst}`;

@@ -685,7 +685,28 @@ const ERRNO_OF_TYPE: ReadonlyMap<number, RouteType> = new Map([
  * is not local), so a blackhole is only reported when the routing table holds one covering dst.
  * Throws NoRoute when the kernel has no route (ENETUNREACH).
  */
-export function getRoute(dst: string, opts?: { src?: string; oif?: number }): RouteInfo {
+export function getRoute(
+  dst: string,
+  opts?: {
+    src?: string;
+    oif?: number;
+    /**
+     * Interface names already known, by index (filled as names are looked up): a caller resolving
+     * thousands of routes over a handful of interfaces pays one RTM_GETLINK per interface, not
+     * one per route.
+     */
+    linkNames?: Map<number, string>;
+  },
+): RouteInfo {
+  const nameOf = (ifindex: number): string => {
+    const names = opts?.linkNames;
+    let name = names?.get(ifindex);
+    if (name === undefined) {
+      name = linkName(ifindex);
+      names?.set(ifindex, name);
+    }
+    return name;
+  };
   const d = requireIp(dst, "destination");
   const s = opts?.src ? requireIp(opts.src, "source") : null;
   if (s && s.family !== d.family) throw new TypeError(`source ${opts!.src} and destination ${dst} are of different families`);
@@ -710,7 +731,7 @@ export function getRoute(dst: string, opts?: { src?: string; oif?: number }): Ro
       throw new NetlinkError(`${op} (no blackhole route covers it${s ? "; is the source a local address?" : ""})`, e.code, e.kernelMessage);
     }
     const ifindex = covering?.oif ?? 0;
-    return { family: d.family, dst: formatIp(d.family, new DataView(d.bytes.buffer), 0), type, ifindex, ifname: ifindex ? linkName(ifindex) : "", src: null, gateway: null };
+    return { family: d.family, dst: formatIp(d.family, new DataView(d.bytes.buffer), 0), type, ifindex, ifname: ifindex ? nameOf(ifindex) : "", src: null, gateway: null };
   }
   const rec = records.find((r): r is Extract<NetlinkRecord, { kind: "route" }> => r.kind === "route");
   if (!rec) throw new NetlinkError(`${op}: the kernel answered without a route`, 0);
@@ -720,7 +741,7 @@ export function getRoute(dst: string, opts?: { src?: string; oif?: number }): Ro
     dst: r.dst ?? formatIp(d.family, new DataView(d.bytes.buffer), 0),
     type: r.type,
     ifindex: r.oif,
-    ifname: r.oif ? linkName(r.oif) : "",
+    ifname: r.oif ? nameOf(r.oif) : "",
     src: r.prefsrc,
     gateway: r.gateway,
   };
