@@ -31,12 +31,11 @@ export function authorized(header: string | null, creds: Credentials): boolean {
 }
 
 export interface MetricsSource {
-  expositionBlob(): Promise<Blob>;
   /**
-   * The exposition in two parts, when the source keeps its bulk as bytes: the head (read at
-   * scrape time) and the body (rendered once per iteration, the same bytes for every scrape).
+   * The exposition in two parts: the head (read at scrape time) and the body (rendered once per
+   * iteration, the same bytes for every scrape).
    */
-  expositionParts?(): Promise<{ head: string; body: Uint8Array }>;
+  expositionParts(): Promise<{ head: string; body: Uint8Array }>;
   contentType: string;
 }
 
@@ -72,12 +71,8 @@ export function makeHandler(metrics: MetricsSource, creds: Credentials | null): 
           headers: { "WWW-Authenticate": 'Basic realm="netprobify"' },
         });
       }
-      const headers = { "Content-Type": metrics.contentType };
-      if (metrics.expositionParts) {
-        const { head, body } = await metrics.expositionParts();
-        return new Response(partsStream(head, body), { headers });
-      }
-      return new Response(await metrics.expositionBlob(), { headers });
+      const { head, body } = await metrics.expositionParts();
+      return new Response(partsStream(head, body), { headers: { "Content-Type": metrics.contentType } });
     }
     if (url.pathname === "/") {
       return new Response("netprobify: metrics at /metrics\n", { headers: { "Content-Type": "text/plain" } });

@@ -490,14 +490,6 @@ export class Metrics {
     return (await this.registry.metrics()) + new TextDecoder().decode(this.#rendered);
   }
 
-  /**
-   * The exposition as a Blob of two parts: no scrape copies the per-target bytes (14 MB for
-   * 10,000 targets) into a new string and back.
-   */
-  async expositionBlob(): Promise<Blob> {
-    return new Blob([await this.registry.metrics(), this.#rendered]);
-  }
-
   /** The registry's text, read now, and the per-target bytes of the last render, as they are. */
   async expositionParts(): Promise<{ head: string; body: Uint8Array }> {
     return { head: await this.registry.metrics(), body: this.#rendered };

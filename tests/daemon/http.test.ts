@@ -8,7 +8,7 @@ import { authorized, credentialsFromEnv, makeHandler, type MetricsSource } from 
 
 const EXPOSITION = "# HELP x x\n# TYPE x gauge\nx 1\n";
 const source: MetricsSource = {
-  expositionBlob: async () => new Blob([EXPOSITION]),
+  expositionParts: async () => ({ head: "", body: new TextEncoder().encode(EXPOSITION) }),
   contentType: "text/plain; version=0.0.4; charset=utf-8",
 };
 
@@ -110,7 +110,6 @@ describe("makeHandler with a source of parts (head read per scrape, body bytes r
   // Larger than one write step (1 MiB), with a tail that is not a whole step.
   const body = new Uint8Array(3 * (1 << 20) + 12345).map((_, i) => 97 + (i % 26));
   const parts: MetricsSource = {
-    expositionBlob: async () => new Blob(["unused"]),
     expositionParts: async () => ({ head: "# HELP h h\n# TYPE h gauge\nh 1\n", body }),
     contentType: "text/plain; version=0.0.4; charset=utf-8",
   };
