@@ -165,6 +165,8 @@ export interface ValueProblem {
   readonly path: string;
   readonly message: string;
   readonly expected: string;
+  /** For "X is required": the path of the missing field ("owner"); `path` is the map lacking it. */
+  readonly missing?: string;
 }
 
 /**
@@ -180,7 +182,12 @@ export function validateValue<T>(
   const seen = new Set<string>();
   const problems: ValueProblem[] = [];
   for (const issue of checked.raw) {
-    const p = { path: formatPath(issue.path), message: issue.message, expected: issue.expected };
+    const p: ValueProblem = {
+      path: formatPath(issue.path),
+      message: issue.message,
+      expected: issue.expected,
+      ...(issue.missing !== undefined ? { missing: formatPath([...issue.path, issue.missing]) } : {}),
+    };
     const key = `${p.path}\u0000${p.message}`;
     if (!seen.has(key)) problems.push(p), seen.add(key);
   }
@@ -292,6 +299,8 @@ interface Issue {
   readonly path: readonly Key[];
   readonly message: string;
   readonly expected: string;
+  /** The key of a missing field (at "map"). */
+  readonly missing?: Key;
 }
 
 /**
@@ -311,7 +320,8 @@ function unclosedQuote(doc: Document, errorOffset: number): number | undefined {
 
 const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
-function readFailure(error: unknown): string {
+/** Why a file could not be read, in a few words ("no such file", "permission denied"). */
+export function readFailure(error: unknown): string {
   const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
   switch (code) {
     case "ENOENT":
@@ -445,6 +455,7 @@ function fromValibot(root: SchemaNode, issue: v.BaseIssue<unknown>, data: unknow
       at: "map",
       path: parentKeys,
       message: `${String(lastKey)} is required${context}`,
+      missing: lastKey,
       expected: field ? describeExpected(field.node) : "",
     };
   }

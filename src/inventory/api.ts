@@ -137,9 +137,8 @@ function fail(
 function invalid(problems: readonly ValueProblem[], status = 400): Response {
   const first = problems[0] ?? { path: "", message: "the body is not valid", expected: "" };
   const extra: Record<string, unknown> = {};
-  // A missing field is reported at the map that lacks it (path ""), as in config files; the
-  // field at fault is the one named by load.ts's "<name> is required".
-  const field = first.path || /^(\w+) is required\b/.exec(first.message)?.[1];
+  // A missing field is reported at the map that lacks it (path ""), as in config files.
+  const field = first.path || first.missing;
   if (field) extra.field = field;
   if (first.expected) extra.expected = first.expected;
   extra.problems = problems.map((p) => ({ field: p.path, message: p.message, expected: p.expected }));
