@@ -5,9 +5,9 @@
  */
 import { readFile } from "node:fs/promises";
 import * as v from "valibot";
-import { formatIssue, formatWarnings, parseYamlText } from "../config/load.ts";
+import { formatIssue, formatWarnings, parseYamlText, readFailure } from "../config/load.ts";
 import { hints, issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_EXPECTED, NAME_PATTERN } from "../config/schema.ts";
-import { describeError } from "./runner.ts";
+import { errorCode } from "./runner.ts";
 
 const API_DEFAULTS = {
   max_targets: 10,
@@ -178,16 +178,7 @@ export async function loadApiConfig(path: string, options: { groups?: readonly s
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    const code = errorCode(error);
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : describeError(error);
-    return { ok: false, lines: [`${path}: cannot read the file: ${why}`], missing: code === "ENOENT" };
+    return { ok: false, lines: [`${path}: cannot read the file: ${readFailure(error)}`], missing: errorCode(error) === "ENOENT" };
   }
   return parseApiConfigText(text, path, options);
 }
-
-// --- internal ---
-
-function errorCode(error: unknown): unknown {
-  return typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
-}
-

@@ -21,7 +21,7 @@ import {
   type ApiTarget,
   type ApiTargetView,
 } from "./api-targets.ts";
-import { describeError } from "./runner.ts";
+import { describeError, errorCode } from "./runner.ts";
 
 const STATE_VERSION = 1;
 
@@ -195,7 +195,4 @@ export async function loadState(
 
 // --- internal ---
 
-function errorCode(error: unknown): unknown {
-  return typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
-}
 

@@ -26,7 +26,7 @@ import { formatIssue, formatWarnings, parseYamlText, validateValue } from "../co
 import { InventoryListSchema, MAX_INVENTORY_TARGETS } from "../config/schema.ts";
 import type { LogFields } from "../log.ts";
 import type { InventoryContext, InventoryStart, Publish } from "./contract.ts";
-import { describeError } from "./runner.ts";
+import { describeError, errorCode } from "./runner.ts";
 
 /** Largest file read; a bigger one is reported and its last good content kept. */
 export const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -393,10 +393,6 @@ function isEmptyDocument(text: string): boolean {
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-function errorCode(e: unknown): string | undefined {
-  const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
-  return typeof code === "string" ? code : undefined;
-}
 
 function describe(e: unknown): string {
   const code = errorCode(e);

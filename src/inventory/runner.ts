@@ -56,6 +56,12 @@ function plainFields(fields: LogFields | undefined): LogFields | undefined {
   return out;
 }
 
+/** The errno name of a Node-style error ("ENOENT"), if it has one. */
+export function errorCode(e: unknown): string | undefined {
+  const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
+  return typeof code === "string" ? code : undefined;
+}
+
 /** A thrown value as one line. */
 export function describeError(e: unknown): string {
   if (e instanceof Error) return e.message || e.name;
