@@ -471,11 +471,11 @@ export class Metrics {
     this.sendErrors.inc({ probe_name: pn }, errors);
     this.sendLag.set({ probe_name: pn }, lag);
     this.degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
-    await this.render();
+    await this.#render();
   }
 
   /** Renders the per-target families to text, kept until the next iteration. */
-  async render(): Promise<void> {
+  async #render(): Promise<void> {
     // A new buffer every time: scrapes may still be sending the previous one.
     const out = new ByteWriter(this.#rendered.length + (this.#rendered.length >> 4));
     for (const f of this.#allFamilies()) {
