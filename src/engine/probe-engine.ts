@@ -95,7 +95,18 @@ export interface EngineOptions {
    * get disjoint spaces so their probes can never be mistaken for each other's.
    */
   identBase: number;
+  /**
+   * Another thread asks the batch in progress to stop: it sets flag[0] and signals wakeFd (an
+   * eventfd), so a wait for answers ends at once instead of at its deadline.
+   */
+  abort?: EngineAbort;
   log?: (message: string) => void;
+}
+
+export interface EngineAbort {
+  /** Over a SharedArrayBuffer; non-zero once the batch is to stop. */
+  flag: Int32Array;
+  wakeFd: number;
 }
 
 export interface BatchStats {
@@ -288,6 +299,7 @@ export class ProbeEngine {
     const total = this.#total;
     const rate = this.opts.maxProbesPerSecond;
     const fd = this.#capture.selectableFd;
+    const abort = this.opts.abort;
     const dropsBefore = this.#capture.stats().dropped;
     this.#epochSec = Math.floor(Date.now() / 1000);
     this.#t0 = performance.now();
@@ -332,6 +344,7 @@ export class ProbeEngine {
       // Answers are awaited `timeout` after each target's last probe actually left.
       const lastDeadline = next === total ? this.#lastDeadline() : Infinity;
       if (next === total && (this.#pending === 0 || now >= lastDeadline)) break;
+      if (abort && Atomics.load(abort.flag, 0) !== 0) break;
       let wait: number;
       if (next < total) {
         const byRate = ((next - SEND_BURST + 1) * 1000) / rate - now;
@@ -339,7 +352,7 @@ export class ProbeEngine {
       } else {
         wait = lastDeadline - now;
       }
-      if (wait > 0) pollReadable(fd, Math.min(Math.ceil(wait), MAX_POLL_MS));
+      if (wait > 0) pollReadable(fd, Math.min(Math.ceil(wait), MAX_POLL_MS), abort?.wakeFd);
     }
     this.#drain();
     // A SYN left unanswered may have been answered on a path we never saw: reset it too.

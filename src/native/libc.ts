@@ -15,6 +15,8 @@ const libc = dlopen("libc.so.6", {
   recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
   setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
+  eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+  write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
   memcpy: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
@@ -54,28 +56,47 @@ export class SystemError extends Error {
   }
 }
 
-// struct pollfd { int fd; short events; short revents; }. Backed by an explicit ArrayBuffer:
-// reading `.buffer` of a small typed array makes JavaScriptCore move its storage, which would
-// leave a pointer taken earlier aiming at a stale copy.
-const pollMemory = new ArrayBuffer(8);
+// Two struct pollfd { int fd; short events; short revents; }: the awaited fd and an optional
+// wake-up fd (poll ignores a negative fd). Backed by an explicit ArrayBuffer: reading `.buffer`
+// of a small typed array makes JavaScriptCore move its storage, which would leave a pointer
+// taken earlier aiming at a stale copy.
+const pollMemory = new ArrayBuffer(16);
 const pollfd = new Int32Array(pollMemory);
 const pollShorts = new Int16Array(pollMemory);
 const pollfdPtr = ptr(pollfd);
 
 /**
- * Waits until fd is readable or timeoutMs passes. Returns true when readable.
- * Blocks the calling thread: call it from a Worker, never from the main thread.
+ * Waits until fd is readable, wakeFd (when >= 0) is readable, or timeoutMs passes. Returns true
+ * when fd is readable. Blocks the calling thread: call it from a Worker, never from the main thread.
  */
-export function pollReadable(fd: number, timeoutMs: number): boolean {
+export function pollReadable(fd: number, timeoutMs: number, wakeFd = -1): boolean {
   pollfd[0] = fd;
   pollfd[1] = POLLIN;
-  const r = c.poll(pollfdPtr, 1, Math.max(0, Math.min(timeoutMs, 0x7fffffff) | 0));
+  pollfd[2] = wakeFd;
+  pollfd[3] = POLLIN;
+  const r = c.poll(pollfdPtr, 2, Math.max(0, Math.min(timeoutMs, 0x7fffffff) | 0));
   if (r < 0) {
     const e = errno();
     if (e === 4) return false; // EINTR: the caller re-checks its deadline
     throw new SystemError("poll", e);
   }
   return r > 0 && (pollShorts[3]! & POLLIN) !== 0;
+}
+
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
+const one = new BigUint64Array([1n]);
+
+/** An eventfd (non-blocking, close-on-exec): one thread's poll() can be woken by another's signalEventFd. */
+export function openEventFd(): number {
+  const fd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) throw new SystemError("eventfd", errno());
+  return fd;
+}
+
+/** Makes an eventfd readable (wakes whoever polls it); never blocks. */
+export function signalEventFd(fd: number): void {
+  c.write(fd, one, 8);
 }
 
 export function openSocket(domain: number, type: number, protocol: number): number {
