@@ -1,12 +1,14 @@
 /**
  * nb_proc engine Workers sharing an iteration's targets. A Worker that dies or overruns the
- * global batch timeout is ended, counted, logged once and replaced; its batch yields no figures
- * (its series keep their counters) and probing goes on in the others.
+ * global batch timeout is stopped (its batch aborted, its handles released), logged once and
+ * replaced at its next batch, where the replacement is counted; its batch yields no figures (its
+ * series keep their counters) and probing goes on in the others.
  */
-import { EngineClient, EngineWorkerError, type SeriesResult } from "../engine/engine-client.ts";
+import { EngineClient, type SeriesResult } from "../engine/engine-client.ts";
 import type { Logger } from "../log.ts";
 import { emptyBatchStats, IDENT_WINDOW_BITS } from "../engine/probe-engine.ts";
 import type { WorkerJob } from "./plan.ts";
+import { longTimeout } from "./timers.ts";
 
 export interface PoolOptions {
   l3RawSocket: boolean;
@@ -16,7 +18,9 @@ export interface PoolOptions {
 }
 
 export interface PoolEvents {
+  /** A Worker was started in place of one that died, timed out or failed a batch. */
   onRestart(): void;
+  /** A batch overran the global timeout. */
   onTimeout(): void;
 }
 
@@ -33,6 +37,8 @@ export class WorkerPool {
   #clients: (EngineClient | null)[] = [];
   #options: PoolOptions;
   #closing = false;
+  /** Workers being stopped in the background: close() and resize() wait for them. */
+  readonly #retiring = new Set<Promise<void>>();
   libpcap = "";
 
   constructor(
@@ -58,6 +64,7 @@ export class WorkerPool {
     const doomed = changed ? this.#clients : this.#clients.slice(size);
     this.#clients = changed ? [] : this.#clients.slice(0, size);
     await Promise.all(doomed.map((c) => c?.close()));
+    await this.#retired();
     while (this.#clients.length < size) this.#clients.push(null);
   }
 
@@ -103,8 +110,8 @@ export class WorkerPool {
           });
           return null;
         }
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const expired = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+        let timer: { cancel(): void } | undefined;
+        const expired = new Promise<"timeout">((resolve) => (timer = longTimeout(() => resolve("timeout"), timeoutMs)));
         try {
           const r = await Promise.race([
             client.runSeries(job.targets, { seriesOf: job.seriesOf, seriesCount: job.series.length, percentiles, buckets }),
@@ -113,7 +120,7 @@ export class WorkerPool {
           if (r === "timeout") {
             this.log.error("batch exceeded the global timeout: Worker stopped and replaced", { worker: k, timeout_s: timeoutMs / 1000 });
             this.events.onTimeout();
-            client.kill();
+            this.#retire(client, k);
             return null;
           }
           return r;
@@ -122,13 +129,29 @@ export class WorkerPool {
           if (this.#closing) return null;
           this.log.error("engine Worker failed: it is replaced for the next iteration", { worker: k, error: `${err.name}: ${err.message}` });
           // A failed batch may have left the engine's handles broken: never reuse that Worker.
-          if (client.alive && !(err instanceof EngineWorkerError && err.name === "WorkerCrashed")) client.kill();
+          this.#retire(client, k);
           return null;
         } finally {
-          clearTimeout(timer);
+          timer?.cancel();
         }
       }),
     );
+  }
+
+  /**
+   * Stops a Worker in the background; it stays in its slot, no longer alive, so the next batch
+   * there starts (and counts) its replacement.
+   */
+  #retire(client: EngineClient, k: number): void {
+    const done = client.close().then((released) => {
+      if (!released) this.log.error("engine Worker did not release its handles in time: terminated", { worker: k });
+    });
+    this.#retiring.add(done);
+    void done.finally(() => this.#retiring.delete(done));
+  }
+
+  async #retired(): Promise<void> {
+    await Promise.all(this.#retiring);
   }
 
   async close(): Promise<void> {
@@ -136,5 +159,6 @@ export class WorkerPool {
     const all = this.#clients;
     this.#clients = [];
     await Promise.all(all.map((c) => c?.close()));
+    await this.#retired();
   }
 }

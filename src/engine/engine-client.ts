@@ -2,9 +2,16 @@
  * The other side of engine-worker.ts: starts the Worker and turns its messages into promises.
  * A Worker that dies rejects what it had in hand; the caller decides whether to start another.
  */
-import type { BatchResult, BatchStats, EngineOptions, ProbeTarget } from "./probe-engine.ts";
+import type { BatchResult, BatchStats, EngineAbort, EngineOptions, ProbeTarget } from "./probe-engine.ts";
 import type { SeriesSummary } from "./stats.ts";
 import { workerUrl } from "../worker-url.ts";
+import { closeFd, openEventFd, signalEventFd } from "../native/libc.ts";
+
+/**
+ * How long close() waits for the Worker to release its handles. An aborted batch returns within
+ * one poll (the eventfd wakes it); only a Worker stuck elsewhere runs into this.
+ */
+const CLOSE_GRACE_MS = 3000;
 
 /** Asks the Worker to reduce a batch to per-series figures instead of returning every slot. */
 export interface SeriesRequest {
@@ -51,6 +58,9 @@ export class EngineClient {
   #opened: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
+  /** Shared with the engine: a batch in progress stops when asked (see EngineOptions.abort). */
+  readonly #abort: EngineAbort = { flag: new Int32Array(new SharedArrayBuffer(4)), wakeFd: openEventFd() };
+  #closing: Promise<boolean> | null = null;
 
   private constructor(private readonly onLog: (message: string) => void) {
     // smol: JavaScriptCore's small-heap settings; the engine keeps its per-probe state in typed
@@ -62,13 +72,18 @@ export class EngineClient {
   }
 
   /** Starts a Worker and opens its engine; resolves with the libpcap version it loaded. */
-  static async start(options: Omit<EngineOptions, "log">, onLog: (message: string) => void = () => {}): Promise<{ client: EngineClient; libpcap: string }> {
+  static async start(options: Omit<EngineOptions, "log" | "abort">, onLog: (message: string) => void = () => {}): Promise<{ client: EngineClient; libpcap: string }> {
     const client = new EngineClient(onLog);
-    const libpcap = await new Promise<string>((resolve, reject) => {
-      client.#opened = { resolve, reject };
-      client.#post({ type: "open", options });
-    });
-    return { client, libpcap };
+    try {
+      const libpcap = await new Promise<string>((resolve, reject) => {
+        client.#opened = { resolve, reject };
+        client.#post({ type: "open", options: { ...options, abort: client.#abort } });
+      });
+      return { client, libpcap };
+    } catch (e) {
+      await client.close();
+      throw e;
+    }
   }
 
   /** One batch, every slot's outcome returned. */
@@ -83,12 +98,6 @@ export class EngineClient {
     return this.#request(id, { type: "series", id, targets, request }) as Promise<SeriesResult>;
   }
 
-  /** Ends the Worker at once, whatever it is doing (a batch past its time limit). */
-  kill(): void {
-    this.#die(new EngineWorkerError("WorkerKilled", "engine Worker was stopped"));
-    this.#worker.terminate();
-  }
-
   get alive(): boolean {
     return this.#dead === null;
   }
@@ -101,19 +110,36 @@ export class EngineClient {
     });
   }
 
-  /** Closes the engine's pcap handles, then ends the Worker. */
-  async close(): Promise<void> {
-    if (this.#dead) return;
-    await new Promise<void>((resolve) => {
-      this.#closed = resolve;
-      this.#post({ type: "close" });
-      // A Worker stuck in a long poll still closes: it is ended after a bounded wait.
-      setTimeout(resolve, 1000).unref();
-    });
-    // Whatever was still waiting (a batch cut short) is rejected now: terminate() alone does
-    // not always deliver a "close" event.
+  /**
+   * Stops the batch in progress if any, has the engine release its pcap handles and sockets, then
+   * ends the Worker. What was waiting is rejected at once. Resolves true when the Worker released
+   * everything itself, false when it had to be terminated without (stuck past the grace period,
+   * or already dead). Idempotent.
+   */
+  close(): Promise<boolean> {
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown(): Promise<boolean> {
+    const wasAlive = this.#dead === null;
     this.#die(new EngineWorkerError("Closed", "engine is closed"));
+    let released = false;
+    if (wasAlive) {
+      Atomics.store(this.#abort.flag, 0, 1);
+      signalEventFd(this.#abort.wakeFd);
+      released = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), CLOSE_GRACE_MS);
+        this.#closed = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        this.#post({ type: "close" });
+      });
+    }
     this.#worker.terminate();
+    closeFd(this.#abort.wakeFd);
+    return released;
   }
 
   #post(message: EngineRequest): void {

@@ -3,6 +3,7 @@
  * One message in per batch, one message out per batch, whatever the number of probes.
  */
 import { libpcapVersion } from "../native/libpcap.ts";
+import { closeNetlink } from "../net/netlink.ts";
 import { ProbeEngine } from "./probe-engine.ts";
 import { summarizeSeries } from "./stats.ts";
 import type { EngineReply, EngineRequest } from "./engine-client.ts";
@@ -56,8 +57,11 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
       // carrying it into the next batch's peak.
       Bun.gc(true);
     } else {
+      // Everything native this thread opened goes before the Worker is terminated: terminate()
+      // ends the JavaScript, not the capture ring's mapping nor the sockets.
       engine?.close();
       engine = null;
+      closeNetlink();
       reply({ type: "closed" });
     }
   } catch (e) {

@@ -657,6 +657,7 @@ function socket(): RtnlSocket {
 /** Closes this thread's netlink socket (reopened on next use). */
 export function closeNetlink(): void {
   rtnl?.close();
+  rtnl = undefined;
 }
 
 function requireIp(text: string, what: string): IpBytes {
