@@ -17,7 +17,9 @@ import { WorkerPool, type PoolOptions } from "./pool.ts";
 import { Resolver, systemLookup, type LookupFn } from "./resolver.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { BatchStats } from "../engine/probe-engine.ts";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
 import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
@@ -95,6 +97,41 @@ async function loadAll(configPath: string | null): Promise<Loaded | StartFailure
   return { config: r.config, warnings: r.warnings, inventories };
 }
 
+/** Files larger than this are not fingerprinted (the loader reports them). */
+const FINGERPRINT_MAX_BYTES = 64 << 20;
+
+/**
+ * What a reload reads: the config file and api.yaml beside it. Two equal fingerprints mean
+ * nothing to reload. null when a file cannot be fingerprinted (the load says why).
+ */
+function fingerprint(configPath: string): string | null {
+  const parts: string[] = [];
+  for (const path of [configPath, join(dirname(configPath), "api.yaml")]) {
+    let size: number;
+    try {
+      const st = statSync(path);
+      if (!st.isFile() || st.size > FINGERPRINT_MAX_BYTES) return null;
+      size = st.size;
+    } catch {
+      parts.push("-");
+      continue;
+    }
+    try {
+      parts.push(`${size}:${Bun.hash(readFileSync(path)).toString(16)}`);
+    } catch {
+      return null;
+    }
+  }
+  return parts.join("|");
+}
+
+/** A reload that passed every check, waiting for the end of the iteration in flight. */
+interface PendingReload {
+  loaded: Loaded;
+  /** The new metrics listener, already bound, when the address or port changed. */
+  server: Server<undefined> | null;
+}
+
 /** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
 const DEFAULT_CAPTURE_BUFFER_MB = 16;
 
@@ -123,7 +160,18 @@ export class Daemon {
   #server: Server<undefined> | null = null;
   #stopping = false;
   #wake: (() => void) | null = null;
-  #reloadTimer: ReturnType<typeof setInterval> | null = null;
+  #reloadTimer: LongTimer | null = null;
+  /** Fingerprint of the files the last reload attempt (or the start) read. */
+  #lastFingerprint: string | null = null;
+  /** Reloads run one at a time. */
+  #reloading: Promise<boolean> = Promise.resolve(true);
+  #pending: PendingReload | null = null;
+  /** True while an iteration's probes are out: a reload waits for its end. */
+  #iterating = false;
+  /** An accepted reload being installed: the loop starts no iteration meanwhile. */
+  #applying: Promise<void> | null = null;
+  /** What app_reload_conf_failed_status shows: the last reload attempt failed. */
+  #reloadFailed = false;
   #lastIterationSeconds = 0;
   /** Targets whose probes could not leave in the last iteration, and why. */
   #unroutable = new Map<string, string>();
@@ -140,10 +188,7 @@ export class Daemon {
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
     this.#pool = new WorkerPool(poolOptions(config), logger("engine"), {
       onRestart: () => this.#metrics.workerRestarts.inc({ probe_name: this.#config.global.probe_name }),
-      onTimeout: () => {
-        this.#metrics.timedOut.inc({ probe_name: this.#config.global.probe_name });
-        this.#metrics.workerRestarts.inc({ probe_name: this.#config.global.probe_name });
-      },
+      onTimeout: () => this.#metrics.timedOut.inc({ probe_name: this.#config.global.probe_name }),
     });
     this.#resolver = new Resolver(logger("dns"), lookup);
     this.#inventories = new InventorySupervisor(logger("inventory"), {
@@ -159,6 +204,7 @@ export class Daemon {
    */
   static async start(opts: DaemonOptions): Promise<Daemon | StartFailure> {
     const source = opts.configPath ?? DEFAULT_CONFIG_SOURCE;
+    const printed = opts.configPath ? fingerprint(opts.configPath) : null;
     const loaded = await loadAll(opts.configPath);
     if ("exitCode" in loaded) return loaded;
     const { config, warnings, inventories } = loaded;
@@ -171,11 +217,12 @@ export class Daemon {
     );
     for (const w of warnings) log.warning(w);
     const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup);
+    d.#lastFingerprint = printed;
     await d.#pool.start(config.global.nb_proc, poolOptions(config));
     d.#metrics.info.reset();
     d.#metrics.info.set({ version: VERSION, bun_version: Bun.version, libpcap_version: d.#pool.libpcap }, 1);
     d.#metrics.setProbeName(config.global.probe_name);
-    d.#serve();
+    d.#server = d.#listen(config.global.prometheus_address, config.global.prometheus_port);
     d.#resolver.sync(config);
     d.#applyInventories(inventories);
     d.#scheduleReloads();
@@ -211,28 +258,52 @@ export class Daemon {
     return merged.config;
   }
 
-  #serve(): void {
-    const g = this.#config.global;
-    this.#server?.stop(true);
+  /** Opens a metrics listener; the caller closes the one it replaces. */
+  #listen(address: string, port: number): Server<undefined> {
+    let server: Server<undefined>;
     try {
-      this.#server = Bun.serve({
-        hostname: g.prometheus_address,
-        port: g.prometheus_port,
-        fetch: makeHandler(this.#metrics, credentialsFromEnv()),
-      });
+      server = Bun.serve({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv()) });
     } catch (e) {
-      this.#server = null;
-      throw new ListenError(`${g.prometheus_address}:${g.prometheus_port}`, e instanceof Error ? e.message : String(e));
+      throw new ListenError(`${address}:${port}`, e instanceof Error ? e.message : String(e));
     }
-    log.info("serving metrics", { address: g.prometheus_address, port: g.prometheus_port, path: "/metrics" });
+    log.info("serving metrics", { address, port, path: "/metrics" });
+    return server;
+  }
+
+  /**
+   * The listener a reload moves to, bound before the running one closes so a failure leaves
+   * metrics served where they were. Only the same port on an overlapping address (0.0.0.0 to
+   * 127.0.0.1) cannot be held twice: there the old one is closed first and reopened on failure.
+   */
+  #listenForReload(old: Config, c: Config): Server<undefined> | null {
+    const { prometheus_address: address, prometheus_port: port } = c.global;
+    if (address === old.global.prometheus_address && port === old.global.prometheus_port) return null;
+    try {
+      return this.#listen(address, port);
+    } catch (e) {
+      const current = this.#server;
+      if (!(e instanceof ListenError) || !current || current.port !== port) throw e;
+    }
+    this.#server?.stop(true);
+    this.#server = null;
+    try {
+      return this.#listen(address, port);
+    } catch (e) {
+      this.#server = this.#listen(old.global.prometheus_address, old.global.prometheus_port);
+      throw e;
+    }
   }
 
   #scheduleReloads(): void {
-    if (this.#reloadTimer) clearInterval(this.#reloadTimer);
+    this.#reloadTimer?.cancel();
     this.#reloadTimer = null;
     const every = this.#config.global.reload_conf_interval;
     if (every > 0 && this.configPath) {
-      this.#reloadTimer = setInterval(() => void this.reload(), every * 1000);
+      const tick = () => {
+        this.#reloadTimer = longTimeout(tick, every * 1000);
+        void this.reload({ quiet: true });
+      };
+      this.#reloadTimer = longTimeout(tick, every * 1000);
     }
   }
 
@@ -241,41 +312,94 @@ export class Daemon {
   }
 
   /**
-   * Re-reads the config file. A bad file keeps the running config and sets
-   * app_reload_conf_failed_status to 1; a good one applies at once (counters of targets that
-   * stay are kept) and sets it to 0. Returns whether the new file was applied.
+   * Re-reads the config file and api.yaml. Unchanged files (same content as the last attempt)
+   * are not reloaded. Otherwise everything is checked first: load, validation, the plan, the new
+   * metrics listener; any failure keeps the running config and sets
+   * app_reload_conf_failed_status to 1. An accepted file is installed at the end of the iteration
+   * in flight (at once when none is), so no probe in flight is lost; the status goes to 0.
+   * Resolves with whether the file is (or already was) accepted. `quiet`: an unchanged file is
+   * not logged (the periodic reload).
    */
-  async reload(): Promise<boolean> {
-    if (!this.configPath) {
+  reload(opts: { quiet?: boolean } = {}): Promise<boolean> {
+    const next = this.#reloading.then(() => this.#reloadOnce(opts.quiet ?? false));
+    this.#reloading = next.catch(() => false);
+    return next;
+  }
+
+  async #reloadOnce(quiet: boolean): Promise<boolean> {
+    const path = this.configPath;
+    if (!path) {
       log.info("reload requested, but the built-in default config has no file to re-read");
       return false;
     }
-    const loaded = await loadAll(this.configPath);
-    const pn = this.#config.global.probe_name;
-    if ("exitCode" in loaded) {
-      log.error("configuration reload failed: the running configuration stays", { config: this.configPath });
-      for (const line of loaded.lines) log.error(line);
-      this.#metrics.reloadFailed.set({ probe_name: pn }, 1);
+    if (this.#stopping) return false;
+    const fail = (lines: string[]) => {
+      log.error("configuration reload failed: the running configuration stays", { config: path });
+      for (const line of lines) log.error(line);
+      this.#reloadFailed = true;
+      this.#metrics.reloadFailed.set({ probe_name: this.#config.global.probe_name }, 1);
+      // An accepted file not installed yet is no longer what is on disk: it is dropped too.
+      this.#pending?.server?.stop(true);
+      this.#pending = null;
       return false;
+    };
+    const printed = fingerprint(path);
+    if (printed !== null && printed === this.#lastFingerprint) {
+      if (!quiet) log.info("configuration unchanged: nothing to reload", { config: path });
+      return !this.#reloadFailed;
     }
-    const old = this.#config;
-    const c = loaded.config;
-    for (const w of loaded.warnings) log.warning(w);
-    this.#config = c;
-    setLogLevel(c.global.logging_level as LevelName);
-    this.#metrics.setProbeName(c.global.probe_name);
-    this.#metrics.reloadFailed.set({ probe_name: c.global.probe_name }, 0);
-    this.#applyInventories(loaded.inventories);
-    this.#mergeDynamic();
-    await this.#pool.resize(c.global.nb_proc, poolOptions(c));
-    if (old.global.prometheus_port !== c.global.prometheus_port || old.global.prometheus_address !== c.global.prometheus_address) {
-      this.#serve();
+    this.#lastFingerprint = printed;
+    let pending: PendingReload;
+    try {
+      const loaded = await loadAll(path);
+      if ("exitCode" in loaded) return fail(loaded.lines);
+      // The plan the new file gives, made now, so that one it cannot give is refused here.
+      const c = loaded.config;
+      buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
+      const running = this.#pending?.loaded.config ?? this.#config;
+      pending = { loaded, server: this.#listenForReload(running, c) };
+    } catch (e) {
+      return fail([e instanceof Error ? e.message : String(e)]);
     }
-    this.#scheduleReloads();
-    // Series of removed targets, groups and percentiles go now, not at the end of the next iteration.
-    await this.#publish(null, [], [], this.#lastIterationSeconds, false);
-    log.info("configuration reloaded", { config: this.configPath, targets: Object.keys(c.targets ?? {}).length });
+    // A reload accepted earlier but not installed yet is superseded.
+    if (this.#pending?.server) this.#pending.server.stop(true);
+    this.#pending = pending;
+    if (!this.#iterating) await this.#install();
+    else log.info("configuration accepted: it applies when the iteration in flight ends", { config: path });
     return true;
+  }
+
+  /** Installs the accepted reload, if any; called between iterations only. */
+  #install(): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) return this.#applying ?? Promise.resolve();
+    this.#pending = null;
+    const apply = (async () => {
+      const c = pending.loaded.config;
+      for (const w of pending.loaded.warnings) log.warning(w);
+      this.#config = c;
+      setLogLevel(c.global.logging_level as LevelName);
+      this.#metrics.setProbeName(c.global.probe_name);
+      this.#reloadFailed = false;
+      this.#metrics.reloadFailed.set({ probe_name: c.global.probe_name }, 0);
+      if (pending.server) {
+        this.#server?.stop(true);
+        this.#server = pending.server;
+      }
+      this.#applyInventories(pending.loaded.inventories);
+      this.#mergeDynamic();
+      await this.#pool.resize(c.global.nb_proc, poolOptions(c));
+      this.#scheduleReloads();
+      // Series of removed targets, groups and percentiles go now, not at the end of the next iteration.
+      await this.#publish(null, [], [], this.#lastIterationSeconds, false);
+      log.info("configuration reloaded", { config: this.configPath ?? "", targets: Object.keys(c.targets ?? {}).length });
+      // The wait before the next iteration follows the new interval.
+      this.#wake?.();
+    })().finally(() => {
+      if (this.#applying === apply) this.#applying = null;
+    });
+    this.#applying = apply;
+    return apply;
   }
 
   #publish(
@@ -304,13 +428,11 @@ export class Daemon {
 
   /** One iteration: plan, probe in the Workers, publish. */
   async iterate(): Promise<void> {
-    const configured = this.#config;
     const c = this.#mergeDynamic();
     const t0 = performance.now();
     void this.#resolver.refresh();
     const plan = buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
     const out = await this.#pool.run(plan.jobs, [...c.global.percentile], [...c.global.histogram_buckets], c.global.timeout * 1000);
-    if (this.#config !== configured) return; // reloaded meanwhile: the old plan's figures are dropped
     const results: (SeriesSummary | null)[] = plan.series.map(() => null);
     const stats: BatchStats[] = [];
     out.forEach((r, k) => {
@@ -352,34 +474,41 @@ export class Daemon {
     // Give hostnames a bounded chance to resolve before the first iteration.
     await Promise.race([this.#resolver.refresh(), Bun.sleep(FIRST_RESOLUTION_WAIT_MS)]);
     while (!this.#stopping) {
+      while (this.#applying) await this.#applying;
       const start = performance.now();
+      this.#iterating = true;
       try {
         await this.iterate();
       } catch (e) {
         log.error("iteration failed", { error: e instanceof Error ? e.message : String(e) });
+      } finally {
+        this.#iterating = false;
       }
+      await this.#install();
       if (this.#stopping) break;
-      const intervalMs = this.#config.global.interval * 1000;
-      const wait = start + intervalMs - performance.now();
-      if (wait <= 0) {
+      if (performance.now() - start >= this.#config.global.interval * 1000) {
         log.warning("iteration overran the interval: the next one starts at once", {
           iteration_s: ((performance.now() - start) / 1000).toFixed(3),
           interval_s: this.#config.global.interval,
         });
         continue;
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = null;
+      // Re-measured after each wake-up: an installed reload may have changed the interval.
+      for (;;) {
+        const wait = start + this.#config.global.interval * 1000 - performance.now();
+        if (wait <= 0 || this.#stopping) break;
+        const sleep = wakeableSleep(wait);
+        this.#wake = sleep.wake;
+        await sleep.done;
+        this.#wake = null;
+        while (this.#applying) await this.#applying;
+      }
     }
     await Promise.all([this.#pool.close(), this.#inventories.stop()]);
+    this.#reloadTimer?.cancel();
+    this.#pending?.server?.stop(true);
+    this.#pending = null;
     this.#server?.stop(true);
-    if (this.#reloadTimer) clearInterval(this.#reloadTimer);
     this.#resolveStopped();
   }
 
