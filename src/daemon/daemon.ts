@@ -20,6 +20,7 @@ import type { BatchStats } from "../engine/probe-engine.ts";
 import { dirname, join } from "node:path";
 import { readFileSync, statSync } from "node:fs";
 import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
+import { destinationForm, expandDestination } from "../targets/destinations.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
 import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
@@ -353,9 +354,8 @@ export class Daemon {
     try {
       const loaded = await loadAll(path);
       if ("exitCode" in loaded) return fail(loaded.lines);
-      // The plan the new file gives, made now, so that one it cannot give is refused here.
       const c = loaded.config;
-      buildPlan(c, (t) => this.#resolver.addressesOf(t), c.global.nb_proc);
+      this.#trialPlan(c);
       const running = this.#pending?.loaded.config ?? this.#config;
       pending = { loaded, server: this.#listenForReload(running, c) };
     } catch (e) {
@@ -364,9 +364,27 @@ export class Daemon {
     // A reload accepted earlier but not installed yet is superseded.
     if (this.#pending?.server) this.#pending.server.stop(true);
     this.#pending = pending;
-    if (!this.#iterating) await this.#install();
-    else log.info("configuration accepted: it applies when the iteration in flight ends", { config: path });
+    if (!this.#iterating) {
+      try {
+        await this.#install();
+      } catch (e) {
+        log.error("installing the reloaded configuration failed", { error: e instanceof Error ? e.message : String(e) });
+      }
+    } else log.info("configuration accepted: it applies when the iteration in flight ends", { config: path });
     return true;
+  }
+
+  /**
+   * Plans the new config as its first iteration would (literal destinations expanded, hostnames
+   * as resolved so far), so that a config the planner cannot run is refused while the running
+   * one is still in place. Throws what the planner throws.
+   */
+  #trialPlan(c: Config): void {
+    const literal = new Map<string, string[]>();
+    for (const [name, t] of Object.entries(c.targets ?? {})) {
+      if (destinationForm(t.destination) !== "hostname") literal.set(name, expandDestination(t.destination).addresses);
+    }
+    buildPlan(c, (t) => literal.get(t) ?? this.#resolver.addressesOf(t), c.global.nb_proc);
   }
 
   /** Installs the accepted reload, if any; called between iterations only. */
@@ -484,7 +502,11 @@ export class Daemon {
       } finally {
         this.#iterating = false;
       }
-      await this.#install();
+      try {
+        await this.#install();
+      } catch (e) {
+        log.error("installing the reloaded configuration failed", { error: e instanceof Error ? e.message : String(e) });
+      }
       if (this.#stopping) break;
       if (performance.now() - start >= this.#config.global.interval * 1000) {
         log.warning("iteration overran the interval: the next one starts at once", {

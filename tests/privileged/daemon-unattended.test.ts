@@ -1,0 +1,161 @@
+/**
+ * A daemon left alone: periodic reloads of an unchanged file, a file changed while an iteration
+ * is in flight, reloads that must fail without touching what runs (a listener port already taken,
+ * a destination the planner cannot expand), durations at their schema maxima. Loopback targets.
+ *
+ * Needs root (the engine's raw packets).
+ */
+import { afterEach, expect, test } from "bun:test";
+import { createServer, type Server } from "node:net";
+import { freePort, startDaemon, type DaemonProcess, type Exposition } from "../support/daemon-process.ts";
+import { requireRoot } from "../support/testnet.ts";
+
+const running: DaemonProcess[] = [];
+afterEach(async () => {
+  for (const d of running.splice(0)) await d.stop();
+});
+
+async function daemon(config: string): Promise<DaemonProcess> {
+  requireRoot();
+  const d = await startDaemon({ config });
+  running.push(d);
+  return d;
+}
+
+const count = (d: DaemonProcess, needle: string) => d.logLines.filter((l) => l.includes(needle)).length;
+const sent = (e: Exposition, destination: string) => e.value("icmp_sent_total", { destination });
+
+/** One ICMP target whose iteration (10 packets 150 ms apart) outlasts reload_conf_interval. */
+function slowConfig(port: string, extra = "", reloadEvery = 1): string {
+  return `global:
+  probe_name: nb-unattended
+  interval: 1
+  interval_packets: 0.15
+  reload_conf_interval: ${reloadEvery}
+  nb_proc: 1
+  logging_level: INFO
+  dns_update_interval: 300
+  prometheus_port: ${port}
+  prometheus_address: 127.0.0.1
+groups:
+  g1: {src_port_a: 65000, src_port_z: 65001}
+targets:
+  slow:
+    type: ICMPping
+    destination: 127.0.0.1
+    nb_packets: 10
+    timeout: 0.3
+${extra}`;
+}
+
+test("reload_conf_interval shorter than an iteration: every iteration is published whole, an unchanged file is never reloaded, a changed one applies when the iteration in flight ends", async () => {
+  const d = await daemon(slowConfig("__PORT__"));
+  const sentSeen: number[] = [];
+  const e = await d.waitFor("three iterations published", (x: Exposition) => {
+    const n = sent(x, "slow");
+    if (n !== undefined) sentSeen.push(n);
+    return (n ?? 0) >= 30 ? x : undefined;
+  }, { timeoutMs: 15_000 });
+  // Whole iterations only: 10 probes each, never a partial or dropped one.
+  expect(sentSeen.every((n) => n % 10 === 0)).toBe(true);
+  expect(e.value("app_reload_conf_failed_status", { probe_name: "nb-unattended" })).toBe(0);
+  expect(e.value("app_worker_restarts_total", { probe_name: "nb-unattended" })).toBe(0);
+  expect(count(d, "configuration reloaded")).toBe(0);
+
+  // Iterations run back to back here (1.5 s for a 1 s interval): a change lands mid-iteration.
+  d.writeConfig(slowConfig("__PORT__", `  added:
+    type: ICMPping
+    destination: 127.0.0.1
+    nb_packets: 2
+    timeout: 0.3
+`));
+  await d.waitFor("the added target's series", (x) => ((sent(x, "added") ?? 0) >= 2 ? x : undefined), { timeoutMs: 15_000 });
+  expect(count(d, "applies when the iteration in flight ends")).toBeGreaterThanOrEqual(1);
+  expect(count(d, "configuration reloaded")).toBe(1);
+  const after = await d.scrape();
+  expect(sent(after, "slow")! % 10).toBe(0);
+  expect(d.stderr).not.toContain("    at ");
+}, 40_000);
+
+test("reloads that cannot be run keep the running config, its listener and its probing: a taken port, a destination of 2^64 addresses; status 1, one log line each, no stack trace", async () => {
+  // Reloads on SIGHUP only here.
+  const reload = (port: string, extra = "") => {
+    d.writeConfig(slowConfig(port, extra, 0));
+    d.signal("SIGHUP");
+  };
+  const d = await daemon(slowConfig("__PORT__", "", 0));
+  await d.waitFor("a first iteration", (x) => ((sent(x, "slow") ?? 0) >= 10 ? x : undefined), { timeoutMs: 15_000 });
+
+  const busy: Server = createServer();
+  const busyPort = await freePort();
+  await new Promise<void>((resolve) => busy.listen(busyPort, "127.0.0.1", resolve));
+  try {
+    reload(String(busyPort));
+    await d.waitFor("the reload to fail", (x) =>
+      x.value("app_reload_conf_failed_status", { probe_name: "nb-unattended" }) === 1 ? x : undefined, { timeoutMs: 10_000 });
+    expect(count(d, "configuration reload failed")).toBe(1);
+    expect(d.stderr).toContain(`127.0.0.1:${busyPort}`);
+  } finally {
+    busy.close();
+  }
+  const before = sent(await d.scrape(), "slow")!;
+  await d.waitFor("probing to go on on the old listener", (x) => ((sent(x, "slow") ?? 0) > before ? x : undefined), { timeoutMs: 10_000 });
+
+  reload("__PORT__", `  huge:
+    type: ICMPping
+    destination: "fd00:18:ffff::/64"
+    nb_packets: 1
+`);
+  await d.waitFor("the second failure logged", () => (count(d, "configuration reload failed") === 2 ? true : undefined), { timeoutMs: 10_000 });
+  const e = await d.scrape();
+  expect(e.value("app_reload_conf_failed_status", { probe_name: "nb-unattended" })).toBe(1);
+  expect(e.get("icmp_sent_total").map((s) => s.labels.destination)).toEqual(["slow"]);
+  const later = sent(e, "slow")!;
+  await d.waitFor("probing to go on", (x) => ((sent(x, "slow") ?? 0) > later ? x : undefined), { timeoutMs: 10_000 });
+
+  // A free port: the listener moves, the old one closes.
+  const newPort = await freePort();
+  reload(String(newPort));
+  // Bound when the file is accepted, the new listener serves the running config until the
+  // iteration in flight ends; then the status goes back to 0 and the old listener closes.
+  const installed = 'app_reload_conf_failed_status{probe_name="nb-unattended"} 0';
+  const deadline = Date.now() + 10_000;
+  let text = "";
+  while (!text.includes(installed) && Date.now() < deadline) {
+    text = await fetch(`http://127.0.0.1:${newPort}/metrics`).then((r) => r.text(), () => "");
+    if (!text.includes(installed)) await Bun.sleep(100);
+  }
+  expect(text).toContain(installed);
+  expect(await fetch(`${d.url}/metrics`).then(() => "answered", () => "closed")).toBe("closed");
+  expect(d.alive).toBe(true);
+  expect(d.stderr).not.toContain("    at ");
+}, 60_000);
+
+test("interval, reload_conf_interval and timeout at their largest accepted values: one iteration, then a quiet wait (no timer fires early)", async () => {
+  const d = await daemon(`global:
+  probe_name: nb-long
+  interval: 2147483
+  reload_conf_interval: 2147483
+  timeout: 2147483
+  nb_proc: 1
+  logging_level: INFO
+  dns_update_interval: 300
+  prometheus_port: __PORT__
+  prometheus_address: 127.0.0.1
+groups:
+  g1: {src_port_a: 65000, src_port_z: 65001}
+targets:
+  once:
+    type: ICMPping
+    destination: 127.0.0.1
+    nb_packets: 3
+    timeout: 0.3
+`);
+  await d.waitFor("the first iteration", (x) => ((sent(x, "once") ?? 0) >= 3 ? x : undefined), { timeoutMs: 10_000 });
+  await Bun.sleep(3000);
+  const e = await d.scrape();
+  expect(sent(e, "once")).toBe(3);
+  expect(d.stderr).not.toContain("TimeoutOverflowWarning");
+  expect(count(d, "configuration reload")).toBe(0);
+  expect(count(d, "overran the interval")).toBe(0);
+}, 30_000);
