@@ -314,7 +314,7 @@ export class Daemon {
 
   /**
    * Re-reads the config file and api.yaml. Unchanged files (same content as the last attempt)
-   * are not reloaded. Otherwise everything is checked first: load, validation, the plan, the new
+   * are not reloaded, except on an explicit request after a failure. Otherwise everything is checked first: load, validation, the plan, the new
    * metrics listener; any failure keeps the running config and sets
    * app_reload_conf_failed_status to 1. An accepted file is installed at the end of the iteration
    * in flight (at once when none is), so no probe in flight is lost; the status goes to 0.
@@ -345,7 +345,9 @@ export class Daemon {
       return false;
     };
     const printed = fingerprint(path);
-    if (printed !== null && printed === this.#lastFingerprint) {
+    // An explicit reload retries a failed one whatever the files: the failure may have been the
+    // machine's (a port in use) rather than the file's.
+    if (printed !== null && printed === this.#lastFingerprint && (quiet || !this.#reloadFailed)) {
       if (!quiet) log.info("configuration unchanged: nothing to reload", { config: path });
       return !this.#reloadFailed;
     }
@@ -356,13 +358,13 @@ export class Daemon {
       if ("exitCode" in loaded) return fail(loaded.lines);
       const c = loaded.config;
       this.#trialPlan(c);
-      const running = this.#pending?.loaded.config ?? this.#config;
-      pending = { loaded, server: this.#listenForReload(running, c) };
+      // A reload accepted earlier but not installed yet is superseded, its listener with it.
+      this.#pending?.server?.stop(true);
+      this.#pending = null;
+      pending = { loaded, server: this.#listenForReload(this.#config, c) };
     } catch (e) {
       return fail([e instanceof Error ? e.message : String(e)]);
     }
-    // A reload accepted earlier but not installed yet is superseded.
-    if (this.#pending?.server) this.#pending.server.stop(true);
     this.#pending = pending;
     if (!this.#iterating) {
       try {
