@@ -107,19 +107,20 @@ export function makeHandler(metrics: MetricsSource, creds: Credentials | null): 
 export interface MetricsServerOptions {
   hostname: string;
   port: number;
-  metrics: MetricsSource;
-  credentials: Credentials | null;
+  /** {@link makeHandler}'s handler. */
+  fetch: (req: Request) => Promise<Response>;
 }
 
 /**
  * The metrics listener: production mode and the last-resort error handler (never Bun's
- * development error page), then {@link makeHandler}. Throws what Bun.serve throws (port taken).
+ * development error page, never a stack on stderr), then `fetch`. Throws what Bun.serve throws
+ * (port taken).
  */
 export function serveMetrics(o: MetricsServerOptions): Server<undefined> {
   return Bun.serve({
     ...productionServeOptions((message) => log.error(message)),
     hostname: o.hostname,
     port: o.port,
-    fetch: makeHandler(o.metrics, o.credentials),
+    fetch: o.fetch,
   });
 }

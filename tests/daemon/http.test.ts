@@ -153,7 +153,7 @@ describe("serveMetrics: the listener as the daemon starts it, over a raw socket"
   const withServer = async (metrics: MetricsSource, credentials: Credentials | null, run: (port: number) => Promise<void>) => {
     const lines: string[] = [];
     setLogSink((line) => lines.push(line));
-    const server = serveMetrics({ hostname: "127.0.0.1", port: 0, metrics, credentials });
+    const server = serveMetrics({ hostname: "127.0.0.1", port: 0, fetch: makeHandler(metrics, credentials) });
     try {
       await run(server.port!);
     } finally {
