@@ -531,7 +531,7 @@ export function formatReport(r: FuzzReport): string {
       .map(([k, v]) => `${k}: ${v}`)
       .join(", ") || "none";
   const lines = [
-    `${r.target}: ${r.cases} cases, seed ${r.seed}, ${(r.elapsedMs / 1000).toFixed(1)} s (${Math.round(r.cases / (r.elapsedMs / 1000))} cases/s)`,
+    `${r.target}: ${r.cases} cases, seed 0x${r.seed.toString(16)}, ${(r.elapsedMs / 1000).toFixed(1)} s (${Math.round(r.cases / (r.elapsedMs / 1000))} cases/s)`,
     `  answers of the server, by status: ${counts(r.statuses)}`,
     `  bare answers of Bun's parser, by status: ${counts(r.parserReplies)}`,
     `  closed without an answer, by kind: ${counts(r.closedWithoutAnswer)}`,
