@@ -1,8 +1,15 @@
 /**
  * The HTTP side: GET /metrics (with HTTP Basic auth when PROM_USER and PROM_PASSWORD are both
- * set) and a small index. Handlers take a Request and return a Response, so tests need no socket.
+ * set) and a small index. Handlers take a Request and return a Response, so tests need no socket;
+ * {@link serveMetrics} binds them to Bun.serve the one way the daemon and the tests do.
  */
+import type { Server } from "bun";
 import { createHash, timingSafeEqual } from "node:crypto";
+import { BAD_HOST, badRequest, internalError, productionServeOptions, requestUrl } from "../http-server.ts";
+import { describeError } from "../inventory/runner.ts";
+import { logger } from "../log.ts";
+
+const log = logger("http");
 
 export interface Credentials {
   user: string;
@@ -61,22 +68,59 @@ function partsStream(head: string, body: Uint8Array): ReadableStream<Uint8Array>
   });
 }
 
+/** Both paths serve GET, and HEAD (the same headers, no body: Bun then never pulls the stream). */
+const ALLOWED = "GET, HEAD";
+
+function methodNotAllowed(): Response {
+  return new Response("method not allowed\n", { status: 405, headers: { Allow: ALLOWED } });
+}
+
 export function makeHandler(metrics: MetricsSource, creds: Credentials | null): (req: Request) => Promise<Response> {
-  return async (req) => {
-    const url = new URL(req.url);
-    if (url.pathname === "/metrics") {
-      if (creds && !authorized(req.headers.get("authorization"), creds)) {
-        return new Response("authentication required\n", {
-          status: 401,
-          headers: { "WWW-Authenticate": 'Basic realm="netprobify"' },
-        });
-      }
-      const { head, body } = await metrics.expositionParts();
-      return new Response(partsStream(head, body), { headers: { "Content-Type": metrics.contentType } });
-    }
+  const route = async (req: Request): Promise<Response> => {
+    const url = requestUrl(req);
+    if (!url) return badRequest(BAD_HOST);
+    if (url.pathname !== "/metrics" && url.pathname !== "/") return new Response("not found\n", { status: 404 });
+    if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed();
     if (url.pathname === "/") {
       return new Response("netprobify: metrics at /metrics\n", { headers: { "Content-Type": "text/plain" } });
     }
-    return new Response("not found\n", { status: 404 });
+    if (creds && !authorized(req.headers.get("authorization"), creds)) {
+      return new Response("authentication required\n", {
+        status: 401,
+        headers: { "WWW-Authenticate": 'Basic realm="netprobify"' },
+      });
+    }
+    const { head, body } = await metrics.expositionParts();
+    return new Response(partsStream(head, body), { headers: { "Content-Type": metrics.contentType } });
   };
+  return async (req) => {
+    try {
+      return await route(req);
+    } catch (e) {
+      // Our fault, not the client's: one line in the log, nothing of it in the answer.
+      log.error("metrics request failed", { method: req.method, error: describeError(e) });
+      return internalError();
+    }
+  };
+}
+
+export interface MetricsServerOptions {
+  hostname: string;
+  port: number;
+  /** {@link makeHandler}'s handler. */
+  fetch: (req: Request) => Promise<Response>;
+}
+
+/**
+ * The metrics listener: production mode and the last-resort error handler (never Bun's
+ * development error page, never a stack on stderr), then `fetch`. Throws what Bun.serve throws
+ * (port taken).
+ */
+export function serveMetrics(o: MetricsServerOptions): Server<undefined> {
+  return Bun.serve({
+    ...productionServeOptions((message) => log.error(message)),
+    hostname: o.hostname,
+    port: o.port,
+    fetch: o.fetch,
+  });
 }

@@ -13,10 +13,11 @@
  *
  * This module is the HTTP side: the routes, the store and the expiry run in {@link createApi},
  * which takes its clock, resolver, state path and publish function as arguments so tests need
- * neither a socket nor DNS; {@link start} only binds it to Bun.serve. api.yaml lives in
- * api-config.ts, the targets and the request bodies' schemas in api-targets.ts, the state file in
- * api-state.ts.
+ * neither a socket nor DNS; {@link serveApi} binds it to Bun.serve and {@link start} runs both.
+ * api.yaml lives in api-config.ts, the targets and the request bodies' schemas in api-targets.ts,
+ * the state file in api-state.ts.
  */
+import type { Server } from "bun";
 import crypto from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -24,6 +25,7 @@ import { resolve } from "node:path";
 import { toJsonSchema, type SchemaNode } from "../config/describe.ts";
 import { formatProblem, validateValue, type ValueProblem } from "../config/load.ts";
 import { ADDRESS_FAMILIES, InventoryTargetSchema, lifetimeSeconds, type AddressFamily } from "../config/schema.ts";
+import { BAD_HOST, productionServeOptions, requestUrl } from "../http-server.ts";
 import type { LevelName, LogFields } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { ApiConfigSchema, LIFETIME_EXPECTED, type ApiConfig } from "./api-config.ts";
@@ -455,12 +457,8 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
   }
 
   async function route(request: Request): Promise<Response> {
-    let url: URL;
-    try {
-      url = new URL(request.url);
-    } catch {
-      return fail(400, "the request URL is not valid");
-    }
+    const url = requestUrl(request);
+    if (!url) return fail(400, BAD_HOST, { field: "host" });
     const entry = Object.hasOwn(ROUTES, url.pathname) ? ROUTES[url.pathname] : undefined;
     if (!entry) return fail(404, `no such path: ${url.pathname}`, { expected: `one of ${Object.keys(ROUTES).join(", ")}` });
     const handler = Object.hasOwn(entry.methods, request.method) ? entry.methods[request.method] : undefined;
@@ -514,15 +512,9 @@ export const start: InventoryStart = async (name, options, publish, context) => 
     await api.close();
     return;
   }
-  let server: ReturnType<typeof Bun.serve>;
+  let server: Server<undefined>;
   try {
-    server = Bun.serve({
-      hostname: config.listen_address,
-      port: config.listen_port,
-      development: false,
-      maxRequestBodySize: SERVER_BODY_BACKSTOP_BYTES,
-      fetch: (request) => api.fetch(request),
-    });
+    server = serveApi(api, config.listen_address, config.listen_port, context.reportError);
   } catch (error) {
     await api.close();
     throw new Error(`cannot listen on ${config.listen_address} port ${config.listen_port}: ${describeError(error)}`);
@@ -542,6 +534,21 @@ export const start: InventoryStart = async (name, options, publish, context) => 
     { once: true },
   );
 };
+
+/**
+ * The API's listener: production mode with the last-resort error handler (never Bun's
+ * development error page; `reportError` gets one line), Bun's body cap as a backstop, then
+ * `api.fetch`. Throws what Bun.serve throws (address taken).
+ */
+export function serveApi(api: Api, hostname: string, port: number, reportError: (message: string) => void): Server<undefined> {
+  return Bun.serve({
+    ...productionServeOptions(reportError),
+    hostname,
+    port,
+    maxRequestBodySize: SERVER_BODY_BACKSTOP_BYTES,
+    fetch: (request) => api.fetch(request),
+  });
+}
 
 // --- the page ---
 

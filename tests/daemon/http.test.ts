@@ -1,10 +1,14 @@
 /**
  * The HTTP handler without a socket: /metrics with and without Basic auth, the index, 404s, and
- * the credential check (constant time: both sides hashed, compared with timingSafeEqual).
+ * the credential check (constant time: both sides hashed, compared with timingSafeEqual); then
+ * the listener as the daemon starts it (serveMetrics), over a raw socket: requests a fetch()
+ * cannot make (HTTP/1.0 without Host, invalid Host), 405s, and a failure of ours.
  */
 import { describe, expect, spyOn, test } from "bun:test";
 import * as crypto from "node:crypto";
-import { authorized, credentialsFromEnv, makeHandler, type MetricsSource } from "../../src/daemon/http.ts";
+import { authorized, credentialsFromEnv, makeHandler, serveMetrics, type Credentials, type MetricsSource } from "../../src/daemon/http.ts";
+import { setLogSink } from "../../src/log.ts";
+import { bytes, exchange, header } from "../support/raw-http.ts";
 
 const EXPOSITION = "# HELP x x\n# TYPE x gauge\nx 1\n";
 const source: MetricsSource = {
@@ -135,6 +139,95 @@ describe("makeHandler with a source of parts (head read per scrape, body bytes r
       expect(sizes).toEqual([0, 1, 2].map(() => Buffer.byteLength("# HELP h h\n# TYPE h gauge\nh 1\n") + body.byteLength));
     } finally {
       server.stop(true);
+    }
+  });
+});
+
+describe("serveMetrics: the listener as the daemon starts it, over a raw socket", () => {
+  const raw = async (port: number, text: string) => {
+    const x = await exchange(port, { pieces: [bytes(text)], idleMs: 5_000 });
+    expect(x.end).toBe("answered");
+    const r = x.responses[0]!;
+    return { status: r.status, body: Buffer.from(r.body).toString("latin1"), allow: header(r, "allow"), head: r.head };
+  };
+  const withServer = async (metrics: MetricsSource, credentials: Credentials | null, run: (port: number) => Promise<void>) => {
+    const lines: string[] = [];
+    setLogSink((line) => lines.push(line));
+    const server = serveMetrics({ hostname: "127.0.0.1", port: 0, fetch: makeHandler(metrics, credentials) });
+    try {
+      await run(server.port!);
+    } finally {
+      await server.stop(true);
+      setLogSink((line) => process.stderr.write(`${line}\n`));
+    }
+    return lines;
+  };
+
+  test("GET /metrics HTTP/1.0 without Host is a scrape like any other (it was a 500 with Bun's error page)", async () => {
+    const lines = await withServer(source, null, async (port) => {
+      expect(await raw(port, "GET /metrics HTTP/1.0\r\n\r\n")).toMatchObject({ status: 200, body: EXPOSITION });
+      expect(await raw(port, "GET /metrics HTTP/1.1\r\nHost: \r\n\r\n")).toMatchObject({ status: 200, body: EXPOSITION });
+      expect(await raw(port, "GET /nope HTTP/1.0\r\n\r\n")).toMatchObject({ status: 404 });
+    });
+    expect(lines).toEqual([]);
+    await withServer(source, CREDS, async (port) => {
+      expect(await raw(port, "GET /metrics HTTP/1.0\r\n\r\n")).toMatchObject({ status: 401 });
+      expect(await raw(port, `GET /metrics HTTP/1.0\r\nAuthorization: ${basic("prom:s3cr:et")}\r\n\r\n`)).toMatchObject({ status: 200, body: EXPOSITION });
+    });
+  });
+
+  test("an invalid Host, or two, is a 400 (RFC 9112 section 3.2); nothing is logged", async () => {
+    const lines = await withServer(source, null, async (port) => {
+      for (const host of ["[::1", "x:99999", "%", "%zz", "a b", "a@b", "x/y", "::1", "[zz]"]) {
+        expect({ host, ...(await raw(port, `GET /metrics HTTP/1.1\r\nHost: ${host}\r\n\r\n`)) }).toMatchObject({ host, status: 400 });
+      }
+      expect(await raw(port, "GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")).toMatchObject({ status: 400 });
+      for (const host of ["127.0.0.1", "127.0.0.1:9090", "[::1]:9090", "prober.example", "PROBER.example."]) {
+        expect({ host, ...(await raw(port, `GET /metrics HTTP/1.1\r\nHost: ${host}\r\n\r\n`)) }).toMatchObject({ host, status: 200 });
+      }
+    });
+    expect(lines).toEqual([]);
+  });
+
+  test("methods other than GET and HEAD get 405 with Allow: GET, HEAD; HEAD gets the headers alone", async () => {
+    await withServer(source, CREDS, async (port) => {
+      for (const path of ["/metrics", "/"]) {
+        for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+          const r = await raw(port, `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
+          expect({ method, path, status: r.status, allow: r.allow }).toEqual({ method, path, status: 405, allow: "GET, HEAD" });
+        }
+      }
+      const x = await exchange(port, {
+        pieces: [bytes(`HEAD /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: ${basic("prom:s3cr:et")}\r\n\r\n`)],
+        noBody: [true],
+        idleMs: 5_000,
+      });
+      expect(x.responses.map((r) => [r.status, header(r, "content-type")])).toEqual([[200, source.contentType]]);
+      expect(x.trailing.length).toBe(0);
+    });
+  });
+
+  test("a failure of ours: a bare 500 'internal error', one log line without a stack, and the next scrape is served", async () => {
+    let fail = true;
+    const flaky: MetricsSource = {
+      expositionParts: async () => {
+        if (fail) throw new Error(`render broke in ${process.cwd()}/src/daemon/metrics.ts`);
+        return source.expositionParts();
+      },
+      contentType: source.contentType,
+    };
+    const lines = await withServer(flaky, null, async (port) => {
+      for (const request of ["GET /metrics HTTP/1.0\r\n\r\n", "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"]) {
+        const r = await raw(port, request);
+        expect({ status: r.status, body: r.body }).toEqual({ status: 500, body: "internal error\n" });
+        expect(r.head).not.toContain(process.cwd());
+      }
+      fail = false;
+      expect(await raw(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).toMatchObject({ status: 200, body: EXPOSITION });
+    });
+    expect(lines).toHaveLength(2);
+    for (const line of lines) {
+      expect(line).toMatch(/^ts=\S+ level=ERROR module=http msg="metrics request failed" method=GET error="render broke in \S+"$/);
     }
   });
 });

@@ -5,8 +5,9 @@
  * resolve. Every one must get a 4xx (never 2xx, never 5xx) with a JSON body naming the field at
  * fault when one is, and after every batch the list of targets must be what it was.
  *
- * 10,000 requests go through `api.fetch` (no socket: fast), then a batch over a real Bun.serve
- * socket covers the HTTP layer. A failure prints the seed and the case's index: rerun with
+ * 10,000 requests go through `api.fetch` (no socket: fast), then a batch over a real socket
+ * (serveApi) covers the HTTP layer, and raw malformed HTTP (tests/support/http-fuzz.ts) the
+ * listener under it. A failure prints the seed and the case's index: rerun with
  * FUZZ_SEED=<seed> to get the same requests.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -16,28 +17,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatProblem, validateValue } from "../../src/config/load.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
-import { createApi, MAX_BODY_BYTES, type Api, type Lookup } from "../../src/inventory/api.ts";
+import { createApi, MAX_BODY_BYTES, serveApi, type Api, type Lookup } from "../../src/inventory/api.ts";
 import { parseApiConfigText } from "../../src/inventory/api-config.ts";
 import type { ApiTargetView } from "../../src/inventory/api-targets.ts";
+import { CI_OPTIONS, formatReport, fuzz } from "../support/http-fuzz.ts";
+import { startApiTarget } from "../support/http-fuzz-targets.ts";
+import { mulberry32 } from "../support/prng.ts";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_2026);
 const CASES = 10_000;
 const BATCH = 500;
 const SOCKET_CASES = 1_000;
+/** Raw malformed HTTP: a few seconds here; scripts/fuzz-http.ts runs 100,000. */
+const HTTP_CASES = 400;
 const TOKEN = "fuzz-token-0123456789-abcdef";
 const GROUPS = ["lab", "wan"];
-
-/** mulberry32: a tiny PRNG with a 32-bit state, good enough to spread cases and reproducible. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One bad request and what its answer must say. */
 interface Case {
@@ -475,12 +469,25 @@ test(`${CASES} bad requests through api.fetch: every one a 4xx naming its field,
 }, 60_000);
 
 test(`${SOCKET_CASES} bad requests over a real socket`, async () => {
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, development: false, maxRequestBodySize: 1024 * 1024, fetch: (r) => api.fetch(r) });
+  const server = serveApi(api, "127.0.0.1", 0, (message) => reported.push(message));
   try {
     const { next } = generator(mulberry32(SEED ^ 0xa5a5a5a5));
     const cases = Array.from({ length: SOCKET_CASES }, next);
     await run(cases, (r) => fetch(r), `http://127.0.0.1:${server.port}`, "socket");
   } finally {
     await server.stop(true);
+  }
+}, 60_000);
+
+test("malformed HTTP on the API's listener (raw TCP, tests/support/http-fuzz.ts): no 5xx, no internal detail, a normal request answered alongside", async () => {
+  const target = await startApiTarget();
+  try {
+    const report = await fuzz(target, { ...CI_OPTIONS, count: HTTP_CASES, seed: SEED });
+    if (report.failures.length > 0) console.error(formatReport(report));
+    expect(report.failures).toEqual([]);
+    expect(Object.keys(report.kinds).length).toBeGreaterThanOrEqual(20);
+    expect(report.normalRequests).toBe(Math.ceil(HTTP_CASES / CI_OPTIONS.batch) + 1);
+  } finally {
+    await target.stop();
   }
 }, 60_000);

@@ -11,12 +11,14 @@ import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatProblem, validateValue } from "../../src/config/load.ts";
+import { BAD_HOST } from "../../src/http-server.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
 import { createApi, MAX_BODY_BYTES, start, systemLookup, type Api, type Lookup } from "../../src/inventory/api.ts";
 import { ApiConfigSchema, loadApiConfig, parseApiConfigText, type ApiConfig } from "../../src/inventory/api-config.ts";
 import { writeFileAtomic } from "../../src/inventory/api-state.ts";
 import type { ApiTargetView } from "../../src/inventory/api-targets.ts";
 import type { InventoryContext } from "../../src/inventory/contract.ts";
+import { bytes, exchange } from "../support/raw-http.ts";
 
 const FIXTURES = join(import.meta.dir, "..", "fixtures", "api");
 const TOKEN = "s3cret-token-for-tests-0123";
@@ -916,6 +918,41 @@ describe("start()", () => {
     }
     await Bun.sleep(20);
     await expect(fetch(`http://127.0.0.1:${port}/api/ui/`)).rejects.toThrow();
+    expect(errors).toEqual([]);
+  });
+
+  test("over a raw socket: HTTP/1.0 without Host is served (it was a 400); an invalid Host, or two, is a 400 naming host", async () => {
+    const dir = await tempDir();
+    const port = await freePort();
+    const controller = new AbortController();
+    const errors: string[] = [];
+    const context: InventoryContext = {
+      baseDir: dir,
+      logLevel: "INFO",
+      log: () => undefined,
+      reportError: (message) => errors.push(message),
+      signal: controller.signal,
+    };
+    await start("api", { ...BASE, listen_port: port }, () => undefined, context);
+    const ask = async (text: string) => {
+      const x = await exchange(port, { pieces: [bytes(text)], idleMs: 5_000 });
+      const r = x.responses[0];
+      return { end: x.end, status: r?.status, body: r && (JSON.parse(Buffer.from(r.body).toString()) as unknown) };
+    };
+    try {
+      expect(await ask(`GET /api/targets HTTP/1.0\r\napikey: ${TOKEN}\r\n\r\n`)).toEqual({ end: "answered", status: 200, body: [] });
+      expect(await ask("GET /api/openapi.json HTTP/1.0\r\n\r\n")).toMatchObject({ status: 200 });
+      for (const host of ["[::1", "x:99999", "a b", "x/y", "a@b"]) {
+        expect({ host, ...(await ask(`GET /api/targets HTTP/1.1\r\nHost: ${host}\r\napikey: ${TOKEN}\r\n\r\n`)) }).toMatchObject({
+          host,
+          status: 400,
+          body: { error: BAD_HOST, field: "host" },
+        });
+      }
+      expect(await ask(`GET /api/targets HTTP/1.1\r\nHost: a\r\nHost: b\r\napikey: ${TOKEN}\r\n\r\n`)).toMatchObject({ status: 400 });
+    } finally {
+      controller.abort();
+    }
     expect(errors).toEqual([]);
   });
 
