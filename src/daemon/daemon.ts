@@ -10,7 +10,7 @@ import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { workerUrl } from "../worker-url.ts";
-import { credentialsFromEnv, makeHandler } from "./http.ts";
+import { credentialsFromEnv, makeHandler, serveMetrics } from "./http.ts";
 import { Metrics } from "./metrics.ts";
 import { buildPlan, type Series } from "./plan.ts";
 import { WorkerPool, type PoolOptions } from "./pool.ts";
@@ -263,7 +263,7 @@ export class Daemon {
   #listen(address: string, port: number): Server<undefined> {
     let server: Server<undefined>;
     try {
-      server = Bun.serve({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv()) });
+      server = serveMetrics({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv()) });
     } catch (e) {
       throw new ListenError(`${address}:${port}`, e instanceof Error ? e.message : String(e));
     }

@@ -9,6 +9,7 @@ import { afterEach, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
 import { freePort, startDaemon, type DaemonProcess, type Exposition } from "../support/daemon-process.ts";
 import { requireRoot } from "../support/testnet.ts";
+import { bytes, exchange } from "../support/raw-http.ts";
 
 const running: DaemonProcess[] = [];
 afterEach(async () => {
@@ -158,4 +159,19 @@ targets:
   expect(d.stderr).not.toContain("TimeoutOverflowWarning");
   expect(count(d, "configuration reload")).toBe(0);
   expect(count(d, "overran the interval")).toBe(0);
+}, 30_000);
+
+test("the metrics listener of a running daemon: HTTP/1.0 without Host is scraped, POST is 405, nothing internal leaks, no stack trace", async () => {
+  const d = await daemon(slowConfig("__PORT__", "", 0));
+  const old = await exchange(d.port, { pieces: [bytes("GET /metrics HTTP/1.0\r\n\r\n")], idleMs: 5000 });
+  expect(old.responses[0]?.status).toBe(200);
+  expect(new TextDecoder().decode(old.responses[0]!.body)).toContain("# TYPE app_reload_conf_failed_status gauge");
+  const post = await exchange(d.port, { pieces: [bytes("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")], idleMs: 5000 });
+  expect(post.responses[0]?.status).toBe(405);
+  const bad = await exchange(d.port, { pieces: [bytes("GET /metrics HTTP/1.1\r\nHost: [::1\r\n\r\n")], idleMs: 5000 });
+  expect(bad.responses[0]?.status).toBe(400);
+  const bodies = [old, post, bad].map((x) => new TextDecoder().decode(x.responses[0]!.body)).join("\n");
+  expect(bodies).not.toContain(process.cwd());
+  expect(bodies).not.toContain("    at ");
+  expect(d.stderr).not.toContain("    at ");
 }, 30_000);
