@@ -25,6 +25,10 @@ run([
   "build",
   "--compile",
   "--target=bun-linux-x64",
+  // A .env or bunfig.toml in the working directory (which bunfig's `preload` turns into code run
+  // before main) must not steer the binary, least of all a setcap'd one started by another user.
+  "--no-compile-autoload-dotenv",
+  "--no-compile-autoload-bunfig",
   "src/main.ts",
   "src/engine/engine-worker.ts",
   "src/config/load-worker.ts",

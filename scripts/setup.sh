@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs Debian packages)" >&2; exit 77; }
-packages=(iproute2 iputils-ping tcpdump tshark procps curl util-linux flex bison gcc make dpkg-dev libpcap0.8-dev)
+packages=(iproute2 iputils-ping tcpdump tshark procps curl util-linux libcap2-bin flex bison gcc make dpkg-dev libpcap0.8-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

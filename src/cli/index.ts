@@ -48,7 +48,7 @@ export function versionText(): string {
   let pcap: string;
   try {
     const v = libpcapVersion();
-    pcap = `libpcap ${v.version}${v.path.startsWith("/$bunfs") || v.path.includes("build/libpcap") ? " (embedded)" : ` (${v.path})`}`;
+    pcap = `libpcap ${v.version}${v.embedded ? " (embedded)" : ` (${v.path})`}`;
   } catch (e) {
     if (!(e instanceof LibpcapUnavailable)) throw e;
     pcap = "libpcap not loadable";
@@ -67,9 +67,10 @@ async function checkInventoriesToo(file: string): Promise<{ exitCode: number; li
   const plan = await planInventories(loaded.config, dirname(resolve(file)));
   if (plan.problems.length > 0) return { exitCode: 65, lines: plan.problems };
   const summary = r.lines.at(-1) ?? "";
-  const names = plan.specs.map((s) => `${s.name} (${s.kind})`);
+  const names = plan.specs.map((s) => `${s.name} (${s.kind}${s.refused ? ", refused" : ""})`);
   const inventories = names.length > 0 ? `, inventories: ${names.join(", ")}` : "";
-  return { exitCode: 0, lines: [...r.lines.slice(0, -1), ...plan.warnings.map((w) => `warning: ${w}`), `${summary}${inventories}`] };
+  const warnings = [...plan.warnings, ...plan.specs.flatMap((s) => (s.refused ? [s.refused] : []))];
+  return { exitCode: 0, lines: [...r.lines.slice(0, -1), ...warnings.map((w) => `warning: ${w}`), `${summary}${inventories}`] };
 }
 
 /** Runs the command line; returns the exit code. Only main.ts exits. */
@@ -83,7 +84,7 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
     }
     const sub = argv[0];
     // A custom inventory's child process (src/inventory/child.ts), started by the daemon only.
-    if (sub === "__inventory") return await runInventoryChild();
+    if (sub === "__inventory") return await runInventoryChild(argv.slice(1));
     if (sub === "probe") {
       cmd = probeCommand as CommandDef<ArgsDef>;
       const rest = argv.slice(1);

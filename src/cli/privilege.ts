@@ -2,17 +2,13 @@
  * Sending crafted packets and capturing needs root or CAP_NET_RAW; saying so before libpcap
  * fails turns an obscure "socket: Operation not permitted" into one clear line (exit 77).
  */
-import { readFileSync } from "node:fs";
+import { capabilities, CAP_NET_RAW } from "../native/capabilities.ts";
 import { EXIT_NOPERM, ExitError } from "./exit.ts";
-
-const CAP_NET_RAW = 13;
 
 export function hasRawPacketPrivilege(): boolean {
   if (process.getuid?.() === 0) return true;
   try {
-    const status = readFileSync("/proc/self/status", "utf8");
-    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-    return m !== null && (BigInt(`0x${m[1]}`) & (1n << BigInt(CAP_NET_RAW))) !== 0n;
+    return (capabilities().effective & (1n << BigInt(CAP_NET_RAW))) !== 0n;
   } catch {
     // No /proc: assume no privilege; libpcap would fail the same way a moment later.
     return false;

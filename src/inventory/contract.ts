@@ -59,6 +59,11 @@ export interface InventorySpec {
   readonly kind: "api" | "file" | "http" | "module";
   /** For kind "module": the absolute path of the .ts or .js file. */
   readonly modulePath?: string;
+  /**
+   * For kind "module", set when a privileged prober will not run it (the file or a directory above
+   * it could have been written by an untrusted user): the reason, logged and counted instead.
+   */
+  readonly refused?: string;
   readonly options: Readonly<Record<string, unknown>>;
   readonly baseDir: string;
   readonly logLevel: LevelName;
@@ -72,7 +77,12 @@ export type InventoryMessage =
   /** Sent every HEARTBEAT_MS while the event loop runs: a module stuck in a loop stops sending it. */
   | { readonly kind: "heartbeat" }
   /** start() threw or rejected, or the module could not be loaded: the inventory is restarted. */
-  | { readonly kind: "failed"; readonly message: string };
+  | { readonly kind: "failed"; readonly message: string }
+  /**
+   * A child process has given up its privileges (which can mean starting itself again, losing
+   * whatever it had read from the IPC channel): only now is it sent its "start".
+   */
+  | { readonly kind: "ready" };
 
 /** Messages from the prober to an inventory. */
 export type InventoryCommand = { readonly kind: "start"; readonly spec: InventorySpec } | { readonly kind: "stop" };

@@ -2,11 +2,16 @@
  * Which inventories a config asks for: the API when api.yaml sits beside the config, the file and
  * http inventories of its `inventories` section, and one custom inventory per module file in the
  * modules directory; less those global.disable_dynamic_inventories names.
+ *
+ * A prober running as root or with capabilities starts a module only from a trusted file in a
+ * trusted directory (src/trusted-code.ts); any other is planned as refused, with the reason.
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
 import { NAME_PATTERN, type Config } from "../config/schema.ts";
 import type { LevelName } from "../log.ts";
+import { holdsPrivilege } from "../native/capabilities.ts";
+import { checkCodeDirectory, checkCodeFile, UntrustedCode } from "../trusted-code.ts";
 import { loadApiConfig } from "./api-config.ts";
 import type { InventorySpec } from "./contract.ts";
 
@@ -47,8 +52,10 @@ export function moduleFiles(directory: string): { name: string; path: string }[]
 /**
  * @param baseDir The config file's directory (the working directory for the built-in default):
  *   where api.yaml, the modules directory and relative paths are looked for.
+ * @param privileged Whether modules must pass the ownership rule: this process is root or holds
+ *   capabilities, which its children start with.
  */
-export async function planInventories(config: Config, baseDir: string): Promise<InventoryPlan> {
+export async function planInventories(config: Config, baseDir: string, privileged = holdsPrivilege()): Promise<InventoryPlan> {
   const disabled = new Set(config.global.disable_dynamic_inventories);
   const logLevel = config.global.logging_level as LevelName;
   const specs: InventorySpec[] = [];
@@ -79,6 +86,23 @@ export async function planInventories(config: Config, baseDir: string): Promise<
   const directory = resolve(baseDir, section?.modules_directory ?? DEFAULT_MODULES_DIRECTORY);
   const modules = moduleFiles(directory);
   const optionsOf = section?.modules ?? {};
+  // Every file of the modules directory runs: the directory is checked as well as each file.
+  const untrusted = (check: () => void): UntrustedCode | undefined => {
+    try {
+      check();
+      return undefined;
+    } catch (e) {
+      if (e instanceof UntrustedCode) return e;
+      throw e;
+    }
+  };
+  const directoryProblem = privileged && modules.length > 0 ? untrusted(() => checkCodeDirectory(directory)) : undefined;
+  const refusal = (path: string): string | undefined => {
+    if (!privileged) return undefined;
+    const problem = directoryProblem ?? untrusted(() => checkCodeFile(path));
+    // Named after the module, whichever file or directory is at fault.
+    return problem && new UntrustedCode(path, problem.reason).message;
+  };
   for (const { name, path } of modules) {
     if (!NAME_PATTERN.test(name)) {
       warnings.push(`${path}: not started: a module's file name must be lowercase letters, digits, _, - and . (it names its targets)`);
@@ -88,7 +112,8 @@ export async function planInventories(config: Config, baseDir: string): Promise<
       warnings.push(`${path}: not started: another inventory is already called ${name}`);
       continue;
     }
-    add({ name, kind: "module", modulePath: path, options: optionsOf[name] ?? {} });
+    const refused = refusal(path);
+    add({ name, kind: "module", modulePath: path, options: optionsOf[name] ?? {}, ...(refused ? { refused } : {}) });
   }
   for (const name of Object.keys(optionsOf)) {
     if (!modules.some((m) => m.name === name)) warnings.push(`inventories.modules.${name}: no module ${name} in ${directory}`);

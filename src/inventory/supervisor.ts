@@ -97,9 +97,10 @@ export const launchWorker: Launch = (spec, onMessage, onExit) => {
 
 /**
  * Custom modules run in a child process of this binary: a crash, a hang or memory exhaustion in
- * one ends that process only. Bun has no heap cap that holds (BUN_JSC_gcMaxHeapSize only tunes
- * the collector), so the process is watched and killed past CHILD_MAX_RSS_BYTES; the kernel's OOM
- * killer is pointed at it before the prober too.
+ * one ends that process only. The child gives up every privilege before it says "ready", and is
+ * sent its module only then (src/inventory/child.ts). Bun has no heap cap that holds
+ * (BUN_JSC_gcMaxHeapSize only tunes the collector), so the process is watched and killed past
+ * CHILD_MAX_RSS_BYTES; the kernel's OOM killer is pointed at it before the prober too.
  */
 export const launchChild: Launch = (spec, onMessage, onExit) => {
   let ended = false;
@@ -114,7 +115,10 @@ export const launchChild: Launch = (spec, onMessage, onExit) => {
     stdin: "ignore",
     stdout: "inherit",
     stderr: "inherit",
-    ipc: (message: InventoryMessage) => onMessage(message),
+    ipc: (message: InventoryMessage) => {
+      if (message?.kind === "ready") proc.send({ kind: "start", spec } satisfies InventoryCommand);
+      onMessage(message);
+    },
     onExit: (_p, code, signal) => end(signal ? `its process was killed by ${signal}` : `its process exited with status ${code}`),
   });
   void Bun.write(`/proc/${proc.pid}/oom_score_adj`, "1000").catch(() => undefined);
@@ -126,7 +130,6 @@ export const launchChild: Launch = (spec, onMessage, onExit) => {
     }
   }, RSS_CHECK_MS);
   watch.unref?.();
-  proc.send({ kind: "start", spec } satisfies InventoryCommand);
   return {
     send: (command) => {
       try {
@@ -256,6 +259,11 @@ export class InventorySupervisor {
     slot.startedAt = this.#now();
     slot.lastBeat = slot.startedAt;
     const fields = { inventory: spec.name, kind: spec.kind, module: spec.modulePath };
+    if (spec.refused) {
+      // Not started, so not retried either: a reload plans it afresh once its files are fixed.
+      this.#error(slot, spec.refused);
+      return;
+    }
     // Messages of a process that was replaced meanwhile are dropped: `generation` tells them apart.
     const generation = ++slot.generation;
     const current = () => slot.generation === generation;
@@ -278,6 +286,7 @@ export class InventorySupervisor {
     slot.lastBeat = this.#now();
     switch (message.kind) {
       case "heartbeat":
+      case "ready":
         return;
       case "log": {
         const log = this.log;

@@ -1,7 +1,9 @@
 /**
  * The libc calls Bun does not expose: poll on pcap's selectable fd, raw IP sockets for
- * `l3_raw_socket`, netlink sockets for the routing and neighbour tables, and memcpy to copy
- * captured frames out of libpcap's ring into a preallocated buffer without allocating.
+ * `l3_raw_socket`, netlink sockets for the routing and neighbour tables, memcpy to copy
+ * captured frames out of libpcap's ring into a preallocated buffer without allocating; and for
+ * privilege: prctl and capset to give capabilities up, execve to start afresh without them,
+ * memfd_create and fcntl seals to load native code from memory rather than from a file.
  */
 import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 
@@ -20,6 +22,11 @@ const libc = dlopen("libc.so.6", {
   memcpy: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+  prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+  capset: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
 });
 
 const c = libc.symbols;
@@ -143,4 +150,73 @@ export function recvFlags(fd: number, buf: Uint8Array, flags: number): number {
   if (r >= 0) return r;
   const e = errno();
   return e === 11 ? 0 : -e; // EAGAIN
+}
+
+export const PR_CAPBSET_DROP = 24;
+export const PR_SET_NO_NEW_PRIVS = 38;
+export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+/** prctl(option, arg2, 0, 0, 0); throws SystemError naming the option. */
+export function prctl(option: number, arg2: number): void {
+  if (c.prctl(option, arg2, 0, 0, 0) < 0) throw new SystemError(`prctl(${option}, ${arg2})`, errno());
+}
+
+const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+
+/**
+ * Sets the calling thread's effective, permitted and inheritable sets to nothing (capset with
+ * zeroed data: two 32-bit halves of each set under version 3).
+ */
+export function clearCapabilities(): void {
+  const header = new Uint32Array([LINUX_CAPABILITY_VERSION_3, 0]); // { version, pid: 0 = this thread }
+  const data = new Uint32Array(6); // [2] x { effective, permitted, inheritable }
+  if (c.capset(header, data) < 0) throw new SystemError("capset", errno());
+}
+
+function cstrings(values: readonly string[]): { keep: Uint8Array[]; array: BigUint64Array } {
+  const keep = values.map((v) => new TextEncoder().encode(`${v}\0`));
+  const array = new BigUint64Array(keep.length + 1); // NULL-terminated char *[]
+  keep.forEach((b, i) => (array[i] = BigInt(ptr(b))));
+  return { keep, array };
+}
+
+/** Replaces this process's image (all its threads) with `path`; returns only by throwing. */
+export function execve(path: string, argv: readonly string[], env: readonly string[]): never {
+  const file = new TextEncoder().encode(`${path}\0`);
+  const a = cstrings(argv);
+  const e = cstrings(env);
+  c.execve(file, a.array, e.array);
+  const code = errno();
+  void [a.keep, e.keep]; // the strings must live until the call
+  throw new SystemError(`execve(${path})`, code);
+}
+
+export const MFD_CLOEXEC = 0x1;
+export const MFD_ALLOW_SEALING = 0x2;
+/** Linux 6.3+: the memory file may be mapped executable even under vm.memfd_noexec=1. */
+export const MFD_EXEC = 0x10;
+export const EINVAL = 22;
+
+/** An anonymous file in memory, named `name` in /proc/PID/fd; throws SystemError. */
+export function memfdCreate(name: string, flags: number): number {
+  const fd = c.memfd_create(new TextEncoder().encode(`${name}\0`), flags);
+  if (fd < 0) throw new SystemError(`memfd_create(${name})`, errno());
+  return fd;
+}
+
+const F_ADD_SEALS = 1033;
+const F_GET_SEALS = 1034;
+export const F_SEAL_SEAL = 0x1;
+export const F_SEAL_SHRINK = 0x2;
+export const F_SEAL_GROW = 0x4;
+export const F_SEAL_WRITE = 0x8;
+
+export function addSeals(fd: number, seals: number): void {
+  if (c.fcntl(fd, F_ADD_SEALS, seals) < 0) throw new SystemError("fcntl(F_ADD_SEALS)", errno());
+}
+
+/** The seals of a memory file; -1 when fd is not one (or not open). */
+export function sealsOf(fd: number): number {
+  return c.fcntl(fd, F_GET_SEALS, 0);
 }

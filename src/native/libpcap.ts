@@ -2,10 +2,34 @@
  * The only place libpcap is loaded. The compiled binary carries its own libc-only build of
  * libpcap (scripts/build-libpcap.sh); when that cannot be loaded the system's libpcap is tried.
  * NETPROBIFY_LIBPCAP=/path/libpcap.so overrides both.
+ *
+ * The embedded copy is loaded from memory (a sealed memfd), never from a file: given a path inside
+ * the binary, Bun's dlopen extracts it to /tmp/.bun-<uid>-<hash>.so and loads whatever file is
+ * already there, so anyone who can write /tmp first would run code in the prober, with its
+ * capabilities. An override is loaded by a privileged prober only from a trusted file
+ * (src/trusted-code.ts).
  */
 import { CString, dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { readdirSync, readFileSync, readlinkSync, writeSync } from "node:fs";
 import embeddedLibpcap from "../../build/libpcap/libpcap.so" with { type: "file" };
-import { copyFromNative } from "./libc.ts";
+import { checkCodeFile } from "../trusted-code.ts";
+import { holdsPrivilege } from "./capabilities.ts";
+import {
+  addSeals,
+  closeFd,
+  copyFromNative,
+  EINVAL,
+  F_SEAL_GROW,
+  F_SEAL_SEAL,
+  F_SEAL_SHRINK,
+  F_SEAL_WRITE,
+  memfdCreate,
+  MFD_ALLOW_SEALING,
+  MFD_CLOEXEC,
+  MFD_EXEC,
+  sealsOf,
+  SystemError,
+} from "./libc.ts";
 
 const symbols = {
   pcap_create: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
@@ -58,33 +82,90 @@ export class PcapError extends Error {
 
 let lib: Lib | undefined;
 let loadedFrom = "";
+let loadedEmbedded = false;
 
-function candidates(): string[] {
+const MEMFD_NAME = "netprobify-libpcap";
+const SEALED = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+
+/**
+ * The embedded libpcap as a sealed memory file, as a path dlopen takes (/proc/self/fd/N). Each
+ * Worker loads libpcap for itself: the first to get here writes the copy, the others find it
+ * sealed (complete) among the process's descriptors and load the same path, which the dynamic
+ * loader then shares instead of mapping one more copy per Worker and per restart.
+ */
+function embeddedInMemory(): string {
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === `/memfd:${MEMFD_NAME} (deleted)` && (sealsOf(Number(fd)) & SEALED) === SEALED) {
+        return `/proc/self/fd/${fd}`;
+      }
+    } catch {
+      // Closed meanwhile (readdir's own descriptor, for one).
+    }
+  }
+  const bytes = readFileSync(embeddedLibpcap);
+  let fd: number;
+  try {
+    fd = memfdCreate(MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  } catch (e) {
+    // Kernels before 6.3 know no MFD_EXEC; there every memfd may be mapped executable.
+    if (!(e instanceof SystemError && e.code === EINVAL)) throw e;
+    fd = memfdCreate(MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  }
+  try {
+    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+    addSeals(fd, SEALED);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return `/proc/self/fd/${fd}`;
+}
+
+interface Candidate {
+  /** How it is named in messages. */
+  readonly name: string;
+  readonly embedded: boolean;
+  /** The path to give dlopen; throws when the candidate cannot be used. */
+  path(): string;
+}
+
+function candidates(): Candidate[] {
   const override = process.env.NETPROBIFY_LIBPCAP;
-  return override ? [override] : [embeddedLibpcap, "libpcap.so.1", "libpcap.so.0.8"];
+  if (override) {
+    const path = () => {
+      if (holdsPrivilege()) checkCodeFile(override);
+      return override;
+    };
+    return [{ name: override, embedded: false, path }];
+  }
+  const system = (name: string): Candidate => ({ name, embedded: false, path: () => name });
+  return [{ name: "the embedded libpcap", embedded: true, path: embeddedInMemory }, system("libpcap.so.1"), system("libpcap.so.0.8")];
 }
 
 /** Loads libpcap once per thread; throws LibpcapUnavailable when no candidate loads. */
 export function libpcap(): Lib {
   if (lib) return lib;
   const tried: string[] = [];
-  for (const path of candidates()) {
+  for (const candidate of candidates()) {
     try {
+      const path = candidate.path();
       lib = dlopen(path, symbols).symbols;
-      loadedFrom = path;
+      loadedFrom = candidate.embedded ? embeddedLibpcap : path;
+      loadedEmbedded = candidate.embedded;
       return lib;
     } catch (e) {
-      tried.push(`${path} (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+      tried.push(`${candidate.name} (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
     }
   }
   throw new LibpcapUnavailable(tried);
 }
 
-/** "libpcap version 1.10.3 (with TPACKET_V3)" and where it was loaded from. */
-export function libpcapVersion(): { version: string; path: string } {
+/** "libpcap version 1.10.3 (with TPACKET_V3)", where it was loaded from, and whether it is the embedded copy. */
+export function libpcapVersion(): { version: string; path: string; embedded: boolean } {
   const text = String(libpcap().pcap_lib_version());
   const m = /libpcap version (\S+)/.exec(text);
-  return { version: m ? m[1]! : text, path: loadedFrom };
+  return { version: m ? m[1]! : text, path: loadedFrom, embedded: loadedEmbedded };
 }
 
 export const DLT_NULL = 0;

@@ -250,6 +250,8 @@ export interface StartOptions {
   dir?: string;
   /** Run inside this network namespace (`ip netns exec NS`, which execs: the pid is the daemon's). */
   netns?: string;
+  /** Run as this user and group, no supplementary groups (`setpriv`, which execs: the pid is the daemon's). */
+  user?: { uid: number; gid: number };
   /** Wait for /metrics to answer (any status) before returning; default true. */
   waitReady?: boolean;
   readyTimeoutMs?: number;
@@ -404,7 +406,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonProces
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), sub(text));
   const args = typeof opts.args === "function" ? opts.args(configPath) : (opts.args ?? [configPath]);
   const command = opts.bin ? [opts.bin] : [process.execPath, MAIN];
-  const argv = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...command, ...args];
+  const asUser = opts.user ? ["setpriv", `--reuid=${opts.user.uid}`, `--regid=${opts.user.gid}`, "--clear-groups"] : [];
+  const argv = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...asUser, ...command, ...args];
   const proc = Bun.spawn(argv, { cwd: dir, env: daemonEnv(opts.env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   live.add(proc);
   installExitHandler();
