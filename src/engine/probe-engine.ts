@@ -33,6 +33,7 @@ import {
   writePacket,
 } from "../packet/build.ts";
 import { PARSE_OK, PARSE_TRUNCATED, ParsedFrame, parseFrame, type IpFields } from "../packet/parse.ts";
+import { strerror } from "../native/libc.ts";
 import { EgressResolver, type Egress } from "./egress.ts";
 
 export type ProbeKind = "tcpsyn" | "icmp" | "udp";
@@ -70,7 +71,7 @@ export interface ProbeTarget {
 /** Slot states after a batch. */
 export const SLOT_LOST = 0;
 export const SLOT_ANSWERED = 1;
-/** Never left: no route, unresolved next hop, or the send call failed. */
+/** Never left: no route, unresolved next hop, or the send call failed. Neither sent nor lost. */
 export const SLOT_UNSENT = 2;
 
 /** What answered a probe. */
@@ -98,10 +99,19 @@ export interface EngineOptions {
   log?: (message: string) => void;
 }
 
+/**
+ * Figures of a batch. Every probe planned either left (sent) or did not (sendErrors): sent +
+ * sendErrors is the number of probes of the batch, and only the sent ones can be answered or lost.
+ */
 export interface BatchStats {
+  /** Probes that left: handed to the interface (or the raw socket) whole. */
   sent: number;
+  /** Probes that did not leave (no route, unresolved next hop, the send call failed): the prober's failure, not the network's loss. */
   sendErrors: number;
+  /** Of sendErrors, those whose target had no usable route when the batch started. */
   unroutable: number;
+  /** RSTs (closing answered TCP probes) that could not be sent: not probes, no part of sent or sendErrors. */
+  resetErrors: number;
   answered: number;
   /** Frames the kernel dropped from the capture ring during the batch (pcap_stats). */
   captureDropped: number;
@@ -146,6 +156,7 @@ export function emptyBatchStats(): BatchStats {
     sent: 0,
     sendErrors: 0,
     unroutable: 0,
+    resetErrors: 0,
     answered: 0,
     captureDropped: 0,
     txMissing: 0,
@@ -180,6 +191,8 @@ interface TargetState {
   /** Probes that have left (or could not leave) so far, and when the last one did. */
   done: number;
   lastSendMs: number;
+  /** Why the first of its probes that could not be sent failed, or "". */
+  sendError: string;
 }
 
 /**
@@ -500,6 +513,7 @@ export class ProbeEngine {
       firstSlot,
       done: 0,
       lastSendMs: 0,
+      sendError: "",
     };
   }
 
@@ -633,9 +647,12 @@ export class ProbeEngine {
     // Only the last probe's departure time is ever read (the target's deadline): the clock is
     // read once per target, not once per packet.
     if (++st.done === st.count) st.lastSendMs = performance.now() - this.#t0;
+    // A probe that cannot leave is the prober's failure: counted as a send error, never as sent
+    // (and so never as lost).
     if (eg.mode === "unroutable") {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.unroutable++;
+      this.#stats.sendErrors++;
       return;
     }
     const len = this.#writeProbe(s, st, eg, false);
@@ -644,11 +661,20 @@ export class ProbeEngine {
     if (r !== len) {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.sendErrors++;
+      // The first failure of a target says why (an interface gone mid-batch, a full buffer):
+      // reported with the target, as an unroutable one is.
+      if (st.sendError === "") st.sendError = this.#sendFailure(eg, r, len);
       return;
     }
     this.#slotFlags[s] = FLAG_SENT;
     this.#stats.sent++;
     this.#pending++;
+  }
+
+  #sendFailure(eg: Egress, r: number, len: number): string {
+    const via = eg.mode === "inject" ? `on ${eg.ifname}` : "through a raw socket";
+    if (r >= 0) return `send ${via} took ${r} of ${len} bytes`;
+    return `send ${via} failed: ${eg.mode === "inject" ? eg.handle!.lastError() : strerror(-r)}`;
   }
 
   #writeProbe(s: number, st: TargetState, eg: Egress, reset: boolean): number {
@@ -724,7 +750,7 @@ export class ProbeEngine {
       const len = this.#writeProbe(s, st, eg, true);
       const r =
         eg.mode === "inject" ? eg.handle!.inject(this.#frame, len) : sendTo(eg.fd, this.#frame, len, st.sockaddr);
-      if (r !== len) this.#stats.sendErrors++;
+      if (r !== len) this.#stats.resetErrors++;
     }
     this.#resetCount = 0;
   }
@@ -879,8 +905,9 @@ export class ProbeEngine {
     }
     const unroutable: string[] = [];
     for (let t = 0; t < nTargets; t++) {
-      const bad = this.#targets[t]!.egress.find((e) => e.mode === "unroutable");
-      unroutable.push(bad ? bad.reason : "");
+      const st = this.#targets[t]!;
+      const bad = st.egress.find((e) => e.mode === "unroutable");
+      unroutable.push(bad ? bad.reason : st.sendError);
     }
     return {
       targetStart,
