@@ -9,13 +9,14 @@
  *  - slot s seen leaving when it is addressed to D in t's family and is
  *      TCP: flags exactly SYN, sequence I, ports SP -> P;
  *      UDP: ports SP -> P, and I in the IPv4 ID (IPv4) or the first 4 payload bytes (IPv6);
- *      ICMP: an echo request (ICMP type 8, ICMPv6 type 128), id << 16 | seq = I;
+ *      ICMP: an echo request of the family's ICMP (v4 type 8, v6 type 128), id << 16 | seq = I;
  *  - an answer to slot s when it comes in t's family and is
  *      TCP from D: SYN+ACK or RST+ACK, ports P -> SP, acknowledging I + 1 or, for a SYN carrying
  *        data, I + data + 1 (stacks differ);
- *      ICMP from D: an echo reply (ICMP type 0, ICMPv6 type 129), id << 16 | seq = I;
- *      a destination unreachable (ICMP type 3, ICMPv6 type 1), from anyone, quoting the TCP or
- *        UDP probe as it left (above; TCP: ports and sequence only, all an error is sure to quote).
+ *      ICMP from D: an echo reply of the family's ICMP (v4 type 0, v6 type 129), id << 16 | seq = I;
+ *      a destination unreachable of the family's ICMP (v4 type 3, v6 type 1), from anyone,
+ *        quoting a packet of the same family that is the TCP or UDP probe as it left (above;
+ *        TCP: ports and sequence only, all an error is sure to quote).
  *    An error quoting an echo request is not an answer: the request met no answering host.
  * Among slots that fit (two probes of one flow can share a 16-bit IPv4 ID once it wraps), one
  * still waiting for its answer is preferred.
@@ -109,6 +110,11 @@ function sameAddress(a: Uint8Array, b: Uint8Array, family: Family): boolean {
   return true;
 }
 
+/** The ICMP protocol of a family: an ICMPv4 message in IPv6 (or the reverse) is nobody's answer. */
+function icmpOf(family: Family): number {
+  return family === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+}
+
 const EMPTY_STATUS = new Uint8Array(0);
 
 /**
@@ -131,8 +137,8 @@ export class ProbeMatcher {
   #targets: readonly MatchTarget[] = [];
   /** The engine's slot states, read to prefer a slot still waiting. */
   #status: Uint8Array = EMPTY_STATUS;
-  /** First target of each destination (by address hash), for MATCH_FAIL. */
-  #byAddress = new Map<number, number>();
+  /** First TCP target of each destination (by address hash), for MATCH_FAIL. */
+  #tcpByAddress = new Map<number, number>();
   /** Next TCP sequence number / UDP identifier: continues across batches. */
   #ident: number;
   readonly #window: number;
@@ -156,10 +162,10 @@ export class ProbeMatcher {
       this.slotIdent = new Uint32Array(cap);
       this.slotSrcPort = new Uint16Array(cap);
     }
-    this.#byAddress = new Map();
+    this.#tcpByAddress = new Map();
     for (let t = 0; t < targets.length; t++) {
       const st = targets[t]!;
-      if (!this.#byAddress.has(st.dstHash)) this.#byAddress.set(st.dstHash, t);
+      if (st.kind === KIND_TCP && !this.#tcpByAddress.has(st.dstHash)) this.#tcpByAddress.set(st.dstHash, t);
     }
     // Open addressing at most half full; a TCP SYN with data takes two entries.
     let entries = slots;
@@ -227,7 +233,7 @@ export class ProbeMatcher {
       const s = e - 1;
       const st = this.#targets[this.slotTarget[s]!]!;
       const own = this.slotIdent[s]!;
-      if (own !== ident && !(st.kind === KIND_TCP && ((own + st.dataLength) >>> 0) === ident)) continue;
+      if (own !== ident && !(acked && st.kind === KIND_TCP && ((own + st.dataLength) >>> 0) === ident)) continue;
       if (st.kind !== kind || st.family !== family || st.dstHash !== h || !sameAddress(st.dst, addr, family)) continue;
       if (this.#status[s] !== SLOT_ANSWERED) return s;
       if (firstAnswered < 0) firstAnswered = s;
@@ -251,7 +257,7 @@ export class ProbeMatcher {
   #departureKind(o: IpFields): number {
     if (o.protocol === IPPROTO_TCP) return o.tcpFlags === TCP_SYN ? KIND_TCP : -1;
     if (o.protocol === IPPROTO_UDP) return KIND_UDP;
-    if ((o.protocol === IPPROTO_ICMP && o.icmpType === ICMP4_ECHO_REQUEST) || (o.protocol === IPPROTO_ICMPV6 && o.icmpType === ICMP6_ECHO_REQUEST)) return KIND_ICMP;
+    if (o.protocol === icmpOf(o.family) && o.icmpType === (o.family === 4 ? ICMP4_ECHO_REQUEST : ICMP6_ECHO_REQUEST)) return KIND_ICMP;
     return -1;
   }
 
@@ -264,7 +270,8 @@ export class ProbeMatcher {
   }
 
   #departure(o: IpFields, kind: number): number {
-    const ident = this.#probeIdent(o, kind) >>> 0;
+    const ident = this.#probeIdent(o, kind);
+    if (ident < 0) return MATCH_NONE;
     const s = this.#lookup(kind, ident, false, o.family, o.dst);
     if (s < 0) return MATCH_NONE;
     const t = this.slotTarget[s]!;
@@ -287,15 +294,17 @@ export class ProbeMatcher {
         // An answer from one of our TCP targets that acknowledges none of our SYNs. Engines in
         // other Workers may probe the same address (two targets, one host): their answers
         // acknowledge sequence numbers in their own window and are theirs to match.
-        const t = this.#byAddress.get(hashAddress(o.src, 0, o.family));
-        if (t === undefined || acked >>> IDENT_WINDOW_BITS !== this.#window || this.#targets[t]!.kind !== KIND_TCP) return MATCH_NONE;
+        const t = this.#tcpByAddress.get(hashAddress(o.src, 0, o.family));
+        if (t === undefined || acked >>> IDENT_WINDOW_BITS !== this.#window) return MATCH_NONE;
+        const st = this.#targets[t]!;
+        if (st.family !== o.family || !sameAddress(st.dst, o.src, o.family)) return MATCH_NONE;
         this.target = t;
         return MATCH_FAIL;
       }
       return this.#answer(s, o.srcPort === this.#targets[this.slotTarget[s]!]!.dstPort && o.dstPort === this.slotSrcPort[s], synAck ? REPLY_SYN_ACK : REPLY_RST_ACK);
     }
-    if (o.protocol !== IPPROTO_ICMP && o.protocol !== IPPROTO_ICMPV6) return MATCH_NONE;
-    const v4 = o.protocol === IPPROTO_ICMP;
+    if (o.protocol !== icmpOf(o.family)) return MATCH_NONE;
+    const v4 = o.family === 4;
     if (o.icmpType === (v4 ? ICMP4_ECHO_REPLY : ICMP6_ECHO_REPLY)) {
       const s = this.#lookup(KIND_ICMP, ((o.icmpId << 16) | o.icmpSeq) >>> 0, false, o.family, o.src);
       return s < 0 ? MATCH_NONE : this.#answer(s, true, REPLY_ECHO);
@@ -304,6 +313,7 @@ export class ProbeMatcher {
     // A destination unreachable error, matched by the probe it quotes, whoever sent it: routers
     // and hosts answering for a local route send errors from their own address.
     const q = p.inner;
+    if (q.family !== o.family) return MATCH_NONE;
     let kind: number;
     if (q.protocol === IPPROTO_TCP) kind = KIND_TCP;
     else if (q.protocol === IPPROTO_UDP) kind = KIND_UDP;
