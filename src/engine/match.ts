@@ -18,6 +18,10 @@
  *        quoting a packet of the same family that is the TCP or UDP probe as it left (above;
  *        TCP: ports and sequence only, all an error is sure to quote).
  *    An error quoting an echo request is not an answer: the request met no answering host.
+ *  - counted against TCP target t (a failed match) when it is a SYN+ACK or RST+ACK from t's
+ *    destination, acknowledging a number in this engine's identifier window but none of its SYNs
+ *    (t: the first TCP target to that address);
+ *  - counted against target t (a port mismatch) when it would answer a slot of t but its ports.
  * Among slots that fit (two probes of one flow can share a 16-bit IPv4 ID once it wraps), one
  * still waiting for its answer is preferred.
  */
@@ -61,7 +65,7 @@ export const REPLY_PORT_UNREACHABLE = 4;
 export const REPLY_UNREACHABLE = 5;
 export const REPLY_NAMES = ["none", "syn-ack", "rst-ack", "echo-reply", "port-unreachable", "unreachable"] as const;
 
-/** What a frame is to the batch (ProbeMatcher.classify). */
+// What a frame is to the batch (ProbeMatcher.classify).
 /** None of ours: not a probe of the batch nor an answer to one. */
 export const MATCH_NONE = 0;
 /** Probe `slot` seen leaving. */
