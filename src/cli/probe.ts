@@ -204,11 +204,11 @@ export function renderTable(o: ProbeOptions, targets: ProbeTarget[], r: BatchRes
   const st = r.stats;
   const answers = [...replies].map(([k, v]) => `${v} ${k}`).join(", ") || "none";
   lines.push("", `answers: ${answers}`);
-  if (st.captureDropped > 0 || st.sendErrors > 0 || st.txMissing > 0) {
-    lines.push(
-      `warning: the prober itself may have lost answers (capture dropped ${st.captureDropped}, ` +
-        `send errors ${st.sendErrors}, untimed answers ${st.txMissing})`,
-    );
+  if (st.captureDropped > 0 || st.txMissing > 0) {
+    lines.push(`warning: the prober itself may have lost answers (capture dropped ${st.captureDropped}, untimed answers ${st.txMissing})`);
+  }
+  if (st.sendErrors > 0) {
+    lines.push(`warning: ${st.sendErrors} probe(s) could not be sent: not counted as sent or lost`);
   }
   lines.push(...notes);
   return { text: lines.join("\n"), answered };

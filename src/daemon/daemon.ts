@@ -481,7 +481,7 @@ export class Daemon {
       if (why) now.set(s.target, why);
     });
     for (const [target, why] of now) {
-      if (!this.#unroutable.has(target)) log.warning("probes cannot leave: counted as lost", { target, reason: why });
+      if (!this.#unroutable.has(target)) log.warning("probes cannot leave: counted as send errors, neither sent nor lost", { target, reason: why });
     }
     for (const target of this.#unroutable.keys()) {
       if (!now.has(target) && series.some((s) => s.target === target)) log.info("probes leave again", { target });

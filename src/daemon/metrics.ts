@@ -286,6 +286,7 @@ export class Metrics {
   readonly targetNameDup: Counter;
   readonly captureDropped: Counter;
   readonly sendErrors: Counter;
+  readonly resetErrors: Counter;
   readonly sendLag: Gauge;
   readonly degraded: Gauge;
   readonly workerRestarts: Counter;
@@ -305,11 +306,15 @@ export class Metrics {
     this.timedOut = c("app_process_timed_out_total", "a process was taking too long and had timed out.");
     this.reloadFailed = g("app_reload_conf_failed_status", "failed to load the configuration file.");
     this.captureDropped = c("app_capture_dropped_total", "packets the capture dropped (pcap_stats): answers the prober may have missed.");
-    this.sendErrors = c("app_send_errors_total", "probe sends that failed.");
+    this.sendErrors = c(
+      "app_send_errors_total",
+      "probes that could not be sent (no route, unresolved next hop, interface gone, send call failed): counted in neither *_sent_total nor *_loss_total.",
+    );
+    this.resetErrors = c("app_reset_errors_total", "RSTs closing answered TCP probes that could not be sent: not probes, no part of any sent or loss count.");
     this.sendLag = g("app_send_lag_seconds", "how far sending fell behind its schedule in the last iteration.");
     this.degraded = g(
       "app_iteration_degraded",
-      "1 when the last iteration dropped captured packets, failed sends or fell behind: its loss may be the prober's, not the network's.",
+      "1 when the last iteration dropped captured packets, could not send some probes or fell behind: its figures are not the network's alone.",
     );
     this.workerRestarts = c("app_worker_restarts_total", "Workers replaced after dying or timing out.");
     this.inventoryTargets = g("app_inventory_targets", "targets each dynamic inventory holds.", ["probe_name", "inventory"]);
@@ -323,7 +328,7 @@ export class Metrics {
   setProbeName(name: string): void {
     if (name === this.#probeName) return;
     if (this.#probeName !== "") {
-      for (const m of [this.iterationTime, this.reloadFailed, this.timedOut, this.captureDropped, this.sendErrors, this.sendLag, this.degraded, this.workerRestarts]) {
+      for (const m of [this.iterationTime, this.reloadFailed, this.timedOut, this.captureDropped, this.sendErrors, this.resetErrors, this.sendLag, this.degraded, this.workerRestarts]) {
         m.remove({ probe_name: this.#probeName });
       }
       this.inventoryTargets.reset();
@@ -332,7 +337,7 @@ export class Metrics {
     }
     this.#probeName = name;
     this.reloadFailed.set({ probe_name: name }, 0);
-    for (const m of [this.timedOut, this.captureDropped, this.sendErrors, this.workerRestarts]) m.inc({ probe_name: name }, 0);
+    for (const m of [this.timedOut, this.captureDropped, this.sendErrors, this.resetErrors, this.workerRestarts]) m.inc({ probe_name: name }, 0);
   }
 
   get probeName(): string {
@@ -461,14 +466,17 @@ export class Metrics {
     this.iterationTime.set({ probe_name: pn }, it.iterationSeconds);
     let dropped = 0;
     let errors = 0;
+    let resetErrors = 0;
     let lag = 0;
     for (const st of it.stats) {
       dropped += st.captureDropped;
       errors += st.sendErrors;
+      resetErrors += st.resetErrors;
       lag = Math.max(lag, st.sendLagMs / 1000);
     }
     this.captureDropped.inc({ probe_name: pn }, dropped);
     this.sendErrors.inc({ probe_name: pn }, errors);
+    this.resetErrors.inc({ probe_name: pn }, resetErrors);
     this.sendLag.set({ probe_name: pn }, lag);
     this.degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
     await this.#render();

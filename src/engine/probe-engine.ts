@@ -10,35 +10,57 @@ import { pollReadable, sendTo } from "../native/libc.ts";
 import { PcapHandle } from "../native/libpcap.ts";
 import { parseAddress, type Family } from "../packet/address.ts";
 import {
-  ICMP4_ECHO_REPLY,
   ICMP4_ECHO_REQUEST,
-  ICMP4_PORT_UNREACH,
-  ICMP4_UNREACH,
-  ICMP6_ECHO_REPLY,
   ICMP6_ECHO_REQUEST,
-  ICMP6_PORT_UNREACH,
-  ICMP6_UNREACH,
   ICMP_HEADER,
   IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
   IPPROTO_TCP,
   IPPROTO_UDP,
   LINK_ETHERNET,
   PacketSpec,
-  TCP_ACK,
   TCP_HEADER,
   TCP_RST,
   TCP_SYN,
   UDP_HEADER,
   writePacket,
 } from "../packet/build.ts";
-import { PARSE_OK, PARSE_TRUNCATED, ParsedFrame, parseFrame, type IpFields } from "../packet/parse.ts";
+import { PARSE_OK, PARSE_TRUNCATED, ParsedFrame, parseFrame } from "../packet/parse.ts";
+import { strerror } from "../native/libc.ts";
 import { EgressResolver, type Egress } from "./egress.ts";
+import {
+  hashAddress,
+  IDENT_WINDOW_BITS,
+  KIND_ICMP,
+  KIND_TCP,
+  KIND_UDP,
+  MATCH_ANSWER,
+  MATCH_DEPARTURE,
+  MATCH_FAIL,
+  MATCH_PORT_MISMATCH,
+  ProbeMatcher,
+  REPLY_NONE,
+  REPLY_SYN_ACK,
+  SLOT_ANSWERED,
+  SLOT_LOST,
+  SLOT_UNSENT,
+  type MatchTarget,
+} from "./match.ts";
+
+export {
+  IDENT_WINDOW_BITS,
+  REPLY_ECHO,
+  REPLY_NAMES,
+  REPLY_NONE,
+  REPLY_PORT_UNREACHABLE,
+  REPLY_RST_ACK,
+  REPLY_SYN_ACK,
+  REPLY_UNREACHABLE,
+  SLOT_ANSWERED,
+  SLOT_LOST,
+  SLOT_UNSENT,
+} from "./match.ts";
 
 export type ProbeKind = "tcpsyn" | "icmp" | "udp";
-const KIND_TCP = 0;
-const KIND_ICMP = 1;
-const KIND_UDP = 2;
 const KIND_CODE: Record<ProbeKind, number> = { tcpsyn: KIND_TCP, icmp: KIND_ICMP, udp: KIND_UDP };
 
 /** One destination address probed `count` times in a batch. */
@@ -67,22 +89,6 @@ export interface ProbeTarget {
   timeoutMs: number;
 }
 
-/** Slot states after a batch. */
-export const SLOT_LOST = 0;
-export const SLOT_ANSWERED = 1;
-/** Never left: no route, unresolved next hop, or the send call failed. */
-export const SLOT_UNSENT = 2;
-
-/** What answered a probe. */
-export const REPLY_NONE = 0;
-export const REPLY_SYN_ACK = 1;
-export const REPLY_RST_ACK = 2;
-export const REPLY_ECHO = 3;
-export const REPLY_PORT_UNREACHABLE = 4;
-/** Any other destination-unreachable code (host, network, administratively prohibited). */
-export const REPLY_UNREACHABLE = 5;
-export const REPLY_NAMES = ["none", "syn-ack", "rst-ack", "echo-reply", "port-unreachable", "unreachable"] as const;
-
 export interface EngineOptions {
   /** Kernel ring of the capture handle: it absorbs bursts of answers while the thread sends. */
   captureBufferBytes: number;
@@ -109,10 +115,19 @@ export interface EngineAbort {
   wakeFd: number;
 }
 
+/**
+ * Figures of a batch. Every probe planned either left (sent) or did not (sendErrors): sent +
+ * sendErrors is the number of probes of the batch, and only the sent ones can be answered or lost.
+ */
 export interface BatchStats {
+  /** Probes that left: handed to the interface (or the raw socket) whole. */
   sent: number;
+  /** Probes that did not leave (no route, unresolved next hop, the send call failed): the prober's failure, not the network's loss. */
   sendErrors: number;
+  /** Of sendErrors, those whose target had no usable route when the batch started. */
   unroutable: number;
+  /** RSTs (closing answered TCP probes) that could not be sent: not probes, no part of sent or sendErrors. */
+  resetErrors: number;
   answered: number;
   /** Frames the kernel dropped from the capture ring during the batch (pcap_stats). */
   captureDropped: number;
@@ -157,6 +172,7 @@ export function emptyBatchStats(): BatchStats {
     sent: 0,
     sendErrors: 0,
     unroutable: 0,
+    resetErrors: 0,
     answered: 0,
     captureDropped: 0,
     txMissing: 0,
@@ -169,21 +185,12 @@ export function emptyBatchStats(): BatchStats {
   };
 }
 
-interface TargetState {
-  kind: number;
-  family: Family;
-  dst: Uint8Array;
-  dstHash: number;
-  dstPort: number;
+interface TargetState extends MatchTarget {
   tos: number;
   df: boolean;
-  /** Data bytes after the L4 header. */
-  dataLength: number;
-  icmpId: number;
   egress: Egress[];
   srcs: Uint8Array[];
   sockaddr: Uint8Array | null;
-  count: number;
   timeoutMs: number;
   intervalMs: number;
   startMs: number;
@@ -191,13 +198,9 @@ interface TargetState {
   /** Probes that have left (or could not leave) so far, and when the last one did. */
   done: number;
   lastSendMs: number;
+  /** Why the first of its probes that could not be sent failed, or "". */
+  sendError: string;
 }
-
-/**
- * Engines of one process start their identifiers in distinct 2^28 windows (see EngineOptions.identBase):
- * the window of an acknowledgement tells whose SYN it answers.
- */
-export const IDENT_WINDOW_BITS = 28;
 
 /** Slot flags: the probe left; its departure was captured. */
 const FLAG_SENT = 1;
@@ -211,13 +214,6 @@ const EGRESS_GC_EVERY = 500;
  * 0.5% of a core here), so the engine blocks in poll() rather than returning to the event loop.
  */
 const MAX_POLL_MS = 1000;
-
-function hashAddress(b: Uint8Array, off: number, family: Family): number {
-  let h = 0x811c9dc5;
-  const n = family === 4 ? 4 : 16;
-  for (let i = 0; i < n; i++) h = Math.imul(h ^ b[off + i]!, 0x01000193);
-  return h >>> 0;
-}
 
 function sockaddrFor(family: Family, dst: Uint8Array): Uint8Array {
   // struct sockaddr_in / sockaddr_in6 with port 0: raw sockets ignore the port.
@@ -235,17 +231,16 @@ export class ProbeEngine {
   readonly #spec = new PacketSpec();
   readonly #frame = new Uint8Array(65600);
   readonly #parsed = new ParsedFrame();
+  /** Per-slot identity (target, identifier, source port) and the rule that matches frames to slots. */
+  readonly #match: ProbeMatcher;
   #filter = "";
-  #ident: number;
   #ipId = 1;
   #icmpId: number;
 
-  // Per-slot state, grown as needed and reused across batches: 23 bytes a slot, plus 8 to 16 for
-  // the match table (up to a million slots in a Worker for 10,000 targets x 100).
+  // Per-slot state, grown as needed and reused across batches: 23 bytes a slot (10 of them in the
+  // matcher), plus 8 to 16 for the match table (up to a million slots in a Worker for 10,000
+  // targets x 100).
   #capacity = 0;
-  #slotTarget = new Int32Array(0);
-  #slotIdent = new Uint32Array(0);
-  #slotSrcPort = new Uint16Array(0);
   #slotSrcIndex = new Uint16Array(0);
   #slotStatus = new Uint8Array(0);
   #slotReply = new Uint8Array(0);
@@ -261,13 +256,10 @@ export class ProbeEngine {
   #heap = new Int32Array(0);
   #heapSize = 0;
   #due = new Float64Array(0);
-  #table = new Int32Array(0);
-  #tableMask = 0;
   #resets = new Int32Array(1024);
   #resetCount = 0;
 
   #targets: TargetState[] = [];
-  #byAddress = new Map<number, number>();
   #total = 0;
   #pending = 0;
   #epochSec = 0;
@@ -284,7 +276,7 @@ export class ProbeEngine {
       immediate: true,
     });
     this.#egress = new EgressResolver(opts.l3RawSocket, opts.log);
-    this.#ident = opts.identBase >>> 0;
+    this.#match = new ProbeMatcher(opts.identBase);
     this.#icmpId = (opts.identBase >>> 16) & 0xffff;
   }
 
@@ -357,7 +349,7 @@ export class ProbeEngine {
     this.#drain();
     // A SYN left unanswered may have been answered on a path we never saw: reset it too.
     for (let s = 0; s < total; s++) {
-      if (this.#slotFlags[s]! & FLAG_SENT && this.#slotStatus[s] !== SLOT_ANSWERED && this.#targets[this.#slotTarget[s]!]!.kind === KIND_TCP) {
+      if (this.#slotFlags[s]! & FLAG_SENT && this.#slotStatus[s] !== SLOT_ANSWERED && this.#targets[this.#match.slotTarget[s]!]!.kind === KIND_TCP) {
         this.#queueReset(s);
       }
     }
@@ -383,28 +375,17 @@ export class ProbeEngine {
     this.#matchFail = new Uint32Array(targets.length);
     this.#portMismatch = new Uint32Array(targets.length);
     this.#timeOoo = new Uint32Array(targets.length);
-    this.#byAddress = new Map();
     this.#targets = targets.map((t, i) => {
       // A route lookup leaves a few KB of garbage per target (25 MB for 5,000 measured): a
       // young-generation collection now and then (a few ms) keeps that from piling up into the
       // Worker's footprint (8 MB instead of 25 measured).
       if (i % EGRESS_GC_EVERY === EGRESS_GC_EVERY - 1) edenGC();
-      return this.#targetState(t, i, targetStart[i]!);
+      return this.#targetState(t, targetStart[i]!);
     });
     this.#slotStatus.fill(SLOT_LOST, 0, total);
     this.#slotReply.fill(REPLY_NONE, 0, total);
     this.#slotFlags.fill(0, 0, total);
-    // Open addressing at most half full; a TCP SYN with data takes two entries.
-    let entries = total;
-    for (let t = 0; t < targets.length; t++) if (this.#targets[t]!.kind === KIND_TCP && this.#targets[t]!.dataLength > 0) entries += targets[t]!.count;
-    let size = 1024;
-    while (size < entries * 2) size <<= 1;
-    if (size > this.#table.length) {
-      this.#table = new Int32Array(size);
-      this.#tableMask = size - 1;
-    } else {
-      this.#table.fill(0);
-    }
+    this.#match.begin(this.#targets, total, this.#slotStatus);
     for (let t = 0; t < targets.length; t++) {
       const spec = targets[t]!;
       const st = this.#targets[t]!;
@@ -412,11 +393,9 @@ export class ProbeEngine {
       const nSrc = st.srcs.length;
       for (let k = 0; k < spec.count; k++) {
         const s = targetStart[t]! + k;
-        this.#slotTarget[s] = t;
         // Packet k: the source address rotates fastest; the port advances each time it wraps.
         this.#slotSrcIndex[s] = k % nSrc;
-        this.#slotSrcPort[s] = spec.srcPortA + (Math.floor(k / nSrc) % nPorts);
-        this.#assignIdent(s, st, k);
+        this.#match.assign(s, t, k, spec.srcPortA + (Math.floor(k / nSrc) % nPorts));
       }
     }
     this.#schedule(targets.length);
@@ -479,7 +458,7 @@ export class ProbeEngine {
     return m;
   }
 
-  #targetState(t: ProbeTarget, index: number, firstSlot: number): TargetState {
+  #targetState(t: ProbeTarget, firstSlot: number): TargetState {
     const dst = parseAddress(t.dst);
     if (!dst || dst.family !== t.family) throw new Error(`target ${t.dst} is not an IPv${t.family} address`);
     if (t.count > 2097151) throw new Error(`target ${t.dst}: ${t.count} packets exceed one batch`);
@@ -491,13 +470,11 @@ export class ProbeEngine {
     const srcTexts = t.srcAddresses && t.srcAddresses.length > 0 ? t.srcAddresses : [null];
     const egress = srcTexts.map((src) => this.#egress.resolve(t.family, t.dst, src));
     const srcs = egress.map((e) => e.src);
-    const dstHash = hashAddress(dst.bytes, 0, t.family);
-    if (!this.#byAddress.has(dstHash)) this.#byAddress.set(dstHash, index);
     return {
       kind,
       family: t.family,
       dst: dst.bytes,
-      dstHash,
+      dstHash: hashAddress(dst.bytes, 0, t.family),
       dstPort: t.dstPort,
       tos: (t.dscp & 63) << 2,
       df: t.dontFragment,
@@ -513,6 +490,7 @@ export class ProbeEngine {
       firstSlot,
       done: 0,
       lastSendMs: 0,
+      sendError: "",
     };
   }
 
@@ -522,80 +500,11 @@ export class ProbeEngine {
     }
     const cap = Math.max(n, 1024);
     this.#capacity = cap;
-    this.#slotTarget = new Int32Array(cap);
-    this.#slotIdent = new Uint32Array(cap);
-    this.#slotSrcPort = new Uint16Array(cap);
     this.#slotSrcIndex = new Uint16Array(cap);
     this.#slotStatus = new Uint8Array(cap);
     this.#slotReply = new Uint8Array(cap);
     this.#slotFlags = new Uint8Array(cap);
     this.#slotTime = new Float64Array(cap);
-  }
-
-  /**
-   * Gives slot s the identifier its answer will carry back:
-   *  TCP: the SYN's sequence number, unique in the engine's space and advanced past the data,
-   *       because some stacks acknowledge seq + 1 and others seq + data + 1;
-   *  ICMP: identifier (per target) and sequence (per packet);
-   *  UDP: the IPv4 ID, or for IPv6 a tag in the payload, both quoted back by the ICMP error.
-   */
-  #assignIdent(s: number, st: TargetState, k: number): void {
-    let ident: number;
-    let alt: number;
-    if (st.kind === KIND_TCP) {
-      ident = this.#ident;
-      alt = (ident + st.dataLength) >>> 0;
-      this.#ident = (this.#ident + 1 + st.dataLength) >>> 0;
-    } else if (st.kind === KIND_ICMP) {
-      ident = alt = ((st.icmpId << 16) | (k & 0xffff)) >>> 0;
-    } else {
-      const n = this.#ident;
-      this.#ident = (this.#ident + 1) >>> 0;
-      ident = alt = st.family === 4 ? n & 0xffff : n;
-    }
-    this.#slotIdent[s] = ident;
-    this.#insert(ident, st, s);
-    if (alt !== ident) this.#insert(alt, st, s);
-  }
-
-  #hash(kind: number, ident: number, dstHash: number): number {
-    return (Math.imul((ident ^ Math.imul(kind + 1, 0x27d4eb2d) ^ dstHash) >>> 0, 0x9e3779b1) >>> 0) & this.#tableMask;
-  }
-
-  #insert(ident: number, st: TargetState, s: number): void {
-    let i = this.#hash(st.kind, ident, st.dstHash);
-    while (this.#table[i] !== 0) i = (i + 1) & this.#tableMask;
-    this.#table[i] = s + 1;
-  }
-
-  /**
-   * The slot whose probe carries `ident` to `addr` (the probe's destination). Ports are checked
-   * by the caller so that a mismatch can be counted rather than silently ignored.
-   */
-  #lookup(kind: number, ident: number, family: Family, addr: Uint8Array): number {
-    const h = hashAddress(addr, 0, family);
-    const n = family === 4 ? 4 : 16;
-    let firstAnswered = -1;
-    for (let i = this.#hash(kind, ident, h); ; i = (i + 1) & this.#tableMask) {
-      const e = this.#table[i]!;
-      if (e === 0) return firstAnswered;
-      const s = e - 1;
-      const st = this.#targets[this.#slotTarget[s]!]!;
-      // A TCP SYN with data is acknowledged as seq + 1 by some stacks, seq + data + 1 by others.
-      if (this.#slotIdent[s] !== ident && ((this.#slotIdent[s]! + st.dataLength) >>> 0 !== ident || st.kind !== KIND_TCP)) continue;
-      if (st.kind !== kind || st.family !== family || st.dstHash !== h) continue;
-      let same = true;
-      for (let j = 0; j < n; j++) {
-        if (st.dst[j] !== addr[j]) {
-          same = false;
-          break;
-        }
-      }
-      if (!same) continue;
-      // Two probes of one flow can share a 16-bit IPv4 ID once it wraps: prefer the one waiting.
-      if (this.#slotStatus[s] !== SLOT_ANSWERED) return s;
-      if (firstAnswered < 0) firstAnswered = s;
-    }
   }
 
   #setFilter(targets: ProbeTarget[]): void {
@@ -640,15 +549,18 @@ export class ProbeEngine {
   }
 
   #send(s: number): void {
-    const st = this.#targets[this.#slotTarget[s]!]!;
+    const st = this.#targets[this.#match.slotTarget[s]!]!;
     const si = this.#slotSrcIndex[s]!;
     const eg = st.egress[si]!;
     // Only the last probe's departure time is ever read (the target's deadline): the clock is
     // read once per target, not once per packet.
     if (++st.done === st.count) st.lastSendMs = performance.now() - this.#t0;
+    // A probe that cannot leave is the prober's failure: counted as a send error, never as sent
+    // (and so never as lost).
     if (eg.mode === "unroutable") {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.unroutable++;
+      this.#stats.sendErrors++;
       return;
     }
     const len = this.#writeProbe(s, st, eg, false);
@@ -657,11 +569,20 @@ export class ProbeEngine {
     if (r !== len) {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.sendErrors++;
+      // The first failure of a target says why (an interface gone mid-batch, a full buffer):
+      // reported with the target, as an unroutable one is.
+      if (st.sendError === "") st.sendError = this.#sendFailure(eg, r, len);
       return;
     }
     this.#slotFlags[s] = FLAG_SENT;
     this.#stats.sent++;
     this.#pending++;
+  }
+
+  #sendFailure(eg: Egress, r: number, len: number): string {
+    const via = eg.mode === "inject" ? `on ${eg.ifname}` : "through a raw socket";
+    if (r >= 0) return `send ${via} took ${r} of ${len} bytes`;
+    return `send ${via} failed: ${eg.mode === "inject" ? eg.handle!.lastError() : strerror(-r)}`;
   }
 
   #writeProbe(s: number, st: TargetState, eg: Egress, reset: boolean): number {
@@ -682,8 +603,8 @@ export class ProbeEngine {
     p.payloadLength = st.dataLength;
     p.payloadTag = -1;
     p.quote = null;
-    const ident = this.#slotIdent[s]!;
-    const sport = this.#slotSrcPort[s]!;
+    const ident = this.#match.slotIdent[s]!;
+    const sport = this.#match.slotSrcPort[s]!;
     if (st.kind === KIND_TCP) {
       p.protocol = IPPROTO_TCP;
       p.srcPort = sport;
@@ -732,12 +653,12 @@ export class ProbeEngine {
   #flushResets(): void {
     for (let i = 0; i < this.#resetCount; i++) {
       const s = this.#resets[i]!;
-      const st = this.#targets[this.#slotTarget[s]!]!;
+      const st = this.#targets[this.#match.slotTarget[s]!]!;
       const eg = st.egress[this.#slotSrcIndex[s]!]!;
       const len = this.#writeProbe(s, st, eg, true);
       const r =
         eg.mode === "inject" ? eg.handle!.inject(this.#frame, len) : sendTo(eg.fd, this.#frame, len, st.sockaddr);
-      if (r !== len) this.#stats.sendErrors++;
+      if (r !== len) this.#stats.resetErrors++;
     }
     this.#resetCount = 0;
   }
@@ -745,6 +666,7 @@ export class ProbeEngine {
   #drain(): void {
     const h = this.#capture;
     const p = this.#parsed;
+    const m = this.#match;
     while (h.next() === 1) {
       const st = parseFrame(h.frame, h.caplen, h.datalink, p);
       if (st !== PARSE_OK) {
@@ -752,106 +674,31 @@ export class ProbeEngine {
         continue;
       }
       const ts = (h.tsSec - this.#epochSec) * 1e9 + h.tsNsec;
-      // Told apart by content, not direction: on loopback libpcap keeps only the incoming copy
-      // of every packet, our probes included.
-      if (!this.#onDeparture(p.outer, ts)) this.#onArrival(p.outer, ts);
+      switch (m.classify(p)) {
+        case MATCH_DEPARTURE:
+          this.#onDeparture(m.slot, ts);
+          break;
+        case MATCH_ANSWER:
+          if (this.#answer(m.slot, m.target, m.reply, ts) && m.reply === REPLY_SYN_ACK) this.#queueReset(m.slot);
+          break;
+        case MATCH_FAIL:
+          this.#matchFail[m.target]!++;
+          break;
+        case MATCH_PORT_MISMATCH:
+          this.#portMismatch[m.target]!++;
+          break;
+      }
     }
   }
 
-  /** Our own probe seen leaving: its kernel timestamp starts the RTT. False when not a probe. */
-  #onDeparture(o: IpFields, ts: number): boolean {
-    let kind: number;
-    let ident: number;
-    if (o.protocol === IPPROTO_TCP) {
-      if (o.tcpFlags !== TCP_SYN) return false;
-      kind = KIND_TCP;
-      ident = o.seq;
-    } else if (o.protocol === IPPROTO_UDP) {
-      kind = KIND_UDP;
-      ident = o.family === 4 ? o.ipId : o.payloadTag >>> 0;
-    } else if (
-      (o.protocol === IPPROTO_ICMP && o.icmpType === ICMP4_ECHO_REQUEST) ||
-      (o.protocol === IPPROTO_ICMPV6 && o.icmpType === ICMP6_ECHO_REQUEST)
-    ) {
-      kind = KIND_ICMP;
-      ident = ((o.icmpId << 16) | o.icmpSeq) >>> 0;
-    } else {
-      return false;
-    }
-    const s = this.#lookup(kind, ident, o.family, o.dst);
-    if (s < 0) return o.protocol !== IPPROTO_TCP;
-    if (kind !== KIND_ICMP && (o.srcPort !== this.#slotSrcPort[s] || o.dstPort !== this.#targets[this.#slotTarget[s]!]!.dstPort)) return true;
+  /** Probe s seen leaving: its kernel timestamp starts the RTT. */
+  #onDeparture(s: number, ts: number): void {
     // The first sighting is the departure: on a bridge the frame shows again on the port.
     const f = this.#slotFlags[s]!;
-    if (f & FLAG_TX_SEEN) return true;
+    if (f & FLAG_TX_SEEN) return;
     this.#slotFlags[s] = f | FLAG_TX_SEEN;
     // Answered already (its frame came first): what the slot holds is the answer's time.
     this.#slotTime[s] = this.#slotStatus[s] === SLOT_ANSWERED ? this.#slotTime[s]! - ts : ts;
-    return true;
-  }
-
-  #onArrival(o: IpFields, ts: number): void {
-    if (o.protocol === IPPROTO_TCP) {
-      const f = o.tcpFlags;
-      const synAck = (f & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK);
-      const rstAck = (f & (TCP_RST | TCP_ACK)) === (TCP_RST | TCP_ACK);
-      if (!synAck && !rstAck) return;
-      const s = this.#lookup(KIND_TCP, (o.ack - 1) >>> 0, o.family, o.src);
-      if (s < 0) {
-        // An answer from one of our targets that acknowledges none of our SYNs. Engines in other
-        // Workers may probe the same address (two targets, one host): their answers acknowledge
-        // sequence numbers in their own window and are theirs to match.
-        const t = this.#byAddress.get(hashAddress(o.src, 0, o.family));
-        const ours = ((o.ack - 1) >>> IDENT_WINDOW_BITS) === this.opts.identBase >>> IDENT_WINDOW_BITS;
-        if (t !== undefined && ours && this.#targets[t]!.kind === KIND_TCP) this.#matchFail[t]!++;
-        return;
-      }
-      const t = this.#slotTarget[s]!;
-      if (o.srcPort !== this.#targets[t]!.dstPort || o.dstPort !== this.#slotSrcPort[s]) {
-        this.#portMismatch[t]!++;
-        return;
-      }
-      if (this.#answer(s, t, synAck ? REPLY_SYN_ACK : REPLY_RST_ACK, ts) && synAck) this.#queueReset(s);
-      return;
-    }
-    if (o.protocol !== IPPROTO_ICMP && o.protocol !== IPPROTO_ICMPV6) return;
-    const v4 = o.protocol === IPPROTO_ICMP;
-    if (o.icmpType === (v4 ? ICMP4_ECHO_REPLY : ICMP6_ECHO_REPLY)) {
-      const s = this.#lookup(KIND_ICMP, ((o.icmpId << 16) | o.icmpSeq) >>> 0, o.family, o.src);
-      if (s >= 0) this.#answer(s, this.#slotTarget[s]!, REPLY_ECHO, ts);
-      return;
-    }
-    if (o.icmpType !== (v4 ? ICMP4_UNREACH : ICMP6_UNREACH)) return;
-    // A destination unreachable error, matched by the probe it quotes, whoever sent it: routers
-    // and hosts answering for a local route send errors from their own address.
-    const q = this.#parsed.inner;
-    if (!this.#parsed.hasQuote) return;
-    const portUnreachable = o.icmpCode === (v4 ? ICMP4_PORT_UNREACH : ICMP6_PORT_UNREACH);
-    let kind: number;
-    let ident: number;
-    if (q.protocol === IPPROTO_TCP) {
-      kind = KIND_TCP;
-      ident = q.seq;
-    } else if (q.protocol === IPPROTO_UDP) {
-      kind = KIND_UDP;
-      if (q.family === 6 && q.payloadTag < 0) return;
-      ident = q.family === 4 ? q.ipId : q.payloadTag >>> 0;
-    } else if (q.icmpType === (v4 ? ICMP4_ECHO_REQUEST : ICMP6_ECHO_REQUEST)) {
-      kind = KIND_ICMP;
-      ident = ((q.icmpId << 16) | q.icmpSeq) >>> 0;
-    } else {
-      return;
-    }
-    const s = this.#lookup(kind, ident, q.family, q.dst);
-    if (s < 0) return;
-    const t = this.#slotTarget[s]!;
-    if (kind !== KIND_ICMP && (q.srcPort !== this.#slotSrcPort[s] || q.dstPort !== this.#targets[t]!.dstPort)) {
-      this.#portMismatch[t]!++;
-      return;
-    }
-    // An echo request that meets an error did not reach an answering host: that is loss.
-    if (kind === KIND_ICMP) return;
-    this.#answer(s, t, portUnreachable ? REPLY_PORT_UNREACHABLE : REPLY_UNREACHABLE, ts);
   }
 
   /** Records an answer; returns false for a duplicate or an answer after the target's timeout. */
@@ -886,21 +733,22 @@ export class ProbeEngine {
         this.#stats.txMissing++;
         rtt[s] = NaN;
       } else if (rtt[s]! < 0) {
-        this.#timeOoo[this.#slotTarget[s]!]!++;
+        this.#timeOoo[this.#match.slotTarget[s]!]!++;
         rtt[s] = NaN;
       }
     }
     const unroutable: string[] = [];
     for (let t = 0; t < nTargets; t++) {
-      const bad = this.#targets[t]!.egress.find((e) => e.mode === "unroutable");
-      unroutable.push(bad ? bad.reason : "");
+      const st = this.#targets[t]!;
+      const bad = st.egress.find((e) => e.mode === "unroutable");
+      unroutable.push(bad ? bad.reason : st.sendError);
     }
     return {
       targetStart,
       status: this.#slotStatus.subarray(0, total),
       reply: this.#slotReply.subarray(0, total),
       rttNs: rtt,
-      srcPort: this.#slotSrcPort.subarray(0, total),
+      srcPort: this.#match.slotSrcPort.subarray(0, total),
       srcIndex: this.#slotSrcIndex.subarray(0, total),
       matchFail: this.#matchFail,
       portMismatch: this.#portMismatch,

@@ -1,8 +1,12 @@
 /**
  * Figures of a batch: loss, RTT percentiles and per-path loss over a range of slots. Pure
  * functions over the engine's BatchResult.
+ *
+ * Sent means left the prober: a probe that never did (SLOT_UNSENT: no route, the interface gone,
+ * the send call failed) is the prober's failure, counted in the batch's sendErrors, and is
+ * neither sent nor lost here, on any path.
  */
-import { SLOT_ANSWERED, type BatchResult } from "./probe-engine.ts";
+import { SLOT_ANSWERED, SLOT_UNSENT, type BatchResult } from "./probe-engine.ts";
 
 /**
  * The spec's percentile over sorted samples: k = (n - 1) * p / 100; the value at k when k is
@@ -27,14 +31,14 @@ export interface RangeSummary {
   rtts: Float64Array;
 }
 
-/** Loss and sorted RTTs of slots [from, to) that satisfy `include` (all when omitted). */
+/** Loss and sorted RTTs of the probes sent from slots [from, to) that satisfy `include` (all when omitted). */
 export function summarize(r: BatchResult, from: number, to: number, include?: (slot: number) => boolean): RangeSummary {
   let sent = 0;
   let answered = 0;
   let timed = 0;
   const rtts = new Float64Array(to - from);
   for (let s = from; s < to; s++) {
-    if (include && !include(s)) continue;
+    if (r.status[s] === SLOT_UNSENT || (include && !include(s))) continue;
     sent++;
     if (r.status[s] !== SLOT_ANSWERED) continue;
     answered++;
@@ -54,10 +58,11 @@ export interface PathSummary {
   lost: number;
 }
 
-/** Per-path (source address, source port) loss of slots [from, to). */
+/** Per-path (source address, source port) loss of the probes sent from slots [from, to). */
 export function paths(r: BatchResult, from: number, to: number): PathSummary[] {
   const byKey = new Map<number, PathSummary>();
   for (let s = from; s < to; s++) {
+    if (r.status[s] === SLOT_UNSENT) continue;
     const key = r.srcIndex[s]! * 65536 + r.srcPort[s]!;
     let p = byKey.get(key);
     if (!p) {
@@ -146,8 +151,10 @@ export function summarizeSeries(
       const from = r.targetStart[t]!;
       const to = r.targetStart[t + 1]!;
       for (let s = from; s < to; s++) {
+        const status = r.status[s];
+        if (status === SLOT_UNSENT) continue;
         sent++;
-        if (r.status[s] !== SLOT_ANSWERED) {
+        if (status !== SLOT_ANSWERED) {
           lost++;
           continue;
         }
@@ -198,7 +205,7 @@ let pathLost = new Int32Array(1024);
 /** Table entries in use, to clear them after a range without scanning the table. */
 let pathUsed = new Int32Array(1024);
 
-/** Folds the paths of slots [from, to) into `acc` (worst loss ratio, paths down), as pathHealth(paths()). */
+/** Folds the paths of the probes sent from slots [from, to) into `acc` (worst loss ratio, paths down), as pathHealth(paths()). */
 export function addPathHealth(r: BatchResult, from: number, to: number, acc: { worstLossRatio: number; pathsDown: number }): void {
   let size = pathKeys.length;
   if (size < 2 * (to - from)) {
@@ -211,6 +218,7 @@ export function addPathHealth(r: BatchResult, from: number, to: number, acc: { w
   if (pathUsed.length < to - from) pathUsed = new Int32Array(size);
   let used = 0;
   for (let s = from; s < to; s++) {
+    if (r.status[s] === SLOT_UNSENT) continue;
     const key = r.srcIndex[s]! * 65536 + r.srcPort[s]! + 1;
     let i = Math.imul(key, 0x9e3779b1) >>> 0 & mask;
     while (pathKeys[i] !== 0 && pathKeys[i] !== key) i = (i + 1) & mask;

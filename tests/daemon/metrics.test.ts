@@ -56,7 +56,7 @@ function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
 }
 
 function stats(o: Partial<BatchStats> = {}): BatchStats {
-  return { sent: 0, sendErrors: 0, unroutable: 0, answered: 0, captureDropped: 0, txMissing: 0, duplicates: 0, late: 0, truncated: 0, sendLagMs: 0, sendMs: 0, durationMs: 0, ...o };
+  return { sent: 0, sendErrors: 0, unroutable: 0, resetErrors: 0, answered: 0, captureDropped: 0, txMissing: 0, duplicates: 0, late: 0, truncated: 0, sendLagMs: 0, sendMs: 0, durationMs: 0, ...o };
 }
 
 const res = (target: string, family: 4 | 6, status: 0 | 1, changes: number): Resolution => ({ target, family, status, changes, addresses: status ? ["198.18.0.1"] : null });
@@ -256,9 +256,9 @@ describe("Metrics.applyIteration", () => {
     expect(e.families.get("app_host_resolution_change_total")?.type).toBe("counter");
   });
 
-  test("app_* of an iteration: time, capture drops and send errors accumulate, send lag is the worst Worker's, degraded 0/1", async () => {
+  test("app_* of an iteration: time, capture drops, send and reset errors accumulate, send lag is the worst Worker's, degraded 0/1", async () => {
     const m = fresh();
-    await m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 2, sendErrors: 1, sendLagMs: 30 }), stats({ sendLagMs: 50 })], iterationSeconds: 1.5, degraded: true }));
+    await m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 2, sendErrors: 1, sendLagMs: 30 }), stats({ sendLagMs: 50, resetErrors: 2 })], iterationSeconds: 1.5, degraded: true }));
     await m.applyIteration(iteration([], [], { stats: [stats({ captureDropped: 1 })], iterationSeconds: 0.7 }));
     const e = await scrape(m);
     const pn = { probe_name: PN };
@@ -266,9 +266,11 @@ describe("Metrics.applyIteration", () => {
       time: e.value("app_iteration_time_seconds", pn),
       dropped: e.value("app_capture_dropped_total", pn),
       errors: e.value("app_send_errors_total", pn),
+      // RSTs are not probes: counted apart, so app_send_errors_total stays the probes not sent.
+      resetErrors: e.value("app_reset_errors_total", pn),
       lag: e.value("app_send_lag_seconds", pn),
       degraded: e.value("app_iteration_degraded", pn),
-    }).toEqual({ time: 0.7, dropped: 3, errors: 1, lag: 0, degraded: 0 });
+    }).toEqual({ time: 0.7, dropped: 3, errors: 1, resetErrors: 2, lag: 0, degraded: 0 });
     await m.applyIteration(iteration([], [], { stats: [stats({ sendLagMs: 30 }), stats({ sendLagMs: 50 })], degraded: true }));
     const f = await scrape(m);
     expect(f.value("app_send_lag_seconds", pn)).toBe(0.05);

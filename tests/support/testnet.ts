@@ -129,6 +129,11 @@ export interface ExecResult {
 export interface CaptureOptions {
   /** Capture on the host's side of the veth (default) or on the root side. */
   side?: "host" | "root";
+  /**
+   * "any": every interface of that side's namespace (Linux cooked frames) instead of the veth
+   * end alone; such a capture outlives the veth, for tests that delete it while capturing.
+   */
+  device?: "veth" | "any";
 }
 
 export interface StopOptions {
@@ -680,9 +685,10 @@ class TestNetImpl implements TestNet {
     if (this.#tornDown) throw new Error(`testnet ${this.prefix} is torn down`);
     const side = opts.side ?? "host";
     const tun = "kind" in host && host.kind === "tun";
-    const iface = "ifname" in host ? host.ifname : side === "host" ? host.hostIf : host.rootIf;
+    const veth = "ifname" in host ? host.ifname : side === "host" ? host.hostIf : host.rootIf;
+    const iface = opts.device === "any" && !tun ? "any" : veth;
     const ns = "ns" in host && side === "host" ? host.ns : null;
-    const file = join(this.res.tmpDir, `${iface}-${this.res.captures.length}.pcap`);
+    const file = join(this.res.tmpDir, `${veth}${iface === veth ? "" : `-${iface}`}-${this.res.captures.length}.pcap`);
     if (tun && !linkExists(iface)) throw new Error(`TUN device ${iface} is gone (its responder exited?)`);
     // --immediate-mode: without it tcpdump hands packets over up to a second late.
     // -U: each packet is flushed to the file at once (stop() watches the file settle).
