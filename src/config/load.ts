@@ -34,6 +34,7 @@ import {
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from "./default-config.ts";
 import { targetGroups } from "./iteration.ts";
 import { MAX_CONFIG_FILE_BYTES } from "./limits.ts";
+import { AnchorTable, documentData, YamlDataError } from "./yaml-data.ts";
 import { ConfigSchema, splitIssueText, type Config } from "./schema.ts";
 
 export { targetGroups };
@@ -123,7 +124,7 @@ export function parseYamlText<T>(
         const quote = error.code === "MISSING_CHAR" && /quote/.test(error.message);
         const unclosed = quote ? unclosedQuote(doc, error.pos[0]) : undefined;
         const { line, col } = at(unclosed ?? error.pos[0]);
-        const firstLine = error.message.split("\n")[0] ?? error.message;
+        const firstLine = cutQuotes(error.message.split("\n")[0] ?? error.message);
         const message =
           unclosed !== undefined
             ? "a quoted string is never closed"
@@ -135,13 +136,15 @@ export function parseYamlText<T>(
     };
   }
 
+  const anchors = new AnchorTable(doc);
   let data: unknown;
   try {
-    data = doc.toJS();
+    data = documentData(doc, anchors, { merge: options.yaml11 !== false });
   } catch (error) {
-    // toJS refuses documents whose aliases expand without bound ("billion laughs").
+    // An alias without its anchor, or aliases expanding without bound ("billion laughs").
+    const offset = error instanceof YamlDataError ? error.offset : 0;
     const message = error instanceof Error ? error.message : String(error);
-    const issue = { file, line: 1, col: 1, path: "", message: `YAML cannot be expanded: ${message}`, expected: "" };
+    const issue = { file, ...at(offset), path: "", message: `YAML cannot be expanded: ${message}`, expected: "" };
     return { ok: false, issues: [issue] };
   }
   if (data === null || data === undefined) {
@@ -150,7 +153,7 @@ export function parseYamlText<T>(
     return { ok: false, issues: [issue] };
   }
 
-  const locator = new Locator(doc, lines);
+  const locator = new Locator(doc, lines, anchors);
   const checked = checkValue(schema, data);
   if (!checked.ok) {
     const placed = checked.raw.map((issue) => locator.place(issue, file));
@@ -350,8 +353,19 @@ export function readFailure(error: unknown): string {
   }
 }
 
+/**
+ * A parser's message with every long quoted text in it cut short: the yaml package quotes the
+ * token it stopped at, which may be a megabyte of one scalar.
+ */
+function cutQuotes(message: string): string {
+  return message.replace(/"((?:[^"\\]|\\.){64,})"/g, (_, inner: string) => `"${inner.slice(0, 40)}..." (${inner.length.toLocaleString("en-US")} characters)`);
+}
+
+/** A key as a path shows it: a huge one (a mistake, or an attack) cut short like a huge value. */
+const pathKey = (key: string) => (key.length <= 64 ? key : `${key.slice(0, 40)}...(${key.length.toLocaleString("en-US")} characters)`);
+
 function formatPath(keys: readonly Key[]): string {
-  return keys.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? key : `.${key}`)).join("");
+  return keys.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? pathKey(key) : `.${pathKey(key)}`)).join("");
 }
 
 const startsWith = (keys: readonly Key[], prefix: readonly Key[]) => prefix.every((key, i) => keys[i] === key);
@@ -446,6 +460,8 @@ function closest(word: string, names: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const name of names) {
+    // The length difference is a lower bound of the distance: a long key costs nothing here.
+    if (Math.abs(word.length - name.length) >= bestDistance) continue;
     const d = editDistance(word, name);
     if (d < bestDistance) [best, bestDistance] = [name, d];
   }
@@ -570,6 +586,7 @@ export class Locator {
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
+    private readonly anchors: AnchorTable,
   ) {}
 
   place(issue: Issue, file: string): ConfigIssue {
@@ -609,7 +626,7 @@ export class Locator {
   }
 
   private resolve(node: Node | undefined): Node | undefined {
-    return isAlias(node) ? (node.resolve(this.doc) ?? undefined) : node;
+    return isAlias(node) ? this.anchors.resolve(node) : node;
   }
 
   private child(container: Node, step: Key): { key?: Node; value?: Node } | undefined {

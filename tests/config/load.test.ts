@@ -575,11 +575,26 @@ test("edge cases of the document as a whole", () => {
   expect(issues(`${GLOBAL_LINE}\ngroups:\n`)).toEqual([
     "x.yaml:2:1: groups: the value is empty (a map of group names to group settings)",
   ]);
-  // Nine aliases of nine aliases... would expand to 9^9 items: refused, not expanded.
+  // Nine aliases of nine aliases... would expand to 9^9 items: refused at the alias that would
+  // take it past the document's size plus a million values, not expanded.
   let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n";
   for (let i = 1; i < 9; i++) bomb += `b${i}: &a${i} [${Array(9).fill(i === 1 ? "*a" : `*a${i - 1}`).join(", ")}]\n`;
   expect(issues(bomb)).toEqual([
-    "x.yaml:1:1: YAML cannot be expanded: Excessive alias count indicates a resource exhaustion attack",
+    "x.yaml:7:10: YAML cannot be expanded: its aliases add more than 1,000,100 values (as many as the document holds, plus 1,000,000)",
+  ]);
+});
+
+test("aliases: many uses of one anchor pass; a missing anchor, a cycle and deep nesting are placed", () => {
+  // 1,000 targets merging the same settings: refused before (yaml's toJS allowed 100 uses of an anchor).
+  const targets = Array.from({ length: 1000 }, (_, i) => `  t${i}: {<<: *icmp, destination: 198.18.${i >> 8}.${i & 255}}`);
+  const text = `${GLOBAL_LINE}\ngroups: {g: {}}\ntargets:\n  base: &icmp {type: ICMPping, destination: 198.18.9.9, nb_packets: 2}\n${targets.join("\n")}\n`;
+  const many = parseConfigText(text, "a.yaml");
+  expect(many.ok ? Object.values(many.config.targets).filter((t) => t.type === "ICMPping" && t.nb_packets === 2).length : many.issues.map(formatIssue)).toBe(1001);
+  const issues = (t: string) => issuesOf(parseConfigText(t, "a.yaml"));
+  expect(issues(`${GLOBAL_LINE}\ngroups: *nowhere\n`)).toEqual(["a.yaml:2:9: YAML cannot be expanded: alias *nowhere names no anchor before it"]);
+  expect(issues(`${GLOBAL_LINE}\ngroups: &g {a: *g}\n`)).toEqual(["a.yaml:2:16: YAML cannot be expanded: alias *g is inside the node it names"]);
+  expect(issues(`${GLOBAL_LINE}\ngroups: ${"[".repeat(300)}${"]".repeat(300)}\n`)).toEqual([
+    "a.yaml:2:265: YAML cannot be expanded: the document nests deeper than 256 levels",
   ]);
 });
 
