@@ -4,15 +4,16 @@
  * config, FIFOs, devices, a file over the size limit), the daemon is started for real and its exit
  * code compared with check's (0, 65 or 66). A config check refused could be one the daemon runs
  * anyway, so every start happens in a fresh network namespace holding only lo (down), where it can
- * send nothing anywhere; a daemon that starts is stopped at once (SIGTERM, exit 0). Every line the
- * daemon writes on stderr must be a log line (src/log.ts), never a stack trace.
+ * send nothing anywhere; a daemon that starts is stopped at once (SIGTERM, exit 0). It has started
+ * when it catches SIGTERM: runDaemon installs that handler the moment Daemon.start returns. Every
+ * line the daemon writes on stderr must be a log line (src/log.ts), never a stack trace.
  *
  * Machine-dependent failures (the metrics port taken, no privilege, no libpcap) are not part of
  * this corpus: README lists them as what only the daemon can find out.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../../src/cli/index.ts";
@@ -23,8 +24,8 @@ import { createNamespaces, requireRoot, type BareNamespaces } from "../support/t
 const CORPUS = join(import.meta.dir, "..", "fixtures", "config");
 /** Daemons started at once, one namespace each: the machine has two cores. */
 const PARALLEL = 4;
-/** After its metrics port listens, the daemon is given this long to finish starting before SIGTERM. */
-const SETTLE_MS = 500;
+/** SIGTERM's bit in /proc/PID/status SigCgt (signal 15). */
+const SIGTERM_BIT = 1n << 14n;
 
 let net: BareNamespaces;
 let work: string;
@@ -73,26 +74,14 @@ function madeCases(dir: string): [string, string][] {
   return cases;
 }
 
-/**
- * Whether a process has a listening TCP socket in namespace `ns` (which nothing else uses). Until
- * `ip netns exec` has switched namespace, /proc/PID/net shows the root namespace's sockets: those
- * are not the daemon's.
- */
-function listening(pid: number, ns: string): boolean {
+/** Whether the process catches SIGTERM: the daemon does once it has started, nothing before. */
+function catchesSigterm(pid: number): boolean {
   try {
-    if (readlinkSync(`/proc/${pid}/ns/net`) !== `net:[${statSync(`/run/netns/${ns}`).ino}]`) return false;
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m !== null && (BigInt(`0x${m[1]}`) & SIGTERM_BIT) !== 0n;
   } catch {
     return false;
   }
-  for (const table of ["tcp", "tcp6"]) {
-    try {
-      const rows = readFileSync(`/proc/${pid}/net/${table}`, "utf8").split("\n").slice(1);
-      if (rows.some((row) => row.trim().split(/\s+/)[3] === "0A")) return true;
-    } catch {
-      return false;
-    }
-  }
-  return false;
 }
 
 interface Start {
@@ -109,10 +98,9 @@ async function startIn(ns: string, path: string): Promise<Start> {
   try {
     const deadline = Date.now() + 30_000;
     while (proc.exitCode === null && proc.signalCode === null && Date.now() < deadline) {
-      if (listening(proc.pid, ns)) {
+      if (catchesSigterm(proc.pid)) {
         started = true;
-        await Bun.sleep(SETTLE_MS);
-        if (proc.exitCode === null) proc.kill("SIGTERM");
+        proc.kill("SIGTERM");
         break;
       }
       await Bun.sleep(25);
