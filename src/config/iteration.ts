@@ -43,6 +43,9 @@ export interface IterationSize {
   readonly largest?: { readonly name: string; readonly probes: number };
 }
 
+/** Sizes already worked out: the schema asks twice (probes, then addresses) for one config. */
+const sizes = new WeakMap<object, IterationSize>();
+
 /**
  * The size of an iteration of `config`'s own targets. A hostname counts as one address (the
  * resolver probes one). A target the schema refuses on its own (a destination too large, too
@@ -52,6 +55,8 @@ export function iterationSize(config: {
   readonly groups: Readonly<Record<string, GroupMembershipFields>>;
   readonly targets: Readonly<Record<string, TargetMembershipFields & { readonly destination: string; readonly nb_packets: number }>>;
 }): IterationSize {
+  const known = sizes.get(config);
+  if (known) return known;
   let probes = 0;
   let addresses = 0;
   let largest: IterationSize["largest"];
@@ -65,5 +70,7 @@ export function iterationSize(config: {
     probes += p;
     if (!largest || p > largest.probes) largest = { name, probes: p };
   }
-  return { probes, addresses, largest };
+  const size = { probes, addresses, largest };
+  sizes.set(config, size);
+  return size;
 }

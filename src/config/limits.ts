@@ -28,6 +28,9 @@ export const MAX_NAME_LENGTH = 255;
 /** A target's description (free text, kept in the config only). */
 export const MAX_DESCRIPTION_LENGTH = 1024;
 
+/** A file or directory path (PATH_MAX): paths are echoed in messages, which must stay short. */
+export const MAX_PATH_LENGTH = 4096;
+
 /** A destination: a hostname is at most 253 characters, and literals, subnets and ranges fewer. */
 export const MAX_DESTINATION_LENGTH = 253;
 

@@ -21,6 +21,7 @@ import {
   MAX_NB_PROC,
   MAX_PROBED_ADDRESSES_PER_ITERATION,
   MAX_PROBES_PER_ITERATION,
+  MAX_PATH_LENGTH,
   MAX_PROBES_PER_SECOND,
   MAX_TARGETS,
 } from "./limits.ts";
@@ -602,7 +603,10 @@ const destinationField = (text: string) =>
     v.string(),
     v.nonEmpty(),
     v.maxLength(MAX_DESTINATION_LENGTH, (issue) =>
-      issueText(`a text of ${formatCount(issue.input.length)} characters is too long`, `${DESTINATION_EXPECTED}, at most ${MAX_DESTINATION_LENGTH} characters`),
+      issueText(
+        `a text of ${formatCount(issue.input.length)} characters is too long`,
+        `${DESTINATION_EXPECTED}, at most ${MAX_DESTINATION_LENGTH} characters`,
+      ),
     ),
     v.check(
       (value) => value.length > MAX_DESTINATION_LENGTH || destinationSize(value).ok,
@@ -622,7 +626,10 @@ const targetEntries = {
     v.pipe(
       v.string(),
       v.maxLength(MAX_DESCRIPTION_LENGTH, (issue) =>
-        issueText(`a text of ${formatCount(issue.input.length)} characters is too long`, `at most ${MAX_DESCRIPTION_LENGTH} characters`),
+        issueText(
+          `a text of ${formatCount(issue.input.length)} characters is too long`,
+          `at most ${MAX_DESCRIPTION_LENGTH} characters`,
+        ),
       ),
       v.description(`Free text for people, at most ${MAX_DESCRIPTION_LENGTH} characters. Default: the target's name.`),
     ),
@@ -834,6 +841,7 @@ export function creationSeconds(value: unknown): number | undefined {
 }
 
 const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m"';
+const CREATION_EXPECTED = "seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z (with its zone)";
 
 /**
  * The second check of a lifetime field: a lifetime (else the first check reports it) of at most
@@ -848,7 +856,6 @@ export const lifetimeBound = (expected: string) =>
         `${expected}, of at most ${MAX_LIFETIME_S / 86_400}d`,
       ),
   );
-const CREATION_EXPECTED = "seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z (with its zone)";
 
 /** What an inventory adds to a configured target's fields. */
 const inventoryEntries = {
@@ -959,12 +966,15 @@ export const InventoryListSchema = v.pipe(
   v.description("The whole list of targets of one dynamic inventory."),
 );
 
-const relativePathField = (text: string) =>
-  v.pipe(v.string(), v.nonEmpty(), hints({ expected: "a path, relative to the config file's directory or absolute" }), v.description(text));
+export const PATH_EXPECTED = `a path of at most ${MAX_PATH_LENGTH} characters, relative to the config file's directory or absolute`;
+
+/** A path: bounded, because messages name it (a missing module directory, a missing token file). */
+export const pathField = (text: string) =>
+  v.pipe(v.string(), v.nonEmpty(), v.maxLength(MAX_PATH_LENGTH), hints({ expected: PATH_EXPECTED }), v.description(text));
 
 const FileInventorySchema = v.pipe(
   v.strictObject({
-    directory: relativePathField(
+    directory: pathField(
       "Directory of .yaml, .yml and .json files, each a list of targets; watched, changes apply at the next iteration.",
     ),
   }),
@@ -984,7 +994,7 @@ const HttpInventorySchema = v.pipe(
     timeout: v.optional(positiveSecondsField("Seconds one poll may take."), 10),
     bearer_token: v.optional(v.pipe(v.string(), v.nonEmpty(), v.description("Sent as Authorization: Bearer <token>."))),
     bearer_token_file: v.optional(
-      relativePathField("File holding the bearer token (read at every poll), instead of bearer_token."),
+      pathField("File holding the bearer token (read at every poll), instead of bearer_token."),
     ),
   }),
   v.forward(
@@ -1009,7 +1019,7 @@ const inventoryNameKey = v.pipe(
 export const InventoriesSchema = v.pipe(
   v.strictObject({
     modules_directory: v.optional(
-      relativePathField(
+      pathField(
         "Directory of custom inventory modules (.ts or .js), each started in its own child process. " +
           "Default: dynamic_inventories beside the config file.",
       ),

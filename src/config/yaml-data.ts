@@ -121,10 +121,9 @@ export function documentData(doc: Document, anchors: AnchorTable, options: { mer
     added += entry.size;
     produced += entry.size;
     if (added > allowance) {
-      throw new YamlDataError(
-        offsetOf(alias),
-        `its aliases add more than ${allowance.toLocaleString("en-US")} values (as many as the document holds, plus ${ALIAS_ALLOWANCE.toLocaleString("en-US")})`,
-      );
+      const most = allowance.toLocaleString("en-US");
+      const plus = ALIAS_ALLOWANCE.toLocaleString("en-US");
+      throw new YamlDataError(offsetOf(alias), `its aliases add more than ${most} values (as many as the document holds, plus ${plus})`);
     }
     return entry;
   };

@@ -14,6 +14,7 @@ import {
   MAX_INVENTORY_TARGETS,
   NAME_EXPECTED,
   NAME_PATTERN,
+  pathField,
 } from "../config/schema.ts";
 import { parseAddress } from "../packet/address.ts";
 
@@ -114,14 +115,9 @@ export const ApiConfigSchema = v.pipe(
       ),
     ),
     state_file: v.optional(
-      v.pipe(
-        v.string(),
-        v.nonEmpty(),
-        hints({ expected: "a path, relative to the config file's directory or absolute" }),
-        v.description(
-          "Added by this project. JSON file keeping the API's targets across restarts, rewritten atomically " +
-            "after every change. Default api-targets.json beside the config.",
-        ),
+      pathField(
+        "Added by this project. JSON file keeping the API's targets across restarts, rewritten atomically " +
+          "after every change. Default api-targets.json beside the config.",
       ),
       API_DEFAULTS.state_file,
     ),
@@ -193,7 +189,9 @@ export function parseApiConfigText(
       file,
       ...parsed.locator.position(["listen_port"], "value"),
       path: "listen_port",
-      message: `${config.listen_port} on ${config.listen_address} collides with the metrics listener, global.prometheus_port ${metrics.port} on ${metrics.address}`,
+      message:
+        `${config.listen_port} on ${config.listen_address} collides with the metrics listener, ` +
+        `global.prometheus_port ${metrics.port} on ${metrics.address}`,
       expected: "a port other than the metrics port, or addresses that do not overlap",
     };
     return { ok: false, lines: [formatIssue(issue)], unreadable: false, missing: false };

@@ -345,7 +345,7 @@ targets: {}
       "n.yaml:12:3: inventories.files: unknown field, did you mean file? (one of modules_directory, modules, file, http)",
     ]);
     expect(issues('inventories:\n  file:\n    cmdb:\n      directory: ""\n      dir: x\n')).toEqual([
-      "n.yaml:14:18: inventories.file.cmdb.directory: the value is empty (a path, relative to the config file's directory or absolute)",
+      "n.yaml:14:18: inventories.file.cmdb.directory: the value is empty (a path of at most 4096 characters, relative to the config file's directory or absolute)",
       "n.yaml:15:7: inventories.file.cmdb.dir: unknown field (one of directory)",
     ]);
     expect(issues("inventories: []\n")).toEqual([
