@@ -79,7 +79,14 @@ export async function runDaemon(args: { file?: string; config?: string }): Promi
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  await d.run();
+  try {
+    await d.run();
+  } catch (e) {
+    // run() contains what can fail at run time; anything reaching here is a bug, told as a log line too.
+    log.critical(`stopped by an internal error: ${e instanceof Error ? e.message : String(e)}`, { exit_code: EXIT_SOFTWARE });
+    if (process.env.NETPROBIFY_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return EXIT_SOFTWARE;
+  }
   log.info("stopped");
   return 0;
 }
