@@ -4,9 +4,10 @@
  * config, FIFOs, devices, a file over the size limit), the daemon is started for real and its exit
  * code compared with check's (0, 65 or 66). A config check refused could be one the daemon runs
  * anyway, so every start happens in a fresh network namespace holding only lo (down), where it can
- * send nothing anywhere; a daemon that starts is stopped at once (SIGTERM, exit 0). It has started
- * when it catches SIGTERM: runDaemon installs that handler the moment Daemon.start returns. Every
- * line the daemon writes on stderr must be a log line (src/log.ts), never a stack trace.
+ * send nothing anywhere. A daemon has started when it catches SIGTERM (runDaemon installs that
+ * handler the moment Daemon.start returns); it is killed then, its verdict 0, without waiting for a
+ * graceful stop (daemon.test.ts covers those). Every line the daemon writes on stderr must be a log
+ * line (src/log.ts), never a stack trace.
  *
  * Machine-dependent failures (the metrics port taken, no privilege, no libpcap) are not part of
  * this corpus: README lists them as what only the daemon can find out.
@@ -85,7 +86,7 @@ function catchesSigterm(pid: number): boolean {
 }
 
 interface Start {
-  /** The exit code it stopped with by itself; 0 when it started and SIGTERM stopped it cleanly. */
+  /** The exit code it stopped with by itself; 0 when it started; null when it did neither in 30 s. */
   code: number | null;
   started: boolean;
   stderr: string;
@@ -100,14 +101,14 @@ async function startIn(ns: string, path: string): Promise<Start> {
     while (proc.exitCode === null && proc.signalCode === null && Date.now() < deadline) {
       if (catchesSigterm(proc.pid)) {
         started = true;
-        proc.kill("SIGTERM");
         break;
       }
       await Bun.sleep(25);
     }
-    if (!started && proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-    const code = await Promise.race([proc.exited, Bun.sleep(15_000).then(() => null)]);
-    return { code, started, stderr: await stderr };
+    proc.kill("SIGKILL");
+    const exited = await Promise.race([proc.exited, Bun.sleep(15_000).then(() => null)]);
+    const refused = !started && proc.signalCode === null ? exited : null;
+    return { code: started ? 0 : refused, started, stderr: await stderr };
   } finally {
     proc.kill("SIGKILL");
   }
