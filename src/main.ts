@@ -1,4 +1,5 @@
 /** Process entry: the only place that exits. */
+import { EXIT_SOFTWARE } from "./cli/exit.ts";
 import { runCli } from "./cli/index.ts";
 
 const code = await runCli(
@@ -10,6 +11,6 @@ const code = await runCli(
   const err = e instanceof Error ? e : new Error(String(e));
   process.stderr.write(`netprobify: ${err.message}\n`);
   if (process.env.NETPROBIFY_DEBUG) process.stderr.write(`${err.stack}\n`);
-  return 70;
+  return EXIT_SOFTWARE;
 });
 process.exit(code);

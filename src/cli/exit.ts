@@ -11,6 +11,8 @@ export const EXIT_NOINPUT = 66;
 /** A destination name that does not resolve. */
 export const EXIT_NOHOST = 68;
 export const EXIT_UNAVAILABLE = 69;
+/** Something failed that should not have: a bug of netprobify's (NETPROBIFY_DEBUG=1 shows the stack). */
+export const EXIT_SOFTWARE = 70;
 /** The operating system refused something: the metrics port is taken, say. */
 export const EXIT_OSERR = 71;
 export const EXIT_NOPERM = 77;

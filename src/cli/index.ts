@@ -6,13 +6,10 @@
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { libpcapVersion, LibpcapUnavailable } from "../native/libpcap.ts";
 import { VERSION } from "../version.ts";
-import { EXIT_OSERR, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
-import { ListenError } from "../daemon/daemon.ts";
+import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { daemonCommand, runDaemon } from "./daemon.ts";
-import { dirname, resolve } from "node:path";
-import { checkOutcome, loadConfigFile } from "../config/load.ts";
-import { planInventories } from "../inventory/specs.ts";
+import { checkFile } from "../daemon/configuration.ts";
 import { runInventoryChild } from "../inventory/child.ts";
 
 type Out = (line: string) => void;
@@ -56,23 +53,6 @@ export function versionText(): string {
   return `netprobify ${VERSION} (bun ${Bun.version}, ${pcap})`;
 }
 
-/**
- * `check FILE`: the config, then what it starts besides: api.yaml beside it (the same
- * FILE:LINE:COL messages) and the custom modules that would be skipped.
- */
-async function checkInventoriesToo(file: string): Promise<{ exitCode: number; lines: string[] }> {
-  const loaded = await loadConfigFile(file);
-  const r = checkOutcome(file, loaded);
-  if (!loaded.ok) return r;
-  const plan = await planInventories(loaded.config, dirname(resolve(file)));
-  if (plan.problems.length > 0) return { exitCode: 65, lines: plan.problems };
-  const summary = r.lines.at(-1) ?? "";
-  const names = plan.specs.map((s) => `${s.name} (${s.kind}${s.refused ? ", refused" : ""})`);
-  const inventories = names.length > 0 ? `, inventories: ${names.join(", ")}` : "";
-  const warnings = [...plan.warnings, ...plan.specs.flatMap((s) => (s.refused ? [s.refused] : []))];
-  return { exitCode: 0, lines: [...r.lines.slice(0, -1), ...warnings.map((w) => `warning: ${w}`), `${summary}${inventories}`] };
-}
-
 /** Runs the command line; returns the exit code. Only main.ts exits. */
 export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<number> {
   const argv = normaliseFamilyFlags(rawArgv);
@@ -106,7 +86,7 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       rejectUnknownOptions(cmd, rest);
       const files = rest.filter((a) => !a.startsWith("-"));
       if (files.length !== 1) throw new ExitError(EXIT_USAGE, "check takes one config file", true);
-      const r = await checkInventoriesToo(files[0]!);
+      const r = await checkFile(files[0]!);
       for (const line of r.lines) (r.exitCode === 0 ? out : err)(line);
       return r.exitCode;
     }
@@ -122,7 +102,7 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
     if (positional.length > 1) throw new ExitError(EXIT_USAGE, `one config file at most, not ${positional.join(" ")}`, true);
     let code = 0;
     await runCommand(
-      { ...cmd, run: async ({ args }) => void (code = await runDaemon(args as { file?: string; config?: string }, err)) },
+      { ...cmd, run: async ({ args }) => void (code = await runDaemon(args as { file?: string; config?: string })) },
       { rawArgs: argv },
     );
     return code;
@@ -131,10 +111,6 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       err(`netprobify: ${e.message}`);
       if (e.showUsage && cmd) err(await renderUsage(cmd));
       return e.exitCode;
-    }
-    if (e instanceof ListenError) {
-      err(`netprobify: ${e.message}`);
-      return EXIT_OSERR;
     }
     if (e instanceof LibpcapUnavailable || (e instanceof Error && e.name === "LibpcapUnavailable")) {
       err(`netprobify: ${e.message}`);

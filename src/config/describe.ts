@@ -110,6 +110,16 @@ function variantOption(node: SchemaNode, value: unknown): SchemaNode | undefined
   });
 }
 
+/**
+ * The value of a variant's discriminator in `value` (its "type"), which alone decides what the
+ * variant allows there; undefined for any other node.
+ */
+export function variantDiscriminator(node: SchemaNode, value: unknown): unknown {
+  const inner = unwrap(node).inner;
+  if (inner.type !== "variant" || typeof inner.key !== "string" || typeof value !== "object" || value === null) return undefined;
+  return (value as Record<string, unknown>)[inner.key];
+}
+
 /** Where a path leads in the schema, and the discriminator value of the last variant passed. */
 export interface SchemaAt {
   readonly node: SchemaNode;
@@ -285,6 +295,7 @@ function describeNumber(node: SchemaNode): string {
   const above = requirementOf(node, "gt_value");
   if (min !== undefined && max !== undefined) return `${noun} from ${min} to ${max}`;
   if (min !== undefined) return `${noun} of at least ${min}`;
+  if (above !== undefined && max !== undefined) return `${noun} above ${above} and at most ${max}`;
   if (above !== undefined) return `${noun} above ${above}`;
   if (max !== undefined) return `${noun} of at most ${max}`;
   return noun;
@@ -339,6 +350,8 @@ function typeJsonSchema(inner: SchemaNode, outer: SchemaNode): JsonObject {
       const regex = action(outer, "regex")?.requirement;
       if (regex instanceof RegExp) out.pattern = regex.source;
       if (action(outer, "non_empty")) out.minLength = 1;
+      const longest = requirementOf(outer, "max_length");
+      if (longest !== undefined) out.maxLength = longest;
       if (action(outer, "ipv4")) out.format = "ipv4";
       if (action(outer, "ipv6")) out.format = "ipv6";
       if (action(outer, "ip")) out.anyOf = [{ format: "ipv4" }, { format: "ipv6" }];
@@ -350,17 +363,25 @@ function typeJsonSchema(inner: SchemaNode, outer: SchemaNode): JsonObject {
       return { enum: toJson(inner.options ?? []) };
     case "literal":
       return { const: toJson(inner.literal) };
-    case "array":
-      return { type: "array", items: inner.item ? toJsonSchema(inner.item) : {} };
+    case "array": {
+      const out: JsonObject = { type: "array", items: inner.item ? toJsonSchema(inner.item) : {} };
+      const most = requirementOf(outer, "max_length");
+      if (most !== undefined) out.maxItems = most;
+      return out;
+    }
     case "strict_object":
     case "object":
       return objectJsonSchema(inner, inner.type === "strict_object");
     case "record": {
       const key = isSchema(inner.key) ? action(inner.key, "regex")?.requirement : undefined;
       const value = inner.value ? toJsonSchema(inner.value) : {};
-      return key instanceof RegExp
-        ? { type: "object", patternProperties: { [key.source]: value }, additionalProperties: false }
-        : { type: "object", additionalProperties: value };
+      const out: JsonObject =
+        key instanceof RegExp
+          ? { type: "object", patternProperties: { [key.source]: value }, additionalProperties: false }
+          : { type: "object", additionalProperties: value };
+      const most = requirementOf(outer, "max_entries");
+      if (most !== undefined) out.maxProperties = most;
+      return out;
     }
     case "variant":
       return variantJsonSchema(inner);

@@ -3,7 +3,8 @@
  * out, each one pinned to FILE:LINE:COL. Nothing here resolves a name or sends a packet, so
  * `netprobify check` and reloads can call it freely.
  */
-import { readFile } from "node:fs/promises";
+import { constants, type Stats } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import * as v from "valibot";
 import {
@@ -14,7 +15,6 @@ import {
   isSeq,
   LineCounter,
   parseDocument,
-  visit,
   type Document,
   type Node,
 } from "yaml";
@@ -26,11 +26,17 @@ import {
   recordKey,
   recordValue,
   schemaAt,
+  variantDiscriminator,
   typeNoun,
   type SchemaNode,
 } from "./describe.ts";
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from "./default-config.ts";
-import { ConfigSchema, splitIssueText, type Config, type TargetConfig } from "./schema.ts";
+import { targetGroups } from "./iteration.ts";
+import { MAX_CONFIG_FILE_BYTES } from "./limits.ts";
+import { AnchorTable, documentData, YamlDataError } from "./yaml-data.ts";
+import { ConfigSchema, splitIssueText, type Config } from "./schema.ts";
+
+export { targetGroups };
 
 /** One problem of a configuration file, at the node that causes it. */
 export interface ConfigIssue {
@@ -52,11 +58,6 @@ export type ParseResult =
   | { readonly ok: false; readonly issues: ConfigIssue[] };
 
 export type LoadResult = ParseResult | { readonly ok: false; readonly unreadable: string };
-
-/** Exit statuses of `netprobify check` (sysexits.h). */
-export const EXIT_OK = 0;
-export const EXIT_DATAERR = 65;
-export const EXIT_NOINPUT = 66;
 
 /** Files tried, in this order, when no file is named: the README's name, then the original's default. */
 export const CONFIG_FILE_NAMES = ["netprobify.yaml", "config.yaml"] as const;
@@ -122,7 +123,7 @@ export function parseYamlText<T>(
         const quote = error.code === "MISSING_CHAR" && /quote/.test(error.message);
         const unclosed = quote ? unclosedQuote(doc, error.pos[0]) : undefined;
         const { line, col } = at(unclosed ?? error.pos[0]);
-        const firstLine = error.message.split("\n")[0] ?? error.message;
+        const firstLine = cutLong(cutQuotes(error.message.split("\n")[0] ?? error.message));
         const message =
           unclosed !== undefined
             ? "a quoted string is never closed"
@@ -134,13 +135,15 @@ export function parseYamlText<T>(
     };
   }
 
+  const anchors = new AnchorTable(doc);
   let data: unknown;
   try {
-    data = doc.toJS();
+    data = documentData(doc, anchors, { merge: options.yaml11 !== false });
   } catch (error) {
-    // toJS refuses documents whose aliases expand without bound ("billion laughs").
+    // An alias without its anchor, or aliases expanding without bound ("billion laughs").
+    const offset = error instanceof YamlDataError ? error.offset : 0;
     const message = error instanceof Error ? error.message : String(error);
-    const issue = { file, line: 1, col: 1, path: "", message: `YAML cannot be expanded: ${message}`, expected: "" };
+    const issue = { file, ...at(offset), path: "", message: `YAML cannot be expanded: ${message}`, expected: "" };
     return { ok: false, issues: [issue] };
   }
   if (data === null || data === undefined) {
@@ -149,7 +152,7 @@ export function parseYamlText<T>(
     return { ok: false, issues: [issue] };
   }
 
-  const locator = new Locator(doc, lines);
+  const locator = new Locator(doc, lines, anchors);
   const checked = checkValue(schema, data);
   if (!checked.ok) {
     const placed = checked.raw.map((issue) => locator.place(issue, file));
@@ -222,18 +225,67 @@ export function formatWarnings(file: string, warnings: readonly Warning[]): stri
   return [...warnings].sort((a, b) => a.line - b.line || a.col - b.col).map((w) => formatWarning(file, w));
 }
 
+/** What a file was found to be instead of a regular file. */
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
+/**
+ * The text of a settings file (netprobify.yaml, api.yaml), or why it cannot be had: only a
+ * regular file of at most MAX_CONFIG_FILE_BYTES is read. The file is opened without blocking (a
+ * FIFO would wait for a writer forever) and examined with fstat before a byte is read (a device
+ * such as /dev/zero would never end); a file that grows meanwhile is still cut off at the limit.
+ * @returns The text, or `failure`: a few words ("no such file", "it is a FIFO, not a regular file").
+ */
+export async function readSettingsFile(path: string): Promise<{ text: string } | { failure: string; code?: string }> {
+  let file: Awaited<ReturnType<typeof open>>;
+  try {
+    file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (error) {
+    const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
+    return { failure: readFailure(error), ...(typeof code === "string" ? { code } : {}) };
+  }
+  const tooLarge = (size: string) =>
+    `it is ${size} bytes, over the limit of ${MAX_CONFIG_FILE_BYTES.toLocaleString("en-US")} (${MAX_CONFIG_FILE_BYTES / 1024 / 1024} MiB)`;
+  try {
+    const st = await file.stat();
+    if (st.isDirectory()) return { failure: "it is a directory", code: "EISDIR" };
+    if (!st.isFile()) return { failure: `it is ${fileKind(st)}, not a regular file` };
+    if (st.size > MAX_CONFIG_FILE_BYTES) return { failure: tooLarge(st.size.toLocaleString("en-US")) };
+    let buffer = Buffer.allocUnsafe(st.size + 1);
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        if (length > MAX_CONFIG_FILE_BYTES) return { failure: tooLarge(`more than ${MAX_CONFIG_FILE_BYTES.toLocaleString("en-US")}`) };
+        const grown = Buffer.allocUnsafe(Math.min(buffer.length * 2, MAX_CONFIG_FILE_BYTES + 1));
+        buffer.copy(grown, 0, 0, length);
+        buffer = grown;
+      }
+      const { bytesRead } = await file.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return { text: buffer.toString("utf8", 0, length) };
+  } catch (error) {
+    return { failure: readFailure(error) };
+  } finally {
+    await file.close();
+  }
+}
+
 /**
  * Reads and validates a file.
  * @returns As {@link parseConfigText}, or `unreadable` with one line saying why the file could not be read.
  */
 export async function loadConfigFile(path: string): Promise<LoadResult> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    return { ok: false, unreadable: `${path}: cannot read the file: ${readFailure(error)}` };
-  }
-  return parseConfigText(text, path);
+  const read = await readSettingsFile(path);
+  if ("failure" in read) return { ok: false, unreadable: `${path}: cannot read the file: ${read.failure}` };
+  return parseConfigText(read.text, path);
 }
 
 /** The built-in configuration, used when no file is named and none of {@link CONFIG_FILE_NAMES} exists. */
@@ -251,40 +303,6 @@ export async function findConfigFile(dir: string): Promise<string | undefined> {
     if (await Bun.file(path).exists()) return path;
   }
   return undefined;
-}
-
-/**
- * `netprobify check FILE`: validates without resolving or sending anything.
- * @returns The exit status and the lines to print: 0 with the warnings and a summary, 65 with one
- * line per issue, 66 with one line saying why the file cannot be read.
- */
-export async function checkConfigFile(path: string): Promise<{ exitCode: 0 | 65 | 66; lines: string[] }> {
-  return checkOutcome(path, await loadConfigFile(path));
-}
-
-/** {@link checkConfigFile} for a file already loaded (the CLI goes on to its inventories). */
-export function checkOutcome(path: string, result: LoadResult): { exitCode: 0 | 65 | 66; lines: string[] } {
-  if ("unreadable" in result) return { exitCode: EXIT_NOINPUT, lines: [result.unreadable] };
-  if (!result.ok) return { exitCode: EXIT_DATAERR, lines: result.issues.map(formatIssue) };
-  const groups = Object.keys(result.config.groups).length;
-  const targets = Object.keys(result.config.targets).length;
-  const summary = `${path}: valid, ${plural(groups, "group")} and ${plural(targets, "target")}`;
-  return { exitCode: EXIT_OK, lines: [...result.warnings, summary] };
-}
-
-/**
- * The groups a target sends in: those it is auto-registered to (both sides willing) or
- * explicitly registered to, less those it is excluded from; exclusion wins. Unknown group
- * names are ignored (parseConfigText warns about them).
- */
-export function targetGroups(config: Config, target: TargetConfig): string[] {
-  const { register_to, exclude_from } = target.explicit_groups;
-  return Object.entries(config.groups)
-    .filter(([name, group]) => {
-      if (exclude_from.includes(name)) return false;
-      return (target.auto_register_to_groups && group.permit_target_auto_register) || register_to.includes(name);
-    })
-    .map(([name]) => name);
 }
 
 // --- internal ---
@@ -308,17 +326,22 @@ interface Issue {
  * missing quote at the end of the file, far from the mistake.
  */
 function unclosedQuote(doc: Document, errorOffset: number): number | undefined {
-  let start: number | undefined;
-  visit(doc, {
-    Scalar(_key, node) {
+  // Depth first in document order, on a stack: yaml's visit() costs the square of the depth, which
+  // made a 10 kB file of nested lists with a stray quote take 4 s.
+  const stack: unknown[] = [doc.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (isScalar(node)) {
       const quoted = node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE";
-      if (quoted && node.range && node.range[1] >= errorOffset) start ??= node.range[0];
-    },
-  });
-  return start;
+      if (quoted && node.range && node.range[1] >= errorOffset) return node.range[0];
+    } else if (isMap(node)) {
+      for (let i = node.items.length - 1; i >= 0; i--) stack.push(node.items[i]!.value, node.items[i]!.key);
+    } else if (isSeq(node)) {
+      for (let i = node.items.length - 1; i >= 0; i--) stack.push(node.items[i]);
+    }
+  }
+  return undefined;
 }
-
-const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /** Why a file could not be read, in a few words ("no such file", "permission denied"). */
 export function readFailure(error: unknown): string {
@@ -336,8 +359,26 @@ export function readFailure(error: unknown): string {
   }
 }
 
+/**
+ * A parser's message with every long quoted text in it cut short: the yaml package quotes the
+ * token it stopped at, which may be a megabyte of one scalar.
+ */
+function cutQuotes(message: string): string {
+  return message.replace(
+    /"((?:[^"\\]|\\.){64,})"/g,
+    (_, inner: string) => `"${inner.slice(0, 40)}..." (${inner.length.toLocaleString("en-US")} characters)`,
+  );
+}
+
+/** A message cut at 200 characters: the parser may also echo a long token without quotes. */
+const cutLong = (message: string) =>
+  message.length <= 200 ? message : `${message.slice(0, 160)}... (${message.length.toLocaleString("en-US")} characters)`;
+
+/** A key as a path shows it: a huge one (a mistake, or an attack) cut short like a huge value. */
+const pathKey = (key: string) => (key.length <= 64 ? key : `${key.slice(0, 40)}...(${key.length.toLocaleString("en-US")} characters)`);
+
 function formatPath(keys: readonly Key[]): string {
-  return keys.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? key : `.${key}`)).join("");
+  return keys.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? pathKey(key) : `.${pathKey(key)}`)).join("");
 }
 
 const startsWith = (keys: readonly Key[], prefix: readonly Key[]) => prefix.every((key, i) => keys[i] === key);
@@ -345,9 +386,12 @@ const startsWith = (keys: readonly Key[], prefix: readonly Key[]) => prefix.ever
 const isPlainMap = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** A value as a message shows it: strings quoted, collections by kind. */
+/** A value as a message shows it: strings quoted (a long one cut short), collections by kind. */
 function show(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") {
+    if (value.length <= 64) return JSON.stringify(value);
+    return `${JSON.stringify(value.slice(0, 40))}... (${value.length.toLocaleString("en-US")} characters)`;
+  }
   if (Array.isArray(value)) return "a list";
   if (value === null || value === undefined) return "an empty value";
   if (typeof value === "object") return "a map";
@@ -365,9 +409,25 @@ function shapeIssues(
 ): { issues: Issue[]; listsForMaps: Key[][] } {
   const issues: Issue[] = [];
   const listsForMaps: Key[][] = [];
+  // What a schema node allows depends on the node and, for a variant, on its discriminator's
+  // value alone: worked out once per pair, not once per target (100,000 targets share three).
+  type Shape = { allowed?: string[]; values?: SchemaNode; children: Map<string, SchemaNode | undefined> };
+  const shapes = new Map<SchemaNode, Map<unknown, Shape>>();
+  const shapeOf = (schema: SchemaNode, data: unknown) => {
+    let byVariant = shapes.get(schema);
+    if (!byVariant) shapes.set(schema, (byVariant = new Map()));
+    const variant = variantDiscriminator(schema, data);
+    let shape = byVariant.get(variant);
+    if (!shape) byVariant.set(variant, (shape = { allowed: knownKeys(schema, data), values: recordValue(schema), children: new Map() }));
+    return shape;
+  };
+  const childOf = (schema: SchemaNode, data: unknown, key: string) => {
+    const children = shapeOf(schema, data).children;
+    if (!children.has(key)) children.set(key, schemaAt(schema, [key], data)?.node);
+    return children.get(key);
+  };
   const visit = (schema: SchemaNode, data: unknown, at: Key[]) => {
-    const allowed = knownKeys(schema, data);
-    const values = recordValue(schema);
+    const { allowed, values } = shapeOf(schema, data);
     if ((allowed || values) && Array.isArray(data)) {
       listsForMaps.push(at);
       const expected = describeExpected(schema);
@@ -380,8 +440,8 @@ function shapeIssues(
           issues.push(unknownField([...at, key], key, allowed, schema));
           continue;
         }
-        const next = schemaAt(schema, [key], data);
-        if (next) visit(next.node, child, [...at, key]);
+        const next = childOf(schema, data, key);
+        if (next) visit(next, child, [...at, key]);
       }
     } else if (values && isPlainMap(data)) {
       for (const [key, child] of Object.entries(data)) visit(values, child, [...at, key]);
@@ -414,6 +474,8 @@ function closest(word: string, names: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const name of names) {
+    // The length difference is a lower bound of the distance: a long key costs nothing here.
+    if (Math.abs(word.length - name.length) >= bestDistance) continue;
     const d = editDistance(word, name);
     if (d < bestDistance) [best, bestDistance] = [name, d];
   }
@@ -496,6 +558,12 @@ function problem(issue: v.BaseIssue<unknown>, node: SchemaNode | undefined): str
       return `${value} is not a finite number`;
     case "non_empty":
       return `the value is empty`;
+    case "max_length":
+      return Array.isArray(issue.input)
+        ? `a list of ${issue.input.length.toLocaleString("en-US")} items is too long`
+        : `a text of ${String(issue.input).length.toLocaleString("en-US")} characters is too long`;
+    case "max_entries":
+      return `a map of ${Object.keys(issue.input ?? {}).length.toLocaleString("en-US")} entries is too large`;
     case "ipv4":
       return `${value} is not an IPv4 address`;
     case "ipv6":
@@ -532,6 +600,7 @@ export class Locator {
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
+    private readonly anchors: AnchorTable,
   ) {}
 
   place(issue: Issue, file: string): ConfigIssue {
@@ -571,7 +640,7 @@ export class Locator {
   }
 
   private resolve(node: Node | undefined): Node | undefined {
-    return isAlias(node) ? (node.resolve(this.doc) ?? undefined) : node;
+    return isAlias(node) ? this.anchors.resolve(node) : node;
   }
 
   private child(container: Node, step: Key): { key?: Node; value?: Node } | undefined {
@@ -649,7 +718,7 @@ function configWarnings(config: Config, data: unknown, locator: Locator): Warnin
   for (const [name, target] of Object.entries(config.targets)) {
     for (const list of ["register_to", "exclude_from"] as const) {
       target.explicit_groups[list].forEach((group, i) => {
-        if (!(group in config.groups)) {
+        if (!Object.hasOwn(config.groups, group)) {
           warn(["targets", name, "explicit_groups", list, i], "value", `group "${group}" does not exist; ignored`);
         }
       });

@@ -6,11 +6,33 @@
  * is added or changed here and nowhere else (then `bun run scripts/gen-schema.ts`).
  */
 import * as v from "valibot";
+import { destinationSize, formatCount } from "../targets/destinations.ts";
+import { iterationSize } from "./iteration.ts";
+import {
+  MAX_ADDRESSES_PER_DESTINATION,
+  MAX_DESCRIPTION_LENGTH,
+  MAX_DESTINATION_LENGTH,
+  MAX_DURATION_S,
+  MAX_GROUPS,
+  MAX_HISTOGRAM_BUCKETS,
+  MAX_LIFETIME_S,
+  MAX_NAME_LENGTH,
+  MAX_NB_PACKETS,
+  MAX_NB_PROC,
+  MAX_PROBED_ADDRESSES_PER_ITERATION,
+  MAX_PROBES_PER_ITERATION,
+  MAX_PATH_LENGTH,
+  MAX_PROBES_PER_SECOND,
+  MAX_TARGETS,
+} from "./limits.ts";
 
 // --- names and enumerations ---
 
-/** Probe, group and target names: they become label values and keys, so the original kept them tame. */
-export const NAME_PATTERN = /^[a-z0-9_\-\.]+$/;
+/**
+ * Probe, group and target names: they become label values and keys, so the original kept them
+ * tame; the length bound keeps every series of every scrape small.
+ */
+export const NAME_PATTERN = new RegExp(`^[a-z0-9_\\-\\.]{1,${MAX_NAME_LENGTH}}$`);
 
 export const TARGET_TYPES = ["TCPsyn", "ICMPping", "UDPunreachable"] as const;
 export type TargetType = (typeof TARGET_TYPES)[number];
@@ -121,7 +143,65 @@ export function splitIssueText(message: string): { problem: string; expected: st
   return { problem: message.slice(0, at), expected: message.slice(at + ISSUE_TEXT_SEPARATOR.length) };
 }
 
-const show = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value));
+/** A value as a message quotes it; a long text is cut, so that a huge value never makes a huge message. */
+const show = (value: unknown): string => {
+  if (typeof value !== "string") return String(value);
+  return value.length <= 64 ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, 40))}... (${formatCount(value.length)} characters)`;
+};
+
+// --- maps keyed by user input ---
+
+/**
+ * v.record, except that every key is kept and the map has no prototype. valibot's record drops
+ * the keys __proto__, prototype and constructor without a word (a guard against prototype
+ * pollution), so targets or groups so named would vanish; and on an ordinary object,
+ * `"constructor" in groups` is true for a config without that group. Keys are iterated as
+ * Object.keys gives them, which is what the YAML and JSON parsers define as own properties.
+ */
+function userRecord<const TKey extends v.GenericSchema<string, string>, const TValue extends v.GenericSchema>(
+  key: TKey,
+  value: TValue,
+): v.RecordSchema<TKey, TValue, undefined> {
+  const base = v.record(key, value);
+  type Run = (typeof base)["~run"];
+  const run: Run = (dataset, config) => {
+    const input = dataset.value;
+    if (!input || typeof input !== "object") return base["~run"](dataset, config);
+    const entries = input as Record<string, unknown>;
+    const output: Record<string, unknown> = Object.create(null);
+    let typed = true;
+    const issues: v.BaseIssue<unknown>[] = [];
+    for (const entryKey of Object.keys(entries)) {
+      const entryValue = entries[entryKey];
+      const keyDataset = key["~run"]({ value: entryKey }, config);
+      const pathItem = (origin: "key" | "value"): v.ObjectPathItem => ({
+        type: "object",
+        origin,
+        input: entries,
+        key: entryKey,
+        value: entryValue,
+      });
+      for (const issue of keyDataset.issues ?? []) issues.push({ ...issue, path: [pathItem("key")] });
+      const valueDataset = value["~run"]({ value: entryValue }, config);
+      for (const issue of valueDataset.issues ?? []) issues.push({ ...issue, path: [pathItem("value"), ...(issue.path ?? [])] });
+      if (!keyDataset.typed || !valueDataset.typed) typed = false;
+      if (keyDataset.typed) output[keyDataset.value] = valueDataset.value;
+      if (config.abortEarly && issues.length > 0) {
+        typed = false;
+        break;
+      }
+    }
+    const result = issues.length > 0 ? { typed, value: output, issues } : { typed, value: output };
+    return result as unknown as ReturnType<Run>;
+  };
+  const { "~standard": _standard, ...rest } = base;
+  return v._standardSchema<typeof base>({ ...rest, "~run": run });
+}
+
+/** An own copy of a map with no prototype (after a structured clone, which gives it one back). */
+export function withoutPrototype<T>(map: Readonly<Record<string, T>>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, map);
+}
 
 // --- address helpers (also used by the daemon) ---
 
@@ -167,7 +247,7 @@ export function ipPayloadSize(
 
 // --- field builders ---
 
-export const NAME_EXPECTED = "a name of lowercase letters, digits, _, - and .";
+export const NAME_EXPECTED = `a name of up to ${MAX_NAME_LENGTH} lowercase letters, digits, _, - and .`;
 
 const nameField = (text: string) =>
   v.pipe(
@@ -180,30 +260,56 @@ const nameField = (text: string) =>
 const portField = (text: string) =>
   v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535), v.description(text));
 
-const integerField = (min: number, text: string) =>
-  v.pipe(v.number(), v.integer(), v.minValue(min), v.description(text));
+const integerField = (min: number, max: number, text: string) =>
+  v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max), v.description(text));
 
-const positiveSecondsField = (text: string) => v.pipe(v.number(), v.finite(), v.gtValue(0), v.description(text));
+/** Whole seconds: every duration is bounded by MAX_DURATION_S, so no timer can overflow. */
+const secondsField = (min: number, text: string) => integerField(min, MAX_DURATION_S, text);
+
+/** Fractional seconds above 0; the upper bound also refuses .inf (one message, not two). */
+const positiveSecondsField = (text: string) =>
+  v.pipe(v.number(), v.gtValue(0), v.maxValue(MAX_DURATION_S), v.description(text));
 
 const booleanField = (text: string) => v.pipe(v.boolean(), v.description(text));
 
+/** The longest prefix whose subnet still fits MAX_ADDRESSES_PER_DESTINATION, per family. */
+const SHORTEST_PREFIX = { ipv4: 16, ipv6: 112 } as const satisfies Record<AddressFamily, number>;
+
 const cidrField = (family: AddressFamily, example: string, text: string) => {
   const label = family === "ipv4" ? "IPv4" : "IPv6";
+  const expected = `an ${label} subnet in CIDR notation, such as ${example}`;
+  const limit =
+    `at most ${formatCount(MAX_ADDRESSES_PER_DESTINATION)} addresses: an ${label} prefix of ` +
+    `/${SHORTEST_PREFIX[family]} or longer`;
   return v.pipe(
     v.string(),
     v.check((value) => isCidr(value, family)),
-    hints({ noun: `an ${label} subnet`, expected: `an ${label} subnet in CIDR notation, such as ${example}` }),
-    v.description(text),
+    // The source addresses are expanded once per iteration: refused here rather than there.
+    v.check(
+      (value) => !isCidr(value, family) || destinationSize(value).ok,
+      (issue) => {
+        const size = destinationSize(issue.input);
+        const problem = size.ok ? "" : size.problem;
+        return size.ok || size.count === undefined
+          ? issueText(`${show(issue.input)} ${problem}`, expected)
+          : issueText(`${show(issue.input)} ${problem}`, limit);
+      },
+    ),
+    hints({ noun: `an ${label} subnet`, expected }),
+    v.description(`${text} At most ${formatCount(MAX_ADDRESSES_PER_DESTINATION)} addresses.`),
   );
 };
 
 // --- global ---
 
 const HISTOGRAM_BUCKETS_EXPECTED =
-  "a strictly increasing list of numbers of seconds above 0, or [] to turn histograms off";
+  `a strictly increasing list of at most ${MAX_HISTOGRAM_BUCKETS} numbers of seconds above 0, or [] to turn histograms off`;
 
 const histogramBuckets = v.pipe(
   v.array(v.pipe(v.number(), v.finite(), v.gtValue(0))),
+  v.maxLength(MAX_HISTOGRAM_BUCKETS, (issue) =>
+    issueText(`${formatCount(issue.input.length)} buckets are too many`, HISTOGRAM_BUCKETS_EXPECTED),
+  ),
   v.check(
     (buckets) => buckets.every((bound, i) => i === 0 || bound > (buckets[i - 1] ?? -Infinity)),
     (issue) => {
@@ -220,24 +326,24 @@ const histogramBuckets = v.pipe(
     "Added by this project. Upper bounds in seconds of the buckets of the *_round_trip_histogram_seconds " +
       "histograms, strictly increasing. The default doubles from 50 us to 13.1072 s: 0.00005, 0.0001, " +
       "0.0002, ..., 6.5536, 13.1072 (19 buckets, plus the implicit +Inf). An empty list turns the " +
-      "histograms off.",
+      `histograms off. At most ${MAX_HISTOGRAM_BUCKETS} buckets.`,
   ),
 );
 
 export const GlobalSchema = v.pipe(
   v.strictObject({
     probe_name: nameField("Name of this prober: the value of the probe_name label on every metric."),
-    interval: integerField(1, "Seconds between the starts of two probing iterations."),
+    interval: secondsField(1, "Seconds between the starts of two probing iterations."),
     interval_packets: v.optional(
       v.pipe(
         v.number(),
-        v.finite(),
         v.minValue(0),
+        v.maxValue(MAX_DURATION_S),
         v.description("Seconds to wait between two packets of the same target. 0 sends them back to back."),
       ),
       GLOBAL_DEFAULTS.interval_packets,
     ),
-    nb_proc: integerField(1, "How many Workers probe in parallel."),
+    nb_proc: integerField(1, MAX_NB_PROC, "How many Workers probe in parallel."),
     verbose: v.optional(
       v.pipe(v.picklist([0, 1]), v.description("1 logs every packet sent and received; 0 does not.")),
       GLOBAL_DEFAULTS.verbose,
@@ -252,12 +358,12 @@ export const GlobalSchema = v.pipe(
       ),
       GLOBAL_DEFAULTS.prometheus_address,
     ),
-    dns_update_interval: integerField(
+    dns_update_interval: secondsField(
       0,
       "Seconds between two resolutions of the targets' hostnames. 0 resolves them once, at start.",
     ),
     reload_conf_interval: v.optional(
-      integerField(0, "Seconds between two re-readings of this file. 0 re-reads it only on SIGHUP."),
+      secondsField(0, "Seconds between two re-readings of this file. 0 re-reads it only on SIGHUP."),
       GLOBAL_DEFAULTS.reload_conf_interval,
     ),
     l3_raw_socket: v.optional(
@@ -277,7 +383,16 @@ export const GlobalSchema = v.pipe(
     percentile: v.optional(
       v.pipe(
         v.array(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
-        hints({ expected: "a list of integers from 1 to 100" }),
+        // A percentile given twice would be two series with the same labels.
+        v.check(
+          (list) => new Set(list).size === list.length,
+          (issue) =>
+            issueText(
+              `${issue.input.find((p, i) => issue.input.indexOf(p) !== i)} is given twice`,
+              "a list of distinct integers from 1 to 100",
+            ),
+        ),
+        hints({ expected: "a list of distinct integers from 1 to 100" }),
         v.description("Percentiles exposed in the percentile label of the *_round_trip_seconds gauges."),
       ),
       () => [...GLOBAL_DEFAULTS.percentile],
@@ -301,6 +416,7 @@ export const GlobalSchema = v.pipe(
     max_probes_per_second: v.optional(
       integerField(
         1,
+        MAX_PROBES_PER_SECOND,
         "Added by this project. Ceiling on the packets sent per second by all Workers together, so that a " +
           "large configuration can neither flood a network nor trip the ICMP rate limits of routers and " +
           "hosts. Sending slows down to stay under it; the lag shows in app_send_lag_seconds.",
@@ -473,19 +589,54 @@ const explicitGroupsSchema = v.pipe(
   v.description("Group memberships named one by one."),
 );
 
+const DESTINATION_EXPECTED = "an IP address, a hostname, a CIDR subnet or a range";
+const DESTINATION_LIMIT =
+  `at most ${formatCount(MAX_ADDRESSES_PER_DESTINATION)} addresses per destination: an IPv4 subnet of ` +
+  `/${SHORTEST_PREFIX.ipv4} or longer, an IPv6 one of /${SHORTEST_PREFIX.ipv6} or longer, or a smaller range`;
+
+/**
+ * A destination the daemon can expand: a subnet or range must be well formed and within
+ * MAX_ADDRESSES_PER_DESTINATION, worked out by the code that expands it (destinations.ts).
+ */
+const destinationField = (text: string) =>
+  v.pipe(
+    v.string(),
+    v.nonEmpty(),
+    v.maxLength(MAX_DESTINATION_LENGTH, (issue) =>
+      issueText(
+        `a text of ${formatCount(issue.input.length)} characters is too long`,
+        `${DESTINATION_EXPECTED}, at most ${MAX_DESTINATION_LENGTH} characters`,
+      ),
+    ),
+    v.check(
+      (value) => value.length > MAX_DESTINATION_LENGTH || destinationSize(value).ok,
+      (issue) => {
+        const size = destinationSize(issue.input);
+        const problem = `${show(issue.input)} ${size.ok ? "" : size.problem}`;
+        return issueText(problem, !size.ok && size.count !== undefined ? DESTINATION_LIMIT : DESTINATION_EXPECTED);
+      },
+    ),
+    hints({ expected: DESTINATION_EXPECTED }),
+    v.description(text),
+  );
+
 /** The fields every type of target has; type, dst_port and ip_payload_size differ per type. */
 const targetEntries = {
   description: v.optional(
-    v.pipe(v.string(), v.description("Free text for people. Default: the target's name.")),
-  ),
-  destination: v.pipe(
-    v.string(),
-    v.nonEmpty(),
-    hints({ expected: "an IP address, a hostname, a CIDR subnet or a range" }),
-    v.description(
-      "What to probe: an IP address, a hostname, a CIDR subnet or a range such as 198.18.*.1-5 (the " +
-        "last two with is_subnet: true).",
+    v.pipe(
+      v.string(),
+      v.maxLength(MAX_DESCRIPTION_LENGTH, (issue) =>
+        issueText(
+          `a text of ${formatCount(issue.input.length)} characters is too long`,
+          `at most ${MAX_DESCRIPTION_LENGTH} characters`,
+        ),
+      ),
+      v.description(`Free text for people, at most ${MAX_DESCRIPTION_LENGTH} characters. Default: the target's name.`),
     ),
+  ),
+  destination: destinationField(
+    "What to probe: an IP address, a hostname, a CIDR subnet or a range such as 198.18.*.1-5 (the " +
+      `last two with is_subnet: true), of at most ${formatCount(MAX_ADDRESSES_PER_DESTINATION)} addresses.`,
   ),
   address_family: v.optional(
     v.pipe(
@@ -505,7 +656,7 @@ const targetEntries = {
     TARGET_DEFAULTS.is_subnet,
   ),
   nb_packets: v.optional(
-    integerField(1, "Packets sent in each group the target belongs to, per iteration."),
+    integerField(1, MAX_NB_PACKETS, "Packets sent in each group the target belongs to, per iteration."),
     TARGET_DEFAULTS.nb_packets,
   ),
   threshold: v.optional(thresholdSchema),
@@ -524,7 +675,7 @@ const targetEntries = {
     TARGET_DEFAULTS.timeout,
   ),
   dns_update_interval: v.optional(
-    integerField(0, "Overrides global.dns_update_interval for this target. 0 resolves once."),
+    secondsField(0, "Overrides global.dns_update_interval for this target. 0 resolves once."),
   ),
   auto_register_to_groups: v.optional(
     booleanField("Join every group whose permit_target_auto_register is true."),
@@ -576,11 +727,16 @@ const PAYLOAD_PATHS = [["type"], ["ip_payload_size"], ["address_family"], ["dest
 
 type FamilyFields = { address_family?: AddressFamily; destination: string };
 
-/** "ipv4" on ::1 can only be a mistake; hostnames resolve per family and are never flagged. */
+/**
+ * "ipv4" on ::1 or "ipv6" on 198.18.*.1 can only be a mistake (the probes could not be built);
+ * hostnames resolve per family and are never flagged.
+ */
 const familyFitsDestination = (t: FamilyFields) => {
   if (t.address_family === undefined) return true;
   const other: AddressFamily = t.address_family === "ipv4" ? "ipv6" : "ipv4";
-  return !isLiteralOfFamily(t.destination, other);
+  if (isLiteralOfFamily(t.destination, other)) return false;
+  const size = destinationSize(t.destination);
+  return !size.ok || size.family === null || size.family === (t.address_family === "ipv4" ? 4 : 6);
 };
 const familyMismatch = (t: FamilyFields) =>
   issueText(
@@ -687,6 +843,20 @@ export function creationSeconds(value: unknown): number | undefined {
 const LIFETIME_EXPECTED = 'a number of seconds, or a duration such as "1d 3h 2m"';
 const CREATION_EXPECTED = "seconds since 1970, or an ISO 8601 date such as 2026-11-25T10:00:00Z (with its zone)";
 
+/**
+ * The second check of a lifetime field: a lifetime (else the first check reports it) of at most
+ * MAX_LIFETIME_S, with the figure in the message.
+ */
+export const lifetimeBound = (expected: string) =>
+  v.check(
+    (x: unknown) => (lifetimeSeconds(x) ?? 0) <= MAX_LIFETIME_S,
+    (issue) =>
+      issueText(
+        `${show(issue.input)} is ${formatCount(lifetimeSeconds(issue.input) ?? 0)} s, longer than ${MAX_LIFETIME_S / 86_400} days`,
+        `${expected}, of at most ${MAX_LIFETIME_S / 86_400}d`,
+      ),
+  );
+
 /** What an inventory adds to a configured target's fields. */
 const inventoryEntries = {
   hostname: v.pipe(
@@ -695,14 +865,7 @@ const inventoryEntries = {
     hints({ noun: "a hostname or an IP address", expected: "a hostname or an IP address" }),
     v.description("Names the target: it is called <inventory>_<hostname>. Also the destination when none is given."),
   ),
-  destination: v.optional(
-    v.pipe(
-      v.string(),
-      v.nonEmpty(),
-      hints({ expected: "an IP address, a hostname, a CIDR subnet or a range" }),
-      v.description("What to probe. Default: the hostname."),
-    ),
-  ),
+  destination: v.optional(destinationField("What to probe. Default: the hostname.")),
   groups: v.optional(
     v.pipe(
       v.array(v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid group name", expected: NAME_EXPECTED }))),
@@ -725,6 +888,7 @@ const inventoryEntries = {
     v.pipe(
       v.unknown(),
       v.check((x) => lifetimeSeconds(x) !== undefined),
+      lifetimeBound(LIFETIME_EXPECTED),
       hints({ noun: "a lifetime", expected: LIFETIME_EXPECTED }),
       v.description(
         "How long the target lives after creation_date (after it was first published when there is " +
@@ -802,12 +966,15 @@ export const InventoryListSchema = v.pipe(
   v.description("The whole list of targets of one dynamic inventory."),
 );
 
-const relativePathField = (text: string) =>
-  v.pipe(v.string(), v.nonEmpty(), hints({ expected: "a path, relative to the config file's directory or absolute" }), v.description(text));
+export const PATH_EXPECTED = `a path of at most ${MAX_PATH_LENGTH} characters, relative to the config file's directory or absolute`;
+
+/** A path: bounded, because messages name it (a missing module directory, a missing token file). */
+export const pathField = (text: string) =>
+  v.pipe(v.string(), v.nonEmpty(), v.maxLength(MAX_PATH_LENGTH), hints({ expected: PATH_EXPECTED }), v.description(text));
 
 const FileInventorySchema = v.pipe(
   v.strictObject({
-    directory: relativePathField(
+    directory: pathField(
       "Directory of .yaml, .yml and .json files, each a list of targets; watched, changes apply at the next iteration.",
     ),
   }),
@@ -823,11 +990,11 @@ const HttpInventorySchema = v.pipe(
       hints({ noun: "an http or https URL", expected: "an http:// or https:// URL" }),
       v.description("URL answering a JSON list of targets, as Prometheus http_sd does."),
     ),
-    refresh_interval: v.optional(integerField(1, "Seconds between two polls."), 60),
+    refresh_interval: v.optional(secondsField(1, "Seconds between two polls."), 60),
     timeout: v.optional(positiveSecondsField("Seconds one poll may take."), 10),
     bearer_token: v.optional(v.pipe(v.string(), v.nonEmpty(), v.description("Sent as Authorization: Bearer <token>."))),
     bearer_token_file: v.optional(
-      relativePathField("File holding the bearer token (read at every poll), instead of bearer_token."),
+      pathField("File holding the bearer token (read at every poll), instead of bearer_token."),
     ),
   }),
   v.forward(
@@ -852,7 +1019,7 @@ const inventoryNameKey = v.pipe(
 export const InventoriesSchema = v.pipe(
   v.strictObject({
     modules_directory: v.optional(
-      relativePathField(
+      pathField(
         "Directory of custom inventory modules (.ts or .js), each started in its own child process. " +
           "Default: dynamic_inventories beside the config file.",
       ),
@@ -860,10 +1027,10 @@ export const InventoriesSchema = v.pipe(
     ),
     modules: v.optional(
       v.pipe(
-        v.record(
+        userRecord(
           inventoryNameKey,
           v.pipe(
-            v.record(v.string(), v.unknown()),
+            userRecord(v.string(), v.unknown()),
             hints({ expected: "a map of options" }),
             v.description("Options of one module, as it documents them."),
           ),
@@ -875,7 +1042,7 @@ export const InventoriesSchema = v.pipe(
     ),
     file: v.optional(
       v.pipe(
-        v.record(inventoryNameKey, FileInventorySchema),
+        userRecord(inventoryNameKey, FileInventorySchema),
         hints({ expected: "a map of inventory names to file inventories" }),
         v.description("File inventories by name."),
       ),
@@ -883,7 +1050,7 @@ export const InventoriesSchema = v.pipe(
     ),
     http: v.optional(
       v.pipe(
-        v.record(inventoryNameKey, HttpInventorySchema),
+        userRecord(inventoryNameKey, HttpInventorySchema),
         hints({ expected: "a map of inventory names to http inventories" }),
         v.description("HTTP inventories by name."),
       ),
@@ -892,9 +1059,9 @@ export const InventoriesSchema = v.pipe(
   }),
   v.forward(
     v.check(
-      (i) => Object.keys(i.file).every((name) => !(name in i.http)),
+      (i) => Object.keys(i.file).every((name) => !Object.hasOwn(i.http, name)),
       (i) => {
-        const name = Object.keys(i.input.file).find((n) => n in i.input.http) ?? "";
+        const name = Object.keys(i.input.file).find((n) => Object.hasOwn(i.input.http, n)) ?? "";
         return issueText(`${show(name)} names both a file and an http inventory`, "a name used once across inventories");
       },
     ),
@@ -915,24 +1082,66 @@ export type FileInventoryConfig = v.InferOutput<typeof FileInventorySchema>;
 
 const nameKey = v.pipe(v.string(), v.regex(NAME_PATTERN), hints({ noun: "a valid name", expected: NAME_EXPECTED }));
 
+const ITERATION_EXPECTED = (limit: number, what: string) =>
+  `at most ${formatCount(limit)} ${what} per iteration: fewer targets, groups, addresses per subnet or nb_packets`;
+
 export const ConfigSchema = v.pipe(
   v.strictObject({
     global: GlobalSchema,
     groups: v.pipe(
-      v.record(nameKey, GroupSchema),
+      userRecord(nameKey, GroupSchema),
+      v.maxEntries(MAX_GROUPS, (issue) =>
+        issueText(`${formatCount(Object.keys(issue.input).length)} groups are too many`, `at most ${formatCount(MAX_GROUPS)} groups`),
+      ),
       hints({ expected: "a map of group names to group settings" }),
-      v.description("Groups by name. Each target sends its packets once per group it belongs to."),
+      v.description(
+        `Groups by name, at most ${formatCount(MAX_GROUPS)}. Each target sends its packets once per group it belongs to.`,
+      ),
     ),
     targets: v.nullish(
       v.pipe(
-        v.record(nameKey, TargetSchema),
+        userRecord(nameKey, TargetSchema),
+        v.maxEntries(MAX_TARGETS, (issue) =>
+          issueText(`${formatCount(Object.keys(issue.input).length)} targets are too many`, `at most ${formatCount(MAX_TARGETS)} targets`),
+        ),
         hints({ expected: "a map of target names to target settings" }),
-        v.description("Targets by name; the name is the destination label of their metrics."),
+        v.description(
+          `Targets by name, at most ${formatCount(MAX_TARGETS)}; the name is the destination label of their metrics. ` +
+            `Together they may send at most ${formatCount(MAX_PROBES_PER_ITERATION)} probes per iteration (nb_packets x ` +
+            `addresses x groups), to at most ${formatCount(MAX_PROBED_ADDRESSES_PER_ITERATION)} addresses counted once per group.`,
+        ),
       ),
-      () => ({}),
+      () => Object.create(null) as Record<string, never>,
     ),
     inventories: v.optional(InventoriesSchema),
   }),
+  // What an iteration holds is known before anything is resolved: a config the plan could not
+  // hold in memory is refused here, with the figures, rather than failing in every iteration.
+  v.forward(
+    v.check(
+      (c) => iterationSize(c).probes <= MAX_PROBES_PER_ITERATION,
+      (issue) => {
+        const size = iterationSize(issue.input);
+        const most = size.largest ? `; the most: ${show(size.largest.name)}, ${formatCount(size.largest.probes)}` : "";
+        return issueText(
+          `the targets send ${formatCount(size.probes)} probes per iteration${most}`,
+          ITERATION_EXPECTED(MAX_PROBES_PER_ITERATION, "probes"),
+        );
+      },
+    ),
+    ["targets"],
+  ),
+  v.forward(
+    v.check(
+      (c) => iterationSize(c).addresses <= MAX_PROBED_ADDRESSES_PER_ITERATION,
+      (issue) =>
+        issueText(
+          `the targets probe ${formatCount(iterationSize(issue.input).addresses)} addresses per iteration, once per group each`,
+          ITERATION_EXPECTED(MAX_PROBED_ADDRESSES_PER_ITERATION, "addresses"),
+        ),
+    ),
+    ["targets"],
+  ),
   hints({ expected: "a map with global, groups and targets" }),
   v.description("netprobify configuration (netprobify.yaml)."),
 );

@@ -5,14 +5,13 @@
  */
 import type { Server } from "bun";
 import { DEFAULT_CONFIG_SOURCE } from "../config/default-config.ts";
-import { formatIssue, loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
 import { VERSION } from "../version.ts";
-import { workerUrl } from "../worker-url.ts";
 import { credentialsFromEnv, makeHandler, serveMetrics } from "./http.ts";
 import { Metrics } from "./metrics.ts";
 import { buildPlan, type Series } from "./plan.ts";
+import { loadAll, type Loaded, type StartFailure } from "./configuration.ts";
 import { WorkerPool, type PoolOptions } from "./pool.ts";
 import { Resolver, systemLookup, type LookupFn } from "./resolver.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
@@ -22,7 +21,7 @@ import { readFileSync, statSync } from "node:fs";
 import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
 import { destinationForm, expandDestination } from "../targets/destinations.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
-import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
+import type { InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
 
 const log = logger("daemon");
@@ -47,55 +46,6 @@ export interface DaemonOptions {
   /** The config file, or null for the built-in default. */
   configPath: string | null;
   lookup?: LookupFn;
-}
-
-/**
- * Loads the config in a short-lived Worker (src/config/load-worker.ts): the parse's garbage goes
- * with it. Falls back to this thread if the Worker cannot run.
- */
-function loadConfigIsolated(path: string): Promise<LoadResult> {
-  return new Promise((resolve) => {
-    let worker: Worker;
-    try {
-      worker = new Worker(workerUrl("config/load-worker.ts"), { smol: true });
-    } catch {
-      resolve(loadConfigFile(path));
-      return;
-    }
-    worker.onmessage = (event: MessageEvent<LoadResult>) => {
-      worker.terminate();
-      resolve(event.data);
-    };
-    worker.onerror = (event) => {
-      worker.terminate();
-      log.warning("config loader Worker failed: loading in the main thread", { error: event.message });
-      resolve(loadConfigFile(path));
-    };
-    worker.postMessage(path);
-  });
-}
-
-/** Outcome of loading: exit code when the daemon cannot start. */
-export type StartFailure = { exitCode: 65 | 66; lines: string[] };
-
-/** A usable configuration: the file (or the built-in default) and the inventories it starts. */
-interface Loaded {
-  config: Config;
-  warnings: string[];
-  inventories: InventoryPlan;
-}
-
-/**
- * Reads the config (null: the built-in default) and api.yaml beside it; a problem in either
- * stops a start (65/66) and fails a reload alike.
- */
-async function loadAll(configPath: string | null): Promise<Loaded | StartFailure> {
-  const r = configPath ? await loadConfigIsolated(configPath) : loadDefaultConfig();
-  if ("unreadable" in r) return { exitCode: 66, lines: [`${configPath ?? DEFAULT_CONFIG_SOURCE}: ${r.unreadable}`] };
-  if (!r.ok) return { exitCode: 65, lines: r.issues.map(formatIssue) };
-  const inventories = await planInventories(r.config, configPath ? dirname(configPath) : process.cwd());
-  if (inventories.problems.length > 0) return { exitCode: 65, lines: inventories.problems };
-  return { config: r.config, warnings: r.warnings, inventories };
 }
 
 /** Files larger than this are not fingerprinted (the loader reports them). */

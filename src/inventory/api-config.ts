@@ -3,11 +3,20 @@
  * and validating it. Apart from api.ts so that specs.ts can validate the file (at start, at every
  * reload, in `check`) without loading the HTTP API.
  */
-import { readFile } from "node:fs/promises";
 import * as v from "valibot";
-import { formatIssue, formatWarnings, parseYamlText, readFailure } from "../config/load.ts";
-import { hints, issueText, lifetimeSeconds, MAX_INVENTORY_TARGETS, NAME_EXPECTED, NAME_PATTERN } from "../config/schema.ts";
-import { errorCode } from "./runner.ts";
+import { MAX_LIFETIME_S, MAX_NB_PACKETS } from "../config/limits.ts";
+import { formatIssue, formatWarnings, parseYamlText, readSettingsFile } from "../config/load.ts";
+import {
+  hints,
+  issueText,
+  lifetimeBound,
+  lifetimeSeconds,
+  MAX_INVENTORY_TARGETS,
+  NAME_EXPECTED,
+  NAME_PATTERN,
+  pathField,
+} from "../config/schema.ts";
+import { parseAddress } from "../packet/address.ts";
 
 const API_DEFAULTS = {
   max_targets: 10,
@@ -36,8 +45,16 @@ export const lifetimeInput = (text: string) =>
     v.description(text),
   );
 
-/** The same, turned into seconds: how api.yaml's lifetimes come out. */
-const lifetimeField = (text: string) => v.pipe(lifetimeInput(text), v.transform((x) => lifetimeSeconds(x) ?? 0));
+/**
+ * The same, of at most MAX_LIFETIME_S, turned into seconds: how api.yaml's lifetimes come out. (A
+ * POST's lifetime is not bounded so: a longer one is cut to max_target_lifetime.)
+ */
+const lifetimeField = (text: string) =>
+  v.pipe(
+    lifetimeInput(`${text} At most ${MAX_LIFETIME_S / 86_400}d.`),
+    lifetimeBound(LIFETIME_EXPECTED),
+    v.transform((x) => lifetimeSeconds(x) ?? 0),
+  );
 
 /**
  * api.yaml. The lifetimes come out as seconds, so validating the output again gives the same
@@ -83,6 +100,7 @@ export const ApiConfigSchema = v.pipe(
         v.number(),
         v.integer(),
         v.minValue(1),
+        v.maxValue(MAX_NB_PACKETS),
         v.description("Packets each API target sends per group and iteration. Default 20, as the original's API targets."),
       ),
       API_DEFAULTS.nb_packets,
@@ -97,14 +115,9 @@ export const ApiConfigSchema = v.pipe(
       ),
     ),
     state_file: v.optional(
-      v.pipe(
-        v.string(),
-        v.nonEmpty(),
-        hints({ expected: "a path, relative to the config file's directory or absolute" }),
-        v.description(
-          "Added by this project. JSON file keeping the API's targets across restarts, rewritten atomically " +
-            "after every change. Default api-targets.json beside the config.",
-        ),
+      pathField(
+        "Added by this project. JSON file keeping the API's targets across restarts, rewritten atomically " +
+          "after every change. Default api-targets.json beside the config.",
       ),
       API_DEFAULTS.state_file,
     ),
@@ -129,8 +142,32 @@ export type ApiConfig = v.InferOutput<typeof ApiConfigSchema>;
 
 export type ApiConfigResult =
   | { readonly ok: true; readonly config: ApiConfig; readonly warnings: string[] }
-  /** `missing`: the file does not exist, so the API is simply not enabled. */
-  | { readonly ok: false; readonly lines: string[]; readonly missing: boolean };
+  /**
+   * `unreadable`: the file could not be read (the one line says why), as opposed to read and
+   * found invalid; `missing`: it does not exist, so the API is simply not enabled.
+   */
+  | { readonly ok: false; readonly lines: string[]; readonly unreadable: boolean; readonly missing: boolean };
+
+/** Where the metrics listener binds: the API must not ask for the same port on an overlapping address. */
+export interface MetricsListener {
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * Whether two listen addresses can collide on one port: the same address, or a wildcard that
+ * covers the other (0.0.0.0 every IPv4 address; :: every address, as Linux binds it dual-stack).
+ */
+export function addressesOverlap(a: string, b: string): boolean {
+  const pa = parseAddress(a);
+  const pb = parseAddress(b);
+  if (!pa || !pb) return a === b;
+  const unspecified = (p: NonNullable<typeof pa>) => p.bytes.every((x) => x === 0);
+  if ((pa.family === 6 && unspecified(pa)) || (pb.family === 6 && unspecified(pb))) return true;
+  if (pa.family !== pb.family) return false;
+  if (unspecified(pa) || unspecified(pb)) return true;
+  return pa.bytes.every((x, i) => x === pb.bytes[i]);
+}
 
 /**
  * Validates api.yaml text.
@@ -141,11 +178,24 @@ export type ApiConfigResult =
 export function parseApiConfigText(
   text: string,
   file: string,
-  options: { groups?: readonly string[] } = {},
+  options: { groups?: readonly string[]; metrics?: MetricsListener } = {},
 ): ApiConfigResult {
   const parsed = parseYamlText(text, file, ApiConfigSchema);
-  if (!parsed.ok) return { ok: false, lines: parsed.issues.map(formatIssue), missing: false };
+  if (!parsed.ok) return { ok: false, lines: parsed.issues.map(formatIssue), unreadable: false, missing: false };
   const config = parsed.value;
+  const metrics = options.metrics;
+  if (metrics && metrics.port === config.listen_port && addressesOverlap(metrics.address, config.listen_address)) {
+    const issue = {
+      file,
+      ...parsed.locator.position(["listen_port"], "value"),
+      path: "listen_port",
+      message:
+        `${config.listen_port} on ${config.listen_address} collides with the metrics listener, ` +
+        `global.prometheus_port ${metrics.port} on ${metrics.address}`,
+      expected: "a port other than the metrics port, or addresses that do not overlap",
+    };
+    return { ok: false, lines: [formatIssue(issue)], unreadable: false, missing: false };
+  }
   const warnings = [...parsed.warnings];
   if (config.token.length < SHORT_TOKEN) {
     warnings.push({
@@ -173,12 +223,14 @@ export function parseApiConfigText(
  * the config to api.ts's `start` as its options).
  * @returns As {@link parseApiConfigText}; `missing` with one line when the file does not exist.
  */
-export async function loadApiConfig(path: string, options: { groups?: readonly string[] } = {}): Promise<ApiConfigResult> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    return { ok: false, lines: [`${path}: cannot read the file: ${readFailure(error)}`], missing: errorCode(error) === "ENOENT" };
+export async function loadApiConfig(
+  path: string,
+  options: { groups?: readonly string[]; metrics?: MetricsListener } = {},
+): Promise<ApiConfigResult> {
+  const read = await readSettingsFile(path);
+  if ("failure" in read) {
+    const lines = [`${path}: cannot read the file: ${read.failure}`];
+    return { ok: false, lines, unreadable: true, missing: read.code === "ENOENT" };
   }
-  return parseApiConfigText(text, path, options);
+  return parseApiConfigText(read.text, path, options);
 }

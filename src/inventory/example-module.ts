@@ -49,7 +49,10 @@ export async function start(
 ): Promise<void> {
   const { path = "hosts.txt", refresh_interval: refresh = 60, ...targetFields } = options;
   if (typeof path !== "string") throw new Error("option path must be a string");
-  if (typeof refresh !== "number" || !(refresh > 0)) throw new Error("option refresh_interval must be a positive number");
+  // Bounded as the config's own durations are: setTimeout fires at once past 2^31-1 ms (24.8 days).
+  if (typeof refresh !== "number" || !(refresh > 0 && refresh <= 86_400)) {
+    throw new Error("option refresh_interval must be a number of seconds above 0 and at most 86400 (a day)");
+  }
   const file = resolve(context.baseDir, path);
   const defaults = { type: "ICMPping", ...targetFields };
   let last = "";

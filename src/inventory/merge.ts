@@ -5,8 +5,11 @@
  * what was already warned about.
  */
 import type { Config, InventoryTarget, TargetConfig, TargetType } from "../config/schema.ts";
-import { creationSeconds, lifetimeSeconds, targetAddressFamily } from "../config/schema.ts";
+import { creationSeconds, lifetimeSeconds, targetAddressFamily, withoutPrototype } from "../config/schema.ts";
+import { iterationSize, targetGroups } from "../config/iteration.ts";
+import { MAX_NB_PACKETS, MAX_PROBED_ADDRESSES_PER_ITERATION, MAX_PROBES_PER_ITERATION } from "../config/limits.ts";
 import type { Logger } from "../log.ts";
+import { destinationSize } from "../targets/destinations.ts";
 import type { InventoryList } from "./supervisor.ts";
 
 const TYPE_SUFFIX: Record<TargetType, string> = { TCPsyn: "tcpsyn", ICMPping: "icmp", UDPunreachable: "udp" };
@@ -65,10 +68,22 @@ export interface Merged {
   readonly counts: ReadonlyMap<string, number>;
 }
 
+/**
+ * What a target adds to an iteration, as the schema counts it for configured targets (one address
+ * for a hostname, the expansion of a subnet or range, once per group).
+ */
+function iterationShare(config: Config, t: TargetConfig): { probes: number; addresses: number } {
+  const size = destinationSize(t.destination);
+  const addresses = (size.ok ? size.addresses : 0) * targetGroups(config, t).length;
+  return { probes: addresses * Math.min(t.nb_packets, MAX_NB_PACKETS), addresses };
+}
+
 export class DynamicTargets {
   /** "<inventory>\0<name>" -> ms since the epoch when first published. */
   readonly #firstSeen = new Map<string, number>();
   readonly #warned = new Set<string>();
+  /** The configured targets' share of the iteration, worked out once per config. */
+  #base: { config: Config; probes: number; addresses: number } | undefined;
 
   constructor(
     private readonly log: Logger,
@@ -78,9 +93,16 @@ export class DynamicTargets {
   merge(config: Config, lists: ReadonlyMap<string, InventoryList>): Merged {
     if (lists.size === 0 && this.#firstSeen.size === 0) return { config, counts: new Map() };
     const nowMs = this.now();
-    const targets: Record<string, TargetConfig> = { ...config.targets };
+    // Keyed by names from outside (inventory "_" and hostname "proto__" make "__proto__"): no
+    // prototype, so that every name is an own key like any other.
+    const targets: Record<string, TargetConfig> = withoutPrototype(config.targets);
     const counts = new Map<string, number>();
     const seen = new Set<string>();
+    // Dynamic targets stay within the iteration limits the schema sets for the configured ones:
+    // those past them are left out (in inventory order), not handed to a Worker that cannot hold them.
+    if (this.#base?.config !== config) this.#base = { config, ...iterationSize(config) };
+    let probes = this.#base.probes;
+    let addresses = this.#base.addresses;
     const warnedNow = new Set<string>();
     const warnOnce = (key: string, message: string, fields: Record<string, string>) => {
       if (!this.#warned.has(key) && !warnedNow.has(key)) this.log.warning(message, fields);
@@ -122,8 +144,19 @@ export class DynamicTargets {
           return;
         }
         const target = asTargetConfig(inventory, t);
+        const share = iterationShare(config, target);
+        if (probes + share.probes > MAX_PROBES_PER_ITERATION || addresses + share.addresses > MAX_PROBED_ADDRESSES_PER_ITERATION) {
+          warnOnce(`limit\0${inventory}`, "targets past the iteration limits are left out", {
+            inventory,
+            max_probes: String(MAX_PROBES_PER_ITERATION),
+            max_addresses: String(MAX_PROBED_ADDRESSES_PER_ITERATION),
+          });
+          return;
+        }
+        probes += share.probes;
+        addresses += share.addresses;
         for (const g of target.explicit_groups.register_to) {
-          if (!(g in config.groups)) {
+          if (!Object.hasOwn(config.groups, g)) {
             warnOnce(`group\0${name}\0${g}`, "dynamic target names a group that does not exist: ignored", {
               inventory,
               target: name,

@@ -24,6 +24,8 @@ export interface InventoryPlan {
   readonly specs: InventorySpec[];
   /** Problems that make the configuration unusable (an invalid api.yaml), FILE:LINE:COL each. */
   readonly problems: string[];
+  /** Files that could not be read (api.yaml a directory, a FIFO, too large...), one line each. */
+  readonly unreadable: string[];
   /** Things worth a log line: a skipped module, options for a module that is not there. */
   readonly warnings: string[];
 }
@@ -60,6 +62,7 @@ export async function planInventories(config: Config, baseDir: string, privilege
   const logLevel = config.global.logging_level as LevelName;
   const specs: InventorySpec[] = [];
   const problems: string[] = [];
+  const unreadable: string[] = [];
   const warnings: string[] = [];
   const taken = new Set<string>();
   const add = (spec: Omit<InventorySpec, "baseDir" | "logLevel">) => {
@@ -70,12 +73,13 @@ export async function planInventories(config: Config, baseDir: string, privilege
 
   const apiPath = join(baseDir, API_CONFIG_FILE);
   if (!disabled.has("api") && existsSync(apiPath)) {
-    const api = await loadApiConfig(apiPath, { groups: Object.keys(config.groups) });
+    const metrics = { address: config.global.prometheus_address, port: config.global.prometheus_port };
+    const api = await loadApiConfig(apiPath, { groups: Object.keys(config.groups), metrics });
     if (api.ok) {
       warnings.push(...api.warnings);
       add({ name: "api", kind: "api", options: api.config });
     } else {
-      problems.push(...api.lines);
+      (api.unreadable ? unreadable : problems).push(...api.lines);
     }
   }
 
@@ -118,5 +122,5 @@ export async function planInventories(config: Config, baseDir: string, privilege
   for (const name of Object.keys(optionsOf)) {
     if (!modules.some((m) => m.name === name)) warnings.push(`inventories.modules.${name}: no module ${name} in ${directory}`);
   }
-  return { specs, problems, warnings };
+  return { specs, problems, unreadable, warnings };
 }

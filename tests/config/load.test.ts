@@ -4,7 +4,6 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  checkConfigFile,
   findConfigFile,
   formatIssue,
   loadConfigFile,
@@ -13,6 +12,7 @@ import {
   type ParseResult,
 } from "../../src/config/load.ts";
 import { DEFAULT_HISTOGRAM_BUCKETS } from "../../src/config/schema.ts";
+import { checkFile } from "../../src/daemon/configuration.ts";
 
 const FIXTURES = join(import.meta.dir, "..", "fixtures", "config");
 
@@ -52,7 +52,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-disable-dynamic-inventories.yaml:9:32: global.disable_dynamic_inventories: \"api\" is not a list (a list of inventory names)",
   ]],
   ["bad-dns-update-interval.yaml", [
-    "bad-dns-update-interval.yaml:8:24: global.dns_update_interval: -1 is out of range (an integer of at least 0)",
+    "bad-dns-update-interval.yaml:8:24: global.dns_update_interval: -1 is out of range (an integer from 0 to 86400)",
   ]],
   ["bad-dont-fragment.yaml", [
     "bad-dont-fragment.yaml:20:20: targets.web.dont_fragment: 1 is not a boolean (true or false)",
@@ -82,7 +82,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-empty-file.yaml:1:1: the file holds no settings (a map with global, groups and targets)",
   ]],
   ["bad-explicit-group-name.yaml", [
-    "bad-explicit-group-name.yaml:21:21: targets.web.explicit_groups.register_to[0]: \"Transit A\" is not a valid group name (a name of lowercase letters, digits, _, - and .)",
+    "bad-explicit-group-name.yaml:21:21: targets.web.explicit_groups.register_to[0]: \"Transit A\" is not a valid group name (a name of up to 255 lowercase letters, digits, _, - and .)",
   ]],
   ["bad-family-mismatch.yaml", [
     "bad-family-mismatch.yaml:19:21: targets.web.address_family: \"ipv4\" does not match destination \"fd00::1\" (ipv6, the destination's family, or no address_family)",
@@ -91,10 +91,10 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-global-not-map.yaml:2:9: global: \"lab\" is not a map (a map of the global settings)",
   ]],
   ["bad-global-timeout.yaml", [
-    "bad-global-timeout.yaml:9:12: global.timeout: 0 is out of range (a number above 0)",
+    "bad-global-timeout.yaml:9:12: global.timeout: 0 is out of range (a number above 0 and at most 86400)",
   ]],
   ["bad-group-name.yaml", [
-    "bad-group-name.yaml:11:3: groups.Transit_1: \"Transit_1\" is not a valid name (a name of lowercase letters, digits, _, - and .)",
+    "bad-group-name.yaml:11:3: groups.Transit_1: \"Transit_1\" is not a valid name (a name of up to 255 lowercase letters, digits, _, - and .)",
   ]],
   ["bad-group-payload-large.yaml", [
     "bad-group-payload-large.yaml:14:22: groups.standard.ip_payload_size: 65516 is out of range (an integer from 8 to 65515)",
@@ -106,7 +106,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-groups-list.yaml:11:3: groups: a list is not a map (a map of group names to group settings)",
   ]],
   ["bad-histogram-buckets-order.yaml", [
-    "bad-histogram-buckets-order.yaml:9:22: global.histogram_buckets: 0.05 is not above the bound before it, 0.1 (a strictly increasing list of numbers of seconds above 0, or [] to turn histograms off)",
+    "bad-histogram-buckets-order.yaml:9:22: global.histogram_buckets: 0.05 is not above the bound before it, 0.1 (a strictly increasing list of at most 64 numbers of seconds above 0, or [] to turn histograms off)",
   ]],
   ["bad-histogram-buckets-zero.yaml", [
     "bad-histogram-buckets-zero.yaml:9:23: global.histogram_buckets[0]: 0 is out of range (a number above 0)",
@@ -115,13 +115,13 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-histogram-per-destination.yaml:9:30: global.histogram_per_destination: \"yes please\" is not a boolean (true or false)",
   ]],
   ["bad-interval-float.yaml", [
-    "bad-interval-float.yaml:4:13: global.interval: 1.5 is not an integer (an integer of at least 1)",
+    "bad-interval-float.yaml:4:13: global.interval: 1.5 is not an integer (an integer from 1 to 86400)",
   ]],
   ["bad-interval-packets.yaml", [
-    "bad-interval-packets.yaml:5:21: global.interval_packets: -0.5 is out of range (a number of at least 0)",
+    "bad-interval-packets.yaml:5:21: global.interval_packets: -0.5 is out of range (a number from 0 to 86400)",
   ]],
   ["bad-interval-zero.yaml", [
-    "bad-interval-zero.yaml:4:13: global.interval: 0 is out of range (an integer of at least 1)",
+    "bad-interval-zero.yaml:4:13: global.interval: 0 is out of range (an integer from 1 to 86400)",
   ]],
   ["bad-is-subnet.yaml", [
     "bad-is-subnet.yaml:20:16: targets.web.is_subnet: \"sometimes\" is not a boolean (true or false)",
@@ -133,7 +133,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-logging-level.yaml:6:18: global.logging_level: \"LOUD\" is not allowed (one of CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET)",
   ]],
   ["bad-max-probes-per-second.yaml", [
-    "bad-max-probes-per-second.yaml:9:26: global.max_probes_per_second: 0 is out of range (an integer of at least 1)",
+    "bad-max-probes-per-second.yaml:9:26: global.max_probes_per_second: 0 is out of range (an integer from 1 to 10000000)",
   ]],
   ["bad-missing-destination.yaml", [
     "bad-missing-destination.yaml:17:5: targets.web: destination is required for a TCPsyn target (an IP address, a hostname, a CIDR subnet or a range)",
@@ -151,16 +151,16 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-missing-groups.yaml:2:1: groups is required (a map of group names to group settings)",
   ]],
   ["bad-missing-probe-name.yaml", [
-    "bad-missing-probe-name.yaml:3:3: global: probe_name is required (a name of lowercase letters, digits, _, - and .)",
+    "bad-missing-probe-name.yaml:3:3: global: probe_name is required (a name of up to 255 lowercase letters, digits, _, - and .)",
   ]],
   ["bad-missing-type.yaml", [
     "bad-missing-type.yaml:17:5: targets.web: type is required (one of TCPsyn, ICMPping, UDPunreachable)",
   ]],
   ["bad-nb-packets.yaml", [
-    "bad-nb-packets.yaml:20:17: targets.web.nb_packets: 0 is out of range (an integer of at least 1)",
+    "bad-nb-packets.yaml:20:17: targets.web.nb_packets: 0 is out of range (an integer from 1 to 1000000)",
   ]],
   ["bad-nb-proc.yaml", [
-    "bad-nb-proc.yaml:5:12: global.nb_proc: 0 is out of range (an integer of at least 1)",
+    "bad-nb-proc.yaml:5:12: global.nb_proc: 0 is out of range (an integer from 1 to 64)",
   ]],
   ["bad-payload-icmp-small.yaml", [
     "bad-payload-icmp-small.yaml:19:22: targets.web.ip_payload_size: 4 is out of range (an integer from 8 to 65515 over IPv4 or 65535 over IPv6)",
@@ -181,7 +181,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-percentile-float.yaml:10:7: global.percentile[0]: 99.9 is not an integer (an integer from 1 to 100)",
   ]],
   ["bad-percentile-not-list.yaml", [
-    "bad-percentile-not-list.yaml:9:15: global.percentile: 95 is not a list (a list of integers from 1 to 100)",
+    "bad-percentile-not-list.yaml:9:15: global.percentile: 95 is not a list (a list of distinct integers from 1 to 100)",
   ]],
   ["bad-percentile-range.yaml", [
     "bad-percentile-range.yaml:9:20: global.percentile[1]: 101 is out of range (an integer from 1 to 100)",
@@ -190,7 +190,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-permit-target-auto-register.yaml:14:34: groups.standard.permit_target_auto_register: \"no\" is not a boolean (true or false)",
   ]],
   ["bad-probe-name.yaml", [
-    "bad-probe-name.yaml:3:15: global.probe_name: \"Lab Probe\" is not a valid name (a name of lowercase letters, digits, _, - and .)",
+    "bad-probe-name.yaml:3:15: global.probe_name: \"Lab Probe\" is not a valid name (a name of up to 255 lowercase letters, digits, _, - and .)",
   ]],
   ["bad-prometheus-address.yaml", [
     "bad-prometheus-address.yaml:8:23: global.prometheus_address: \"0.0.0.300\" is not an IP address (an IPv4 or IPv6 address such as 0.0.0.0 or ::)",
@@ -199,13 +199,13 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-prometheus-port.yaml:7:20: global.prometheus_port: 0 is out of range (an integer from 1 to 65535)",
   ]],
   ["bad-reload-conf-interval.yaml", [
-    "bad-reload-conf-interval.yaml:9:25: global.reload_conf_interval: \"daily\" is not a number (an integer of at least 0)",
+    "bad-reload-conf-interval.yaml:9:25: global.reload_conf_interval: \"daily\" is not a number (an integer from 0 to 86400)",
   ]],
   ["bad-root-list.yaml", [
     "bad-root-list.yaml:2:1: a list is not a map (a map with global, groups and targets)",
   ]],
   ["bad-several-errors.yaml", [
-    "bad-several-errors.yaml:4:13: global.interval: 0 is out of range (an integer of at least 1)",
+    "bad-several-errors.yaml:4:13: global.interval: 0 is out of range (an integer from 1 to 86400)",
     "bad-several-errors.yaml:6:18: global.logging_level: \"LOUD\" is not allowed (one of CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET)",
     "bad-several-errors.yaml:14:11: groups.standard.dscp: 64 is out of range (an integer from 0 to 63)",
     "bad-several-errors.yaml:20:15: targets.web.dst_port: 70000 is out of range (an integer from 1 to 65535)",
@@ -248,10 +248,10 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-target-list.yaml:17:5: targets.web: a list is not a map (a map of target settings)",
   ]],
   ["bad-target-name.yaml", [
-    "bad-target-name.yaml:16:3: targets.Web: \"Web\" is not a valid name (a name of lowercase letters, digits, _, - and .)",
+    "bad-target-name.yaml:16:3: targets.Web: \"Web\" is not a valid name (a name of up to 255 lowercase letters, digits, _, - and .)",
   ]],
   ["bad-target-timeout.yaml", [
-    "bad-target-timeout.yaml:20:14: targets.web.timeout: -1 is out of range (a number above 0)",
+    "bad-target-timeout.yaml:20:14: targets.web.timeout: -1 is out of range (a number above 0 and at most 86400)",
   ]],
   ["bad-targets-scalar.yaml", [
     "bad-targets-scalar.yaml:15:10: targets: \"none\" is not a map (a map of target names to target settings)",
@@ -308,6 +308,65 @@ const INVALID: [file: string, lines: string[]][] = [
   ]],
   ["bad-yaml-unclosed-quote.yaml", [
     "bad-yaml-unclosed-quote.yaml:3:15: YAML syntax error: a quoted string is never closed",
+  ]],
+  // The limits: each of these passed check, then broke the daemon (timers firing every
+  // millisecond, a Worker out of memory every iteration, exit 70 at start, a bloated /metrics).
+  ["bad-addresses-per-iteration.yaml", [
+    "bad-addresses-per-iteration.yaml:15:3: targets: the targets probe 1,048,544 addresses per iteration, once per group each (at most 1,000,000 addresses per iteration: fewer targets, groups, addresses per subnet or nb_packets)",
+  ]],
+  ["bad-description-long.yaml", [
+    "bad-description-long.yaml:20:18: targets.web.description: a text of 1,100 characters is too long (at most 1024 characters)",
+  ]],
+  ["bad-destination-cidr.yaml", [
+    "bad-destination-cidr.yaml:18:18: targets.web.destination: \"198.18.0.0/40\" is not a valid CIDR subnet (an IP address, a hostname, a CIDR subnet or a range)",
+  ]],
+  ["bad-destination-range-octet.yaml", [
+    "bad-destination-range-octet.yaml:18:18: targets.web.destination: \"198.18.300.1-2\" has an octet \"300\" not within 0-255 in order (an IP address, a hostname, a CIDR subnet or a range)",
+  ]],
+  ["bad-destination-slash8.yaml", [
+    "bad-destination-slash8.yaml:18:18: targets.web.destination: \"10.0.0.0/8\" expands to 16,777,214 addresses (at most 65,536 addresses per destination: an IPv4 subnet of /16 or longer, an IPv6 one of /112 or longer, or a smaller range)",
+  ]],
+  ["bad-destination-wildcard.yaml", [
+    "bad-destination-wildcard.yaml:18:18: targets.web.destination: \"10.*.*.*\" expands to 16,777,216 addresses (at most 65,536 addresses per destination: an IPv4 subnet of /16 or longer, an IPv6 one of /112 or longer, or a smaller range)",
+  ]],
+  ["bad-dns-update-interval-target.yaml", [
+    "bad-dns-update-interval-target.yaml:20:26: targets.web.dns_update_interval: 604800 is out of range (an integer from 0 to 86400)",
+  ]],
+  ["bad-global-timeout-overflow.yaml", [
+    "bad-global-timeout-overflow.yaml:9:12: global.timeout: 10000000 is out of range (a number above 0 and at most 86400)",
+  ]],
+  ["bad-histogram-buckets-count.yaml", [
+    "bad-histogram-buckets-count.yaml:9:22: global.histogram_buckets: 65 buckets are too many (a strictly increasing list of at most 64 numbers of seconds above 0, or [] to turn histograms off)",
+  ]],
+  ["bad-http-refresh-interval.yaml", [
+    "bad-http-refresh-interval.yaml:25:25: inventories.http.sd.refresh_interval: 2147484 is out of range (an integer from 1 to 86400)",
+  ]],
+  ["bad-interval-overflow.yaml", [
+    "bad-interval-overflow.yaml:4:13: global.interval: 3000000 is out of range (an integer from 1 to 86400)",
+  ]],
+  ["bad-nb-packets-huge.yaml", [
+    "bad-nb-packets-huge.yaml:20:17: targets.web.nb_packets: 2000000000 is out of range (an integer from 1 to 1000000)",
+  ]],
+  ["bad-nb-proc-huge.yaml", [
+    "bad-nb-proc-huge.yaml:5:12: global.nb_proc: 1000000 is out of range (an integer from 1 to 64)",
+  ]],
+  ["bad-percentile-duplicate.yaml", [
+    "bad-percentile-duplicate.yaml:9:15: global.percentile: 95 is given twice (a list of distinct integers from 1 to 100)",
+  ]],
+  ["bad-probe-name-long.yaml", [
+    "bad-probe-name-long.yaml:3:15: global.probe_name: \"pppppppppppppppppppppppppppppppppppppppp\"... (300 characters) is not a valid name (a name of up to 255 lowercase letters, digits, _, - and .)",
+  ]],
+  ["bad-probes-per-iteration.yaml", [
+    "bad-probes-per-iteration.yaml:15:3: targets: the targets send 12,000,000 probes per iteration; the most: \"t1\", 2,000,000 (at most 10,000,000 probes per iteration: fewer targets, groups, addresses per subnet or nb_packets)",
+  ]],
+  ["bad-range-family.yaml", [
+    "bad-range-family.yaml:21:21: targets.web.address_family: \"ipv6\" does not match destination \"198.18.0.1-20\" (ipv4, the destination's family, or no address_family)",
+  ]],
+  ["bad-reload-conf-interval-overflow.yaml", [
+    "bad-reload-conf-interval-overflow.yaml:9:25: global.reload_conf_interval: 2147484 is out of range (an integer from 0 to 86400)",
+  ]],
+  ["bad-src-subnet-ipv6-size.yaml", [
+    "bad-src-subnet-ipv6-size.yaml:14:22: groups.standard.src_subnet_ipv6: \"fd00::/64\" expands to 18,446,744,073,709,551,616 addresses (at most 65,536 addresses: an IPv6 prefix of /112 or longer)",
   ]],
 
 ];
@@ -502,8 +561,8 @@ test("a fault in a map brought in by << is reported where the anchored map says 
     "    destination: 198.18.0.2",
   ].join("\n");
   expect(issuesOf(parseConfigText(text, "m.yaml"))).toEqual([
-    "m.yaml:7:17: targets.a.nb_packets: 0 is out of range (an integer of at least 1)",
-    "m.yaml:7:17: targets.b.nb_packets: 0 is out of range (an integer of at least 1)",
+    "m.yaml:7:17: targets.a.nb_packets: 0 is out of range (an integer from 1 to 1000000)",
+    "m.yaml:7:17: targets.b.nb_packets: 0 is out of range (an integer from 1 to 1000000)",
   ]);
 });
 
@@ -516,11 +575,26 @@ test("edge cases of the document as a whole", () => {
   expect(issues(`${GLOBAL_LINE}\ngroups:\n`)).toEqual([
     "x.yaml:2:1: groups: the value is empty (a map of group names to group settings)",
   ]);
-  // Nine aliases of nine aliases... would expand to 9^9 items: refused, not expanded.
+  // Nine aliases of nine aliases... would expand to 9^9 items: refused at the alias that would
+  // take it past the document's size plus a million values, not expanded.
   let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n";
   for (let i = 1; i < 9; i++) bomb += `b${i}: &a${i} [${Array(9).fill(i === 1 ? "*a" : `*a${i - 1}`).join(", ")}]\n`;
   expect(issues(bomb)).toEqual([
-    "x.yaml:1:1: YAML cannot be expanded: Excessive alias count indicates a resource exhaustion attack",
+    "x.yaml:7:10: YAML cannot be expanded: its aliases add more than 1,000,100 values (as many as the document holds, plus 1,000,000)",
+  ]);
+});
+
+test("aliases: many uses of one anchor pass; a missing anchor, a cycle and deep nesting are placed", () => {
+  // 1,000 targets merging the same settings: refused before (yaml's toJS allowed 100 uses of an anchor).
+  const targets = Array.from({ length: 1000 }, (_, i) => `  t${i}: {<<: *icmp, destination: 198.18.${i >> 8}.${i & 255}}`);
+  const text = `${GLOBAL_LINE}\ngroups: {g: {}}\ntargets:\n  base: &icmp {type: ICMPping, destination: 198.18.9.9, nb_packets: 2}\n${targets.join("\n")}\n`;
+  const many = parseConfigText(text, "a.yaml");
+  expect(many.ok ? Object.values(many.config.targets).filter((t) => t.type === "ICMPping" && t.nb_packets === 2).length : many.issues.map(formatIssue)).toBe(1001);
+  const issues = (t: string) => issuesOf(parseConfigText(t, "a.yaml"));
+  expect(issues(`${GLOBAL_LINE}\ngroups: *nowhere\n`)).toEqual(["a.yaml:2:9: YAML cannot be expanded: alias *nowhere names no anchor before it"]);
+  expect(issues(`${GLOBAL_LINE}\ngroups: &g {a: *g}\n`)).toEqual(["a.yaml:2:16: YAML cannot be expanded: alias *g is inside the node it names"]);
+  expect(issues(`${GLOBAL_LINE}\ngroups: ${"[".repeat(300)}${"]".repeat(300)}\n`)).toEqual([
+    "a.yaml:2:265: YAML cannot be expanded: the document nests deeper than 256 levels",
   ]);
 });
 
@@ -529,7 +603,7 @@ test("an empty targets map means no targets; .inf is no timeout", () => {
   expect(config.targets).toEqual({});
   const text = `${GLOBAL_LINE}\ngroups: {g: {}}\ntargets:\n  x: {type: ICMPping, destination: ::1, timeout: .inf}\n`;
   expect(issuesOf(parseConfigText(text, "x.yaml"))).toEqual([
-    "x.yaml:4:50: targets.x.timeout: Infinity is not a finite number (a number above 0)",
+    "x.yaml:4:50: targets.x.timeout: Infinity is out of range (a number above 0 and at most 86400)",
   ]);
 });
 
@@ -569,12 +643,12 @@ test("the built-in default config validates: six loopback targets in the local g
 
 test("check: a valid file exits 0 and prints its warnings and a summary", async () => {
   const path = join(FIXTURES, "warnings.yaml");
-  const { exitCode, lines } = await checkConfigFile(path);
+  const { exitCode, lines } = await checkFile(path);
   expect(exitCode).toBe(0);
   expect(lines).toHaveLength(6);
   expect(lines[0]).toBe(`${path}:23:21: warning: targets.to-a-ghost.explicit_groups.register_to[0]: group "ghost" does not exist; ignored`);
   expect(lines.at(-1)).toBe(`${path}: valid, 2 groups and 4 targets`);
-  expect(await checkConfigFile(join(FIXTURES, "original-readme.yaml"))).toEqual({
+  expect(await checkFile(join(FIXTURES, "original-readme.yaml"))).toEqual({
     exitCode: 0,
     lines: [`${join(FIXTURES, "original-readme.yaml")}: valid, 1 group and 3 targets`],
   });
@@ -582,7 +656,7 @@ test("check: a valid file exits 0 and prints its warnings and a summary", async 
 
 test("check: an invalid file exits 65 with one line per issue", async () => {
   const path = join(FIXTURES, "bad-dscp.yaml");
-  expect(await checkConfigFile(path)).toEqual({
+  expect(await checkFile(path)).toEqual({
     exitCode: 65,
     lines: [`${path}:14:11: groups.standard.dscp: 64 is out of range (an integer from 0 to 63)`],
   });
@@ -590,8 +664,8 @@ test("check: an invalid file exits 65 with one line per issue", async () => {
 
 test("check: a missing file or a directory exits 66 with one line", async () => {
   const missing = join(FIXTURES, "no-such-file.yaml");
-  expect(await checkConfigFile(missing)).toEqual({ exitCode: 66, lines: [`${missing}: cannot read the file: no such file`] });
-  expect(await checkConfigFile(FIXTURES)).toEqual({ exitCode: 66, lines: [`${FIXTURES}: cannot read the file: it is a directory`] });
+  expect(await checkFile(missing)).toEqual({ exitCode: 66, lines: [`${missing}: cannot read the file: no such file`] });
+  expect(await checkFile(FIXTURES)).toEqual({ exitCode: 66, lines: [`${FIXTURES}: cannot read the file: it is a directory`] });
 });
 
 test("loadConfigFile tells an unreadable file from an invalid one", async () => {

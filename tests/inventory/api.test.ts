@@ -179,13 +179,13 @@ describe("api.yaml", () => {
       'bad-listen-address.yaml:2:17: listen_address: "localhost" is not an IP address (an IPv4 or IPv6 address such as 0.0.0.0 or ::)',
     ]],
     ["bad-group.yaml", [
-      'bad-group.yaml:4:15: groups[1]: "Bad Group" is not a valid group name (a name of lowercase letters, digits, _, - and .)',
+      'bad-group.yaml:4:15: groups[1]: "Bad Group" is not a valid group name (a name of up to 255 lowercase letters, digits, _, - and .)',
     ]],
     ["empty-groups.yaml", ["empty-groups.yaml:4:9: groups: the value is empty (a list of at least one group name)"]],
   ];
   for (const [file, lines] of INVALID) {
     test(`${file}: the exact lines`, async () => {
-      expect(await fixture(file)).toEqual({ ok: false, lines, missing: false });
+      expect(await fixture(file)).toEqual({ ok: false, lines, unreadable: false, missing: false });
     });
   }
 
@@ -203,9 +203,9 @@ describe("api.yaml", () => {
     const good = await loadApiConfig(join(FIXTURES, "good.yaml"));
     expect(good.ok).toBe(true);
     const missing = await loadApiConfig(join(FIXTURES, "absent.yaml"));
-    expect(missing).toEqual({ ok: false, missing: true, lines: [`${join(FIXTURES, "absent.yaml")}: cannot read the file: no such file`] });
+    expect(missing).toEqual({ ok: false, unreadable: true, missing: true, lines: [`${join(FIXTURES, "absent.yaml")}: cannot read the file: no such file`] });
     const dir = await loadApiConfig(FIXTURES);
-    expect(dir).toMatchObject({ ok: false, missing: false });
+    expect(dir).toMatchObject({ ok: false, unreadable: true, missing: false });
     const bad = await loadApiConfig(join(FIXTURES, "bad-port.yaml"));
     expect(bad).toMatchObject({ ok: false, missing: false, lines: [expect.stringContaining("bad-port.yaml:3:14: listen_port")] });
   });

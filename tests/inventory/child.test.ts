@@ -292,13 +292,14 @@ describe("the example module", () => {
     expect(h.starts("hostlist")).toBe(1);
   });
 
-  test("bad options: start throws, restarted with backoff", async () => {
+  test("bad options (0, or a timer past 2^31-1 ms): start throws, restarted with backoff", async () => {
     const h = harness({ minBackoffMs: 10_000 });
-    h.sup.apply([spec("hostlist", EXAMPLE, { refresh_interval: 0 })]);
-    await waitFor("the failure", () => h.errors.length === 1);
-    expect(h.errorsOf("hostlist")).toEqual([
-      "inventory failed: option refresh_interval must be a positive number; restarting it, its last good list stays in use",
-    ]);
+    h.sup.apply([spec("hostlist", EXAMPLE, { refresh_interval: 0 }), spec("overflow", EXAMPLE, { refresh_interval: 2_147_484 })]);
+    await waitFor("the failures", () => h.errors.length === 2);
+    const failure =
+      "inventory failed: option refresh_interval must be a number of seconds above 0 and at most 86400 (a day); " +
+      "restarting it, its last good list stays in use";
+    expect([...h.errorsOf("hostlist"), ...h.errorsOf("overflow")]).toEqual([failure, failure]);
   });
 });
 

@@ -309,6 +309,28 @@ describe("merge", () => {
     expect(Object.keys(gone.config.targets).sort()).toEqual(["inv_clash", "web"]);
     expect(dyn.merge(config, new Map()).config).toBe(config);
   });
+
+  test("dynamic targets past the iteration limits are left out, warned once per inventory, not counted", () => {
+    const { log, lines } = capture();
+    const dyn = new DynamicTargets(log, () => T0);
+    // The configured targets send 2 probes (web and inv_clash, in the default group); each of
+    // these sends 1,000,000: nine fit under 10,000,000, the tenth does not.
+    const big = (i: number) => ({ hostname: `h${i}`, type: "ICMPping", destination: `198.18.1.${i}`, nb_packets: 1_000_000 });
+    const published = lists({ cmdb: list(Array.from({ length: 12 }, (_, i) => big(i))) });
+    const merged = dyn.merge(baseConfig(), published);
+    expect(dynamicNames(merged.config)).toEqual(Array.from({ length: 9 }, (_, i) => `cmdb_h${i}`).sort());
+    expect(merged.counts.get("cmdb")).toBe(9);
+    dyn.merge(baseConfig(), published);
+    expect(warnings(lines).map((l) => [l.msg, l.fields.inventory])).toEqual([["targets past the iteration limits are left out", "cmdb"]]);
+  });
+
+  test("a subnet counts as its addresses, once per group: past 1,000,000 addresses it is left out", () => {
+    const { log } = capture();
+    // 16 subnets of 65,534 hosts in one group: 15 fit under 1,000,000 addresses with the configured 2.
+    const subnet = (i: number) => ({ hostname: `net${i}`, type: "ICMPping", destination: `10.${i}.0.0/16` });
+    const merged = new DynamicTargets(log, () => T0).merge(baseConfig(), lists({ nets: list(Array.from({ length: 16 }, (_, i) => subnet(i))) }));
+    expect(merged.counts.get("nets")).toBe(15);
+  });
 });
 
 describe("expiry", () => {

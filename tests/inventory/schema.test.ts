@@ -183,7 +183,7 @@ describe("InventoryListSchema through validateValue", () => {
 
   test("groups with a bad name, or not a list", () => {
     expect(problems([{ hostname: "a", type: "ICMPping", groups: ["wan", "Bad Name"] }])).toEqual([
-      '[0].groups[1]: "Bad Name" is not a valid group name (a name of lowercase letters, digits, _, - and .)',
+      '[0].groups[1]: "Bad Name" is not a valid group name (a name of up to 255 lowercase letters, digits, _, - and .)',
     ]);
     expect(problems([{ hostname: "a", type: "ICMPping", groups: "wan" }])).toEqual([
       '[0].groups: "wan" is not a list (a list of group names)',
@@ -211,7 +211,7 @@ describe("InventoryListSchema through validateValue", () => {
     ).toEqual([
       "[1]: hostname is required for a TCPsyn target (a hostname or an IP address)",
       "[1].dst_port: 70000 is out of range (an integer from 1 to 65535)",
-      '[2].nb_packets: "3" is not a number (an integer of at least 1)',
+      '[2].nb_packets: "3" is not a number (an integer from 1 to 1000000)',
       "[3]: the value is empty (a map of target settings with a hostname)",
     ]);
   });
@@ -307,8 +307,8 @@ targets: {}
       timeout: 0
 `)).toEqual([
       'n.yaml:14:12: inventories.http.sd.url: "not a url" is not an http or https URL (an http:// or https:// URL)',
-      "n.yaml:15:25: inventories.http.sd.refresh_interval: 0 is out of range (an integer of at least 1)",
-      "n.yaml:16:16: inventories.http.sd.timeout: 0 is out of range (a number above 0)",
+      "n.yaml:15:25: inventories.http.sd.refresh_interval: 0 is out of range (an integer from 1 to 86400)",
+      "n.yaml:16:16: inventories.http.sd.timeout: 0 is out of range (a number above 0 and at most 86400)",
     ]);
     expect(issues(`inventories:
   http:
@@ -317,7 +317,7 @@ targets: {}
   });
 
   test('the name "api" is the API\'s own, refused everywhere', () => {
-    const API = '"api" is not a valid inventory name (a name of lowercase letters, digits, _, - and ., not api (the API\'s own name))';
+    const API = '"api" is not a valid inventory name (a name of up to 255 lowercase letters, digits, _, - and ., not api (the API\'s own name))';
     expect(issues("inventories:\n  file:\n    api:\n      directory: d\n")).toEqual([`n.yaml:13:5: inventories.file.api: ${API}`]);
     expect(issues("inventories:\n  http:\n    api:\n      url: http://x/\n")).toEqual([`n.yaml:13:5: inventories.http.api: ${API}`]);
     expect(issues("inventories:\n  modules:\n    api: {}\n")).toEqual([`n.yaml:13:5: inventories.modules.api: ${API}`]);
@@ -325,7 +325,7 @@ targets: {}
 
   test("an inventory name that is not a valid name", () => {
     expect(issues("inventories:\n  file:\n    Bad:\n      directory: d\n")).toEqual([
-      'n.yaml:13:5: inventories.file.Bad: "Bad" is not a valid inventory name (a name of lowercase letters, digits, _, - and ., not api (the API\'s own name))',
+      'n.yaml:13:5: inventories.file.Bad: "Bad" is not a valid inventory name (a name of up to 255 lowercase letters, digits, _, - and ., not api (the API\'s own name))',
     ]);
   });
 
@@ -345,7 +345,7 @@ targets: {}
       "n.yaml:12:3: inventories.files: unknown field, did you mean file? (one of modules_directory, modules, file, http)",
     ]);
     expect(issues('inventories:\n  file:\n    cmdb:\n      directory: ""\n      dir: x\n')).toEqual([
-      "n.yaml:14:18: inventories.file.cmdb.directory: the value is empty (a path, relative to the config file's directory or absolute)",
+      "n.yaml:14:18: inventories.file.cmdb.directory: the value is empty (a path of at most 4096 characters, relative to the config file's directory or absolute)",
       "n.yaml:15:7: inventories.file.cmdb.dir: unknown field (one of directory)",
     ]);
     expect(issues("inventories: []\n")).toEqual([

@@ -45,7 +45,7 @@ function config(text: string): Config {
 
 test("nothing configured, no api.yaml, no modules directory: no inventory", async () => {
   const d = workDir();
-  expect(await planInventories(config(CONFIG()), d)).toEqual({ specs: [], problems: [], warnings: [] });
+  expect(await planInventories(config(CONFIG()), d)).toEqual({ specs: [], problems: [], unreadable: [], warnings: [] });
 });
 
 test("api.yaml, file, http and module files each give a spec, with the config's level and directory", async () => {

@@ -10,6 +10,7 @@ import { createServer, type Server } from "node:net";
 import { freePort, startDaemon, type DaemonProcess, type Exposition } from "../support/daemon-process.ts";
 import { requireRoot } from "../support/testnet.ts";
 import { bytes, exchange } from "../support/raw-http.ts";
+import { MAX_DURATION_S } from "../../src/config/limits.ts";
 
 const running: DaemonProcess[] = [];
 afterEach(async () => {
@@ -135,9 +136,9 @@ test("reloads that cannot be run keep the running config, its listener and its p
 test("interval, reload_conf_interval and timeout at their largest accepted values: one iteration, then a quiet wait (no timer fires early)", async () => {
   const d = await daemon(`global:
   probe_name: nb-long
-  interval: 2147483
-  reload_conf_interval: 2147483
-  timeout: 2147483
+  interval: ${MAX_DURATION_S}
+  reload_conf_interval: ${MAX_DURATION_S}
+  timeout: ${MAX_DURATION_S}
   nb_proc: 1
   logging_level: INFO
   dns_update_interval: 300

@@ -25,6 +25,7 @@ import { DEFAULT_HISTOGRAM_BUCKETS } from "../../src/config/schema.ts";
 import {
   labelKey,
   parseExposition,
+  parseLogLine,
   runNetprobify,
   startDaemon,
   type DaemonProcess,
@@ -692,30 +693,58 @@ groups: {}
 `;
   const noStackTrace = (text: string) => !/^\s+at /m.test(text) && !/\b(TypeError|ReferenceError|Error):/.test(text);
 
-  test("a bad config at start: exit 65, every problem on stderr as FILE:LINE:COL, no stack trace, nothing served", async () => {
+  /** The daemon's stderr as log lines: every one must be in src/log.ts's format. */
+  const logOf = (stderr: string) =>
+    stderr
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => parseLogLine(l) ?? { unparsed: l });
+
+  test("a bad config at start: exit 65, every problem a log line holding FILE:LINE:COL, then the verdict; no stack trace, nothing served", async () => {
     const path = join(dir, "bad.yaml");
     writeFileSync(path, BAD);
     const r = await runNetprobify([path], { cwd: dir });
-    const lines = r.stderr.split("\n").filter((l) => l !== "");
+    const log = logOf(r.stderr);
     expect(r.code).toBe(65);
-    expect(lines.length).toBe(3);
-    expect(lines.every((l) => l.startsWith(`${path}:`))).toBe(true);
-    expect(lines.map((l) => /^.+?:(\d+):(\d+): (\S+):/.exec(l)?.slice(1))).toEqual([
-      ["3", "13", "global.interval"],
-      ["5", "18", "global.logging_level"],
-      ["6", "20", "global.prometheus_port"],
+    expect(log.map((l) => [l.level, l.module])).toEqual([
+      ["ERROR", "config"],
+      ["ERROR", "config"],
+      ["ERROR", "config"],
+      ["CRITICAL", "daemon"],
     ]);
+    expect(log.slice(0, 3).map((l) => /^(.+?):(\d+):(\d+): (\S+):/.exec(l.msg ?? "")?.slice(1))).toEqual([
+      [path, "3", "13", "global.interval"],
+      [path, "5", "18", "global.logging_level"],
+      [path, "6", "20", "global.prometheus_port"],
+    ]);
+    expect(log[3]).toMatchObject({ msg: "cannot start: the configuration is invalid", issues: "3", exit_code: "65" });
     expect(noStackTrace(r.stderr)).toBe(true);
     expect(r.stdout).toBe("");
   });
 
-  test("a missing file: exit 66, one line naming it, no stack trace", async () => {
+  test("a missing file: exit 66, one log line naming it once, no stack trace", async () => {
     const path = join(dir, "does-not-exist.yaml");
     const r = await runNetprobify([path], { cwd: dir });
-    const lines = r.stderr.split("\n").filter((l) => l !== "");
-    expect({ code: r.code, lines: lines.length }).toEqual({ code: 66, lines: 1 });
-    expect(lines[0]).toContain(path);
+    const log = logOf(r.stderr);
+    expect({ code: r.code, lines: log.length }).toEqual({ code: 66, lines: 1 });
+    expect(log[0]).toMatchObject({ level: "CRITICAL", msg: `cannot start: ${path}: cannot read the file: no such file`, exit_code: "66" });
+    expect(r.stderr.split(path).length - 1).toBe(1);
     expect(noStackTrace(r.stderr)).toBe(true);
+  });
+
+  test("the metrics port already taken: exit 71, one CRITICAL log line naming the address", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const path = join(dir, "taken.yaml");
+      writeFileSync(path, loopbackConfig("nb-taken").replace("__PORT__", String(taken.port)).replace(/prometheus_address: .*/, "prometheus_address: 127.0.0.1"));
+      const r = await runNetprobify([path], { cwd: dir });
+      const log = logOf(r.stderr).filter((l) => l.level !== "INFO");
+      expect(r.code).toBe(71);
+      expect(log).toEqual([expect.objectContaining({ level: "CRITICAL", exit_code: "71" })]);
+      expect(log[0]?.msg).toStartWith(`cannot start: cannot serve metrics on 127.0.0.1:${taken.port}: `);
+    } finally {
+      taken.stop(true);
+    }
   });
 
   test("check: exit 0 and a summary for a good file; 65 and the same FILE:LINE:COL lines for a bad one; nothing probed or served", async () => {
@@ -729,7 +758,9 @@ groups: {}
     const ko = await runNetprobify(["check", bad], { cwd: dir });
     expect(ko.code).toBe(65);
     const start = await runNetprobify([bad], { cwd: dir });
-    expect(ko.stderr).toBe(start.stderr);
+    // The same FILE:LINE:COL texts: check prints them as they are, the daemon logs them.
+    const issues = logOf(start.stderr).filter((l) => l.level === "ERROR").map((l) => l.msg ?? "");
+    expect(ko.stderr.split("\n").filter((l) => l !== "")).toEqual(issues);
     expect(noStackTrace(ko.stderr)).toBe(true);
   });
 });

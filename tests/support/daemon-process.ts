@@ -212,6 +212,24 @@ export interface RunResult {
 }
 
 /** Runs `bun src/main.ts ARGS` to completion (check, bad configs): exit code and output. */
+/**
+ * One line of src/log.ts's format (`ts=... level=ERROR module=config msg="..." key=value`) as its
+ * fields, values unquoted; null for a line of any other form.
+ */
+export function parseLogLine(line: string): Record<string, string> | null {
+  const fields: Record<string, string> = {};
+  const re = /\s*([a-z_]+)=("(?:[^"\\]|\\.)*"|\S*)/y;
+  let at = 0;
+  while (at < line.length) {
+    re.lastIndex = at;
+    const m = re.exec(line);
+    if (!m) return null;
+    fields[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
+    at = re.lastIndex;
+  }
+  return fields.ts && fields.level && fields.module && "msg" in fields ? fields : null;
+}
+
 export async function runNetprobify(args: string[], opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
   const proc = Bun.spawn([process.execPath, MAIN, ...args], {
     cwd: opts.cwd,
