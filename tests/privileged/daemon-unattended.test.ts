@@ -10,7 +10,7 @@ import { createServer, type Server } from "node:net";
 import { freePort, startDaemon, type DaemonProcess, type Exposition } from "../support/daemon-process.ts";
 import { requireRoot } from "../support/testnet.ts";
 import { bytes, exchange } from "../support/raw-http.ts";
-import { MAX_DURATION_S } from "../../src/config/limits.ts";
+import { MAX_DURATION_S, MAX_LIFETIME_S } from "../../src/config/limits.ts";
 
 const running: DaemonProcess[] = [];
 afterEach(async () => {
@@ -133,15 +133,18 @@ test("reloads that cannot be run keep the running config, its listener and its p
   expect(d.stderr).not.toContain("    at ");
 }, 60_000);
 
-test("interval, reload_conf_interval and timeout at their largest accepted values: one iteration, then a quiet wait (no timer fires early)", async () => {
-  const d = await daemon(`global:
+test("every duration at its largest accepted value (interval, reload_conf_interval, timeout, dns_update_interval, an http inventory's refresh_interval and timeout, the API's lifetimes): one iteration, then a quiet wait (no timer fires early)", async () => {
+  requireRoot();
+  const apiPort = await freePort();
+  const d = await startDaemon({
+    config: `global:
   probe_name: nb-long
   interval: ${MAX_DURATION_S}
   reload_conf_interval: ${MAX_DURATION_S}
   timeout: ${MAX_DURATION_S}
   nb_proc: 1
   logging_level: INFO
-  dns_update_interval: 300
+  dns_update_interval: ${MAX_DURATION_S}
   prometheus_port: __PORT__
   prometheus_address: 127.0.0.1
 groups:
@@ -149,17 +152,35 @@ groups:
 targets:
   once:
     type: ICMPping
-    destination: 127.0.0.1
+    destination: localhost
+    address_family: ipv4
     nb_packets: 3
     timeout: 0.3
-`);
+    dns_update_interval: ${MAX_DURATION_S}
+inventories:
+  http:
+    slow: {url: "http://127.0.0.1:${apiPort}/api/targets", refresh_interval: ${MAX_DURATION_S}, timeout: ${MAX_DURATION_S}}
+`,
+    files: {
+      "api.yaml": `token: "a-long-random-secret-for-the-test"
+listen_address: 127.0.0.1
+listen_port: ${apiPort}
+groups: [g1]
+target_lifetime: ${MAX_LIFETIME_S}
+max_target_lifetime: ${MAX_LIFETIME_S}
+`,
+    },
+  });
+  running.push(d);
   await d.waitFor("the first iteration", (x) => ((sent(x, "once") ?? 0) >= 3 ? x : undefined), { timeoutMs: 10_000 });
   await Bun.sleep(3000);
   const e = await d.scrape();
   expect(sent(e, "once")).toBe(3);
   expect(d.stderr).not.toContain("TimeoutOverflowWarning");
+  expect(e.value("app_host_resolution_status", { destination: "once" })).toBe(1);
   expect(count(d, "configuration reload")).toBe(0);
   expect(count(d, "overran the interval")).toBe(0);
+  expect(d.stderr).not.toContain("    at ");
 }, 30_000);
 
 test("the metrics listener of a running daemon: HTTP/1.0 without Host is scraped, POST is 405, nothing internal leaks, no stack trace", async () => {
