@@ -27,6 +27,7 @@ import { checkOutcome, loadAll } from "../src/daemon/configuration.ts";
 import { buildPlan } from "../src/daemon/plan.ts";
 import { Resolver } from "../src/daemon/resolver.ts";
 import type { Logger } from "../src/log.ts";
+import { mulberry32 } from "../tests/support/prng.ts";
 
 const REPO = join(import.meta.dir, "..");
 const FIXTURES = join(REPO, "tests", "fixtures");
@@ -34,18 +35,6 @@ const MAIN = join(REPO, "src", "main.ts");
 
 /** Longest line check may print: a long value or key is quoted cut short, never whole. */
 export const MAX_LINE = 4096;
-
-/** mulberry32: small, fast, and the same numbers for the same seed everywhere. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One file to mutate: a netprobify.yaml, or an api.yaml to put beside a good one. */
 export interface Seed {
@@ -211,7 +200,7 @@ export function mutate(text: string, random: () => number): { text: string; ops:
  * schema and into the plan stage too.
  */
 export function mutant(seeds: readonly Seed[], seed: number, index: number): { seed: Seed; text: string; ops: string[] } {
-  const random = rng((Math.imul(seed, 1_000_003) + index) >>> 0);
+  const random = mulberry32((Math.imul(seed, 1_000_003) + index) >>> 0);
   const valid = seeds.filter((s) => !/\/bad-|reload-bad|missing-|numeric-token|unknown-field|empty-groups|lifetime-above/.test(s.name));
   const from = pick(random, random() < 0.5 ? valid : seeds);
   return { seed: from, ...mutate(from.text, random) };

@@ -66,21 +66,19 @@ import {
   type MatchTarget,
 } from "../../src/engine/match.ts";
 import { readPcapFile } from "./pcap-file.ts";
+import { mulberry32 } from "./prng.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Random numbers: a seeded generator, so every failure replays from (seed, frame index).
 
 export class Rng {
-  #s: number;
+  readonly #next: () => number;
   constructor(seed: number) {
-    this.#s = seed >>> 0 || 0x9e3779b9;
+    this.#next = mulberry32(seed >>> 0 || 0x9e3779b9);
   }
-  /** mulberry32: 32 random bits. */
+  /** 32 random bits. */
   u32(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    return this.#next() * 4294967296;
   }
   /** 0 <= n < bound. */
   int(bound: number): number {
