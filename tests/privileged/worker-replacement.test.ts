@@ -30,6 +30,8 @@ test(`${ROUNDS} Workers replaced after overrunning their time limit: fds, $TMPDI
   );
   // Every batch, warm-up included, overran its limit.
   expect(r.completedBatches).toBe(0);
+  // Measured once the last retired Worker's thread has exited (see level() there).
+  expect(r.end.workerThreads).toBe(0);
   expect(r.end.fds).toBe(r.afterWarmUp.fds);
   expect(r.end.tmpFiles).toBe(r.afterWarmUp.tmpFiles);
   expect(r.end.rssBytes - r.afterWarmUp.rssBytes).toBeLessThan(20 * 2 ** 20);
