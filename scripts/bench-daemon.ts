@@ -76,7 +76,7 @@ if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTER
 if (PORT_KIND !== "closed" && PORT_KIND !== "open") usage("--port is closed or open");
 if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
 
-rootUnderBenchLock("bench-daemon", "network namespaces, raw packets");
+await rootUnderBenchLock("bench-daemon", "network namespaces, raw packets");
 
 /** Interval per case: long enough for the case to finish (the plan spreads target starts over
  * (interval - longest target) / 2, so the iteration time follows the interval by design). */

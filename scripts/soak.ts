@@ -63,7 +63,8 @@
  * the replacements: each counted once (restarts = timeouts = rounds, no batch completing), fds
  * and $TMPDIR entries not above the level after warm-up, RSS within 10% of it, no "did not
  * release its handles". Everything (daemon, namespace, files) is torn down at exit, on failure and
- * on SIGINT/SIGTERM; the daemon's log is kept (its path printed) when the verdict fails.
+ * on SIGINT/SIGTERM (sent to this process or to the one bench-lock.ts started it from); only the
+ * daemon's log is kept, its path printed, when the verdict fails.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -122,7 +123,7 @@ const VARIANTS = [
   { nbProc: 1, maxProbesPerSecond: 50_000 },
 ] as const;
 
-rootUnderBenchLock("soak", "network namespaces, raw packets");
+await rootUnderBenchLock("soak", "network namespaces, raw packets");
 
 const log = (line: string) => process.stderr.write(`soak: ${line}\n`);
 const tmp = mkdtempSync(join(tmpdir(), "netprobify-soak-"));
@@ -248,6 +249,8 @@ interface Sample {
   t: number;
   iterations: number;
   rssKb: number;
+  /** RssAnon: the heaps, without the mapped binary and files. */
+  anonKb: number;
   fds: number;
   threads: number;
   /** Samples in the exposition (filled by a scrape just after the /proc readings). */
@@ -430,6 +433,7 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
         t: (now - t0) / 1000,
         iterations: r.iterations,
         rssKb: statusKb(pid, "VmRSS"),
+        anonKb: statusKb(pid, "RssAnon"),
         fds: openFds(pid),
         threads: threadCount(pid),
         series: NaN,
@@ -699,17 +703,17 @@ function soakReport(r: SoakResult, checks: Check[]): void {
       `Samples at the end of iterations with 2 Workers, at most one per ${SAMPLE_EVERY_MS / 1000} s (${r.samples.length} taken).`,
   );
   console.log("");
-  console.log("| | minute | iterations | RSS MiB | open fds | threads | series | $TMPDIR entries |");
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("| | minute | iterations | RSS MiB | of which anonymous MiB | open fds | threads | series | $TMPDIR entries |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   const row = (label: string, s: Sample | undefined) =>
     s
-      ? console.log(`| ${label} | ${fmt(s.t / 60, 1)} | ${fmt(s.iterations)} | ${fmt(mib(s.rssKb), 1)} | ${s.fds} | ${s.threads} | ${fmt(s.series)} | ${s.tmpEntries} |`)
-      : console.log(`| ${label} | - | - | - | - | - | - | - |`);
+      ? console.log(`| ${label} | ${fmt(s.t / 60, 1)} | ${fmt(s.iterations)} | ${fmt(mib(s.rssKb), 1)} | ${fmt(mib(s.anonKb), 1)} | ${s.fds} | ${s.threads} | ${fmt(s.series)} | ${s.tmpEntries} |`)
+      : console.log(`| ${label} | - | - | - | - | - | - | - | - |`);
   row("start (first iteration)", first);
   row("after warm-up", warm);
   row("end", last);
   console.log(
-    `| slope per hour, after warm-up (least squares, ${after.length} samples) | | | ${signed(slope((s) => mib(s.rssKb)), 1)} | ${signed(slope((s) => s.fds), 1)} | ` +
+    `| slope per hour, after warm-up (least squares, ${after.length} samples) | | | ${signed(slope((s) => mib(s.rssKb)), 1)} | ${signed(slope((s) => mib(s.anonKb)), 1)} | ${signed(slope((s) => s.fds), 1)} | ` +
       `${signed(slope((s) => s.threads), 1)} | ${signed(slope((s) => s.series), 0)} | ${signed(slope((s) => s.tmpEntries), 1)} |`,
   );
   console.log("");
@@ -789,16 +793,20 @@ function replacementReport(x: ReplacementReport, checks: Check[]): void {
 // ---------------------------------------------------------------------------------------------
 // Main
 
+/** Set when the verdict fails: the daemon's log stays (its path is printed), nothing else. */
 let keepLog = false;
 const cleanup = () => {
   if (daemon && daemon.exitCode === null) daemon.kill("SIGKILL");
-  for (const e of readdirSync(tmp)) if (!(keepLog && e === "daemon.log")) rmSync(join(tmp, e), { recursive: true, force: true });
-  if (!keepLog) rmSync(tmp, { recursive: true, force: true });
+  try {
+    if (keepLog) for (const e of readdirSync(tmp)) if (e !== "daemon.log") rmSync(join(tmp, e), { recursive: true, force: true });
+    if (!keepLog) rmSync(tmp, { recursive: true, force: true });
+  } catch {
+    // removed already
+  }
 };
 process.on("exit", cleanup);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, () => {
-    keepLog = true;
     cleanup();
     // testnet.ts's own handlers tear the network down; exit in case they are not installed yet.
     process.exit(130);
