@@ -3,7 +3,7 @@
  * it runs, then 1,000 engine Workers replaced on purpose in this process.
  *
  *   sudo node_modules/.bin/bun scripts/soak.ts [--minutes 30] [--warmup-minutes 3] [--reload-every 4]
- *        [--runner auto|dist|bun] [--replacements 1000] [--interval 5] [--churn-every 3]
+ *        [--runner auto|dist|bun] [--replacements 1000] [--interval 5] [--churn-every 3] [--samples FILE]
  *
  * Root only; takes /tmp/bench.lock as the benchmarks do. The daemon (--runner auto): as
  * bench-daemon.ts, dist/netprobify when newer than src/, else a binary built from the working
@@ -36,7 +36,9 @@
  * Samples (RSS, open fds, threads, series in the exposition, $TMPDIR entries) are taken at the
  * end of an iteration run under variant A, at most one per 10 s: right after the daemon published
  * and collected its garbage, with its two Workers alive, so every sample is comparable (variant
- * B has one Worker fewer). At the end of the soak the reloads and churn stop, variant A is put
+ * B has one Worker fewer). None is taken within 2 s of a SIGHUP: the daemon loads the file in a
+ * short-lived Worker, which shows as a thread, 2 fds and up to 15 MiB for a second or so.
+ * (--samples FILE writes every sample out.) At the end of the soak the reloads and churn stop, variant A is put
  * back if needed, and the last sample is the next iteration's. The table shows the first sample
  * (the first iteration), the first one after --warmup-minutes, the last one, and the slope per
  * hour of a least-squares line through the samples from the warm-up one on.
@@ -102,6 +104,8 @@ const REPLACEMENTS = numberArg("replacements", 1000);
 const INTERVAL_S = numberArg("interval", 5);
 const CHURN_EVERY_S = numberArg("churn-every", 3);
 const RUNNER = arg("runner") ?? "auto";
+/** Every sample as tab-separated values, for a closer look. */
+const SAMPLES_FILE = arg("samples");
 if (MINUTES <= 0 || WARMUP_MINUTES >= MINUTES) usage("--minutes must be above 0 and above --warmup-minutes");
 if (RELOAD_EVERY_S < 1 || CHURN_EVERY_S < 1) usage("--reload-every and --churn-every want at least 1 s");
 if (!Number.isInteger(INTERVAL_S) || INTERVAL_S < 2) usage("--interval wants whole seconds >= 2");
@@ -114,6 +118,9 @@ const CHURN_MIN = 20;
 const CHURN_MAX = 60;
 const NB_PACKETS = 10;
 const SAMPLE_EVERY_MS = 10_000;
+/** No sample this soon after a SIGHUP: the config is loaded in a short-lived Worker, whose memory,
+ * threads and fds are still there (or not yet given back) for a second or two. */
+const QUIET_AFTER_SIGHUP_MS = 2000;
 const SCRAPE_EVERY_MS = 250;
 const SCRAPERS = 2;
 const PROBE_NAME = "soak";
@@ -256,6 +263,8 @@ interface Sample {
   /** Samples in the exposition (filled by a scrape just after the /proc readings). */
   series: number;
   tmpEntries: number;
+  /** Seconds since the last SIGHUP (the config is loaded in a short-lived Worker). */
+  sinceReload: number;
 }
 
 function countEntries(dir: string): number {
@@ -417,6 +426,9 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
   let t0 = NaN;
   let lastSampleAt = -Infinity;
   let forceSample = false;
+  let lastSighupAt = -Infinity;
+  /** From a SIGHUP until the daemon says what it made of it. */
+  let reloadLoading = false;
   const seriesScrapes: Promise<void>[] = [];
   let wake: (() => void) | null = null;
   const notify = () => {
@@ -438,6 +450,7 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
         threads: threadCount(pid),
         series: NaN,
         tmpEntries: countEntries(daemonTmp),
+        sinceReload: (now - lastSighupAt) / 1000,
       };
     } catch {
       return; // exited meanwhile
@@ -463,17 +476,21 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
       if (workersAlive < n) r.workersStarted += n - workersAlive;
       workersAlive = n;
       if (r.iterations === 1) t0 = performance.now();
-      if (variantInForce === 0 && (forceSample || performance.now() - lastSampleAt >= SAMPLE_EVERY_MS)) takeSample();
+      const quiet = !reloadLoading && performance.now() - lastSighupAt >= QUIET_AFTER_SIGHUP_MS;
+      if (variantInForce === 0 && quiet && (forceSample || performance.now() - lastSampleAt >= SAMPLE_EVERY_MS)) takeSample();
     } else if (line.includes('msg="configuration reloaded"')) {
       r.reloadsInstalled++;
+      reloadLoading = false;
       // The engine options changed: every live Worker is stopped (the next iteration starts new ones).
       r.workersStoppedByReloads += workersAlive;
       workersAlive = 0;
       variantInForce = variantWritten;
     } else if (line.includes('msg="configuration accepted')) {
       r.reloadsDeferred++;
+      reloadLoading = false;
     } else if (line.includes('msg="configuration reload failed"')) {
       r.reloadsFailed++;
+      reloadLoading = false;
     } else if (line.includes('msg="inventory published its targets"')) {
       r.inventoryPublishes++;
     }
@@ -540,7 +557,9 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
     variantWritten = variant;
     const installed = r.reloadsInstalled;
     const failed = r.reloadsFailed;
+    reloadLoading = true;
     proc.kill("SIGHUP");
+    lastSighupAt = performance.now();
     r.reloadsSent++;
     try {
       // Installed at once, or when the iteration in flight ends.
@@ -690,6 +709,12 @@ interface Check {
 }
 
 function soakReport(r: SoakResult, checks: Check[]): void {
+  if (SAMPLES_FILE) {
+    const rows = r.samples.map((x) =>
+      [x.t.toFixed(1), x.iterations, x.rssKb, x.anonKb, x.fds, x.threads, x.series, x.tmpEntries, x.sinceReload.toFixed(2)].join("\t"),
+    );
+    writeFileSync(SAMPLES_FILE, `s\titerations\trss_kb\tanon_kb\tfds\tthreads\tseries\ttmp_entries\ts_since_sighup\n${rows.join("\n")}\n`);
+  }
   const first = r.samples[0];
   const warm = r.samples[r.warmIndex];
   const last = r.samples[r.samples.length - 1];
@@ -700,7 +725,7 @@ function soakReport(r: SoakResult, checks: Check[]): void {
       `interval ${INTERVAL_S} s) and a marker on a veth test host (${r.host.ns}); a reload every ${RELOAD_EVERY_S} s alternating ` +
       `nb_proc 2 / max_probes_per_second 100000 and nb_proc 1 / 50000 (both replace every Worker); a file inventory rewritten every ` +
       `${CHURN_EVERY_S} s with ${CHURN_MIN}-${CHURN_MAX} of ${CHURN_POOL} more targets; ${SCRAPERS} scrapers every ${SCRAPE_EVERY_MS} ms. ` +
-      `Samples at the end of iterations with 2 Workers, at most one per ${SAMPLE_EVERY_MS / 1000} s (${r.samples.length} taken).`,
+      `Samples at the end of iterations with 2 Workers, at most one per ${SAMPLE_EVERY_MS / 1000} s, none within ${QUIET_AFTER_SIGHUP_MS / 1000} s of a SIGHUP (${r.samples.length} taken).`,
   );
   console.log("");
   console.log("| | minute | iterations | RSS MiB | of which anonymous MiB | open fds | threads | series | $TMPDIR entries |");
