@@ -67,7 +67,7 @@ function usage(message: string): never {
 if (!Number.isInteger(FULL_COUNT) || FULL_COUNT < 1000 || FULL_COUNT > 2_000_000) usage("--count wants an integer from 1000 to 2000000");
 if (!Number.isInteger(LOW_COUNT) || LOW_COUNT < 10 || LOW_COUNT > 65_535) usage("--low-count wants an integer from 10 to 65535");
 
-rootUnderBenchLock("bench-accuracy", "network namespaces, TUN devices, raw packets, captures");
+await rootUnderBenchLock("bench-accuracy", "network namespaces, TUN devices, raw packets, captures");
 
 const log = (line: string) => process.stderr.write(`bench-accuracy: ${line}\n`);
 

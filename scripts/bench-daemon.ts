@@ -34,13 +34,15 @@
  * file-backed, every 20 ms, with its log lines and the scrapes interleaved as `# ms ...` lines,
  * to see which phase of an iteration sets the peak.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { rootUnderBenchLock } from "./bench-lock.ts";
+import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { cpuSeconds, kbOf, statusKb, threadCount, threadCpu } from "./proc-stats.ts";
 
 const root = resolve(import.meta.dir, "..");
 const argv = process.argv.slice(2);
@@ -74,7 +76,7 @@ if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTER
 if (PORT_KIND !== "closed" && PORT_KIND !== "open") usage("--port is closed or open");
 if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
 
-rootUnderBenchLock("bench-daemon", "network namespaces, raw packets");
+await rootUnderBenchLock("bench-daemon", "network namespaces, raw packets");
 
 /** Interval per case: long enough for the case to finish (the plan spreads target starts over
  * (interval - longest target) / 2, so the iteration time follows the interval by design). */
@@ -93,47 +95,6 @@ function sh(cmd: string[], check = true): string {
 
 const log = (line: string) => process.stderr.write(`bench-daemon: ${line}\n`);
 const tmp = mkdtempSync(join(tmpdir(), "bench-daemon-"));
-
-// ---------------------------------------------------------------------------------------------
-// Which daemon
-
-interface Runner {
-  argv: string[];
-  description: string;
-}
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function chooseRunner(): Runner {
-  const dist = join(root, "dist", "netprobify");
-  const fromSource: Runner = { argv: [process.execPath, join(root, "src", "main.ts")], description: `bun src/main.ts (Bun ${Bun.version})` };
-  if (RUNNER === "bun") return fromSource;
-  if (RUNNER === "dist") {
-    if (!existsSync(dist)) usage("--runner dist: dist/netprobify does not exist (bun run build.ts)");
-    return { argv: [dist], description: "dist/netprobify (compiled binary, as found)" };
-  }
-  if (existsSync(dist) && statSync(dist).mtimeMs >= newestMtime(join(root, "src"))) {
-    return { argv: [dist], description: "dist/netprobify (compiled binary, newer than every file under src/)" };
-  }
-  // dist/netprobify is missing or older than the sources: measuring it would measure old code.
-  // Build the same binary from the working tree into the run's temp dir (dist/ is left alone).
-  const out = join(tmp, "netprobify");
-  const why = existsSync(dist) ? "dist/netprobify is older than src/" : "dist/netprobify is missing";
-  log(`${why}: building the binary from the working tree into ${out}`);
-  const r = Bun.spawnSync([process.execPath, "run", join(root, "build.ts"), "--outfile", out], { cwd: root, stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode === 0 && existsSync(out)) {
-    return { argv: [out], description: `compiled binary built by build.ts from the working tree for this run (${why})` };
-  }
-  log(`build failed (${r.stderr.toString().trim().split("\n").pop()}): running from source instead`);
-  return { ...fromSource, description: `${fromSource.description} (${why} and the build failed)` };
-}
 
 // ---------------------------------------------------------------------------------------------
 // The test network: one veth host, a routed /18 answered by it
@@ -233,49 +194,6 @@ function configYaml(targets: number, interval: number, port: number, b: Bench): 
     );
   }
   return `${lines.join("\n")}\n`;
-}
-
-const CLK_TCK = Number(sh(["getconf", "CLK_TCK"]).trim()) || 100;
-
-/** The fields of a /proc stat line after the command name: field N (counted from 1) is f[N - 3]. */
-const statFields = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-
-/** utime + stime + cutime + cstime of the whole process (every thread, live or ended), seconds. */
-function cpuSeconds(pid: number): number {
-  const f = statFields(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
-}
-
-/** A `Field:   N kB` line of /proc/PID/status text, in kB (NaN when absent). */
-const kbOf = (status: string, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
-
-function statusKb(pid: number, field: string): number {
-  return kbOf(readFileSync(`/proc/${pid}/status`, "utf8"), field);
-}
-
-/** CPU seconds of the live threads: the main thread (tid = pid), the engine Workers (named
- * "Worker" by Bun), and the rest (JIT, GC, HTTP). */
-function threadCpu(pid: number): { main: number; workers: number; other: number } {
-  const out = { main: 0, workers: 0, other: 0 };
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-    } catch {
-      continue; // ended meanwhile
-    }
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const f = statFields(stat);
-    const cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
-    if (Number(tid) === pid) out.main += cpu;
-    else if (comm === "Worker") out.workers += cpu;
-    else out.other += cpu;
-  }
-  return out;
-}
-
-function threadCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/task`).length;
 }
 
 interface Done {
@@ -745,7 +663,12 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 }
 
 const startLoad = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-const runner = chooseRunner();
+let runner: Runner;
+try {
+  runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
+} catch (e) {
+  usage(e instanceof Error ? e.message : String(e));
+}
 log(`daemon: ${runner.description}`);
 const results: CaseResult[] = [];
 try {

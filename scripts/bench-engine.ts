@@ -30,7 +30,7 @@ if (!existsSync(join(benchDir, "plbench.c"))) {
   console.error(`bench-engine: the yardstick is not at ${benchDir}`);
   process.exit(66);
 }
-rootUnderBenchLock("bench-engine", "network namespaces, raw packets");
+await rootUnderBenchLock("bench-engine", "network namespaces, raw packets");
 
 function sh(argv: string[], check = true): string {
   const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });

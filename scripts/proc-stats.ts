@@ -1,0 +1,72 @@
+/**
+ * What the scripts read about a process from /proc: CPU time, memory, threads, open files.
+ * Shared by bench-daemon.ts and soak.ts. Linux only; each reader throws when the process is gone.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+const CLK_TCK = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
+
+/** The fields of a /proc stat line after the command name: field N (counted from 1) is f[N - 3]. */
+const statFields = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+
+/** utime + stime + cutime + cstime of the whole process (every thread, live or ended), seconds. */
+export function cpuSeconds(pid: number): number {
+  const f = statFields(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+/** A `Field:   N kB` line of /proc/PID/status text, in kB (NaN when absent). */
+export const kbOf = (status: string, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+
+/** One kB field of /proc/PID/status: VmRSS, VmHWM, RssAnon, RssFile... */
+export function statusKb(pid: number, field: string): number {
+  return kbOf(readFileSync(`/proc/${pid}/status`, "utf8"), field);
+}
+
+export interface ThreadCpu {
+  main: number;
+  workers: number;
+  other: number;
+}
+
+/** CPU seconds of the live threads: the main thread (tid = pid), the Workers (named "Worker" by
+ * Bun), and the rest (JIT, GC, HTTP). */
+export function threadCpu(pid: number): ThreadCpu {
+  const out = { main: 0, workers: 0, other: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = statFields(stat);
+    const cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    if (Number(tid) === pid) out.main += cpu;
+    else if (comm === "Worker") out.workers += cpu;
+    else out.other += cpu;
+  }
+  return out;
+}
+
+export function threadCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).length;
+}
+
+/** Thread ids of the live Bun Workers (threads named "Worker"). */
+export function workerThreadIds(pid: number): number[] {
+  const out: number[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim() === "Worker") out.push(Number(tid));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return out;
+}
+
+export function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
