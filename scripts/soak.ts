@@ -37,11 +37,11 @@
  * end of an iteration run under variant A, at most one per 10 s: right after the daemon published
  * and collected its garbage, with its two Workers alive, so every sample is comparable (variant
  * B has one Worker fewer). None is taken within 2 s of a SIGHUP: the daemon loads the file in a
- * short-lived Worker, which shows as a thread, 2 fds and up to 15 MiB for a second or so.
- * (--samples FILE writes every sample out.) At the end of the soak the reloads and churn stop, variant A is put
- * back if needed, and the last sample is the next iteration's. The table shows the first sample
- * (the first iteration), the first one after --warmup-minutes, the last one, and the slope per
- * hour of a least-squares line through the samples from the warm-up one on.
+ * short-lived Worker, which shows as a thread, 2 fds and up to 15 MiB for a second or so
+ * (--samples FILE writes every sample out). At the end of the soak the reloads and churn stop,
+ * variant A is put back if needed, and the last sample is the next iteration's. The table shows
+ * the first sample (the first iteration), the first one after --warmup-minutes, the last one,
+ * and the slope per hour of a least-squares line through the samples from the warm-up one on.
  *
  * Every iteration published: after the last iteration, the marker's icmp_sent_total must equal
  * the number of "iteration done" lines (one more when the scrape landed between an iteration's
