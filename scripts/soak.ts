@@ -37,11 +37,11 @@
  * end of an iteration run under variant A, at most one per 10 s: right after the daemon published
  * and collected its garbage, with its two Workers alive, so every sample is comparable (variant
  * B has one Worker fewer). None is taken within 2 s of a SIGHUP: the daemon loads the file in a
- * short-lived Worker, which shows as a thread, 2 fds and up to 15 MiB for a second or so.
- * (--samples FILE writes every sample out.) At the end of the soak the reloads and churn stop, variant A is put
- * back if needed, and the last sample is the next iteration's. The table shows the first sample
- * (the first iteration), the first one after --warmup-minutes, the last one, and the slope per
- * hour of a least-squares line through the samples from the warm-up one on.
+ * short-lived Worker, which shows as a thread, 2 fds and up to 15 MiB for a second or so
+ * (--samples FILE writes every sample out). At the end of the soak the reloads and churn stop,
+ * variant A is put back if needed, and the last sample is the next iteration's. The table shows
+ * the first sample (the first iteration), the first one after --warmup-minutes, the last one,
+ * and the slope per hour of a least-squares line through the samples from the warm-up one on.
  *
  * Every iteration published: after the last iteration, the marker's icmp_sent_total must equal
  * the number of "iteration done" lines (one more when the scrape landed between an iteration's
@@ -59,11 +59,13 @@
  * overruns a 30 ms limit, so each round stops a Worker and starts another; fds, RSS and $TMPDIR
  * entries of this process before and after 10 warm-up rounds and at the end (about 95 ms a round).
  *
- * Verdict (exit status 1 when any fails): RSS and open fds at the end within 10% of the level
- * after warm-up, $TMPDIR entries not above it, every iteration published, no failed scrape, every
+ * Verdict (exit status 1 when any fails): RSS and open fds at the end at most 10% above the level
+ * after warm-up (growth only: the kernel may drop clean pages of the mapped binary under memory
+ * pressure, so RSS can fall by 15 MiB with no change in the anonymous part, shown beside it),
+ * $TMPDIR entries not above it, every iteration published, no failed scrape, every
  * reload installed, no ERROR line, the daemon running to the end and exiting 0 on SIGTERM; for
  * the replacements: each counted once (restarts = timeouts = rounds, no batch completing), fds
- * and $TMPDIR entries not above the level after warm-up, RSS within 10% of it, no "did not
+ * and $TMPDIR entries not above the level after warm-up, RSS at most 10% above it, no "did not
  * release its handles". Everything (daemon, namespace, files) is torn down at exit, on failure and
  * on SIGINT/SIGTERM (sent to this process or to the one bench-lock.ts started it from); only the
  * daemon's log is kept, its path printed, when the verdict fails.
@@ -701,7 +703,8 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }) : "-");
 const signed = (n: number, d = 0) => (Number.isFinite(n) ? `${n >= 0 ? "+" : ""}${fmt(n, d)}` : "-");
 const mib = (kb: number) => kb / 1024;
-const within = (end: number, base: number, ratio: number) => Math.abs(end - base) <= ratio * base;
+/** Growth only: a fall (the kernel dropping clean pages of the mapped binary) is no leak. */
+const notAbove = (end: number, base: number, ratio: number) => end <= base * (1 + ratio);
 
 interface Check {
   ok: boolean;
@@ -775,8 +778,8 @@ function soakReport(r: SoakResult, checks: Check[]): void {
     r.donesAtScrape[0] <= r.markerSent && r.markerSent <= r.donesAtScrape[1] + 1 && r.sentMismatches.length === 0;
   checks.push(
     { ok: r.problem === null, text: `the soak ran to the end${r.problem ? ` (${r.problem})` : ""}` },
-    { ok: within(endRss, warmRss, 0.1), text: `RSS at the end ${fmt(mib(endRss), 1)} MiB within 10% of ${fmt(mib(warmRss), 1)} after warm-up` },
-    { ok: !!last && !!warm && within(last.fds, warm.fds, 0.1), text: `open fds at the end ${last?.fds ?? "-"} within 10% of ${warm?.fds ?? "-"} after warm-up` },
+    { ok: notAbove(endRss, warmRss, 0.1), text: `RSS at the end ${fmt(mib(endRss), 1)} MiB, at most 10% above ${fmt(mib(warmRss), 1)} after warm-up` },
+    { ok: !!last && !!warm && notAbove(last.fds, warm.fds, 0.1), text: `open fds at the end ${last?.fds ?? "-"}, at most 10% above ${warm?.fds ?? "-"} after warm-up` },
     { ok: !!last && !!warm && last.tmpEntries <= warm.tmpEntries, text: `$TMPDIR entries at the end ${last?.tmpEntries ?? "-"}, not above ${warm?.tmpEntries ?? "-"} after warm-up` },
     { ok: iterationsPublished, text: `every iteration published: marker ${fmt(r.markerSent)} for ${fmt(r.donesAtScrape[0])}-${fmt(r.donesAtScrape[1])} iterations logged, ${r.sentMismatches.length} targets off` },
     { ok: r.scrapes.non200 + r.scrapes.failed === 0 && r.scrapes.ok > 0, text: `${r.scrapes.non200 + r.scrapes.failed} failed scrapes of ${fmt(r.scrapes.ok + r.scrapes.non200 + r.scrapes.failed)}` },
@@ -810,7 +813,7 @@ function replacementReport(x: ReplacementReport, checks: Check[]): void {
   checks.push(
     { ok: x.restarts === x.rounds && x.timeouts === x.rounds && x.completedBatches === 0, text: `replacements counted once each: ${x.restarts} restarts, ${x.timeouts} timeouts for ${x.rounds} rounds` },
     { ok: x.end.fds <= x.afterWarmUp.fds && x.end.tmpFiles <= x.afterWarmUp.tmpFiles, text: `replacements: fds ${x.afterWarmUp.fds} -> ${x.end.fds}, $TMPDIR ${x.afterWarmUp.tmpFiles} -> ${x.end.tmpFiles}` },
-    { ok: within(x.end.rssBytes, x.afterWarmUp.rssBytes, 0.1), text: `replacements: RSS ${fmt(x.afterWarmUp.rssBytes / 2 ** 20, 1)} -> ${fmt(x.end.rssBytes / 2 ** 20, 1)} MiB, within 10%` },
+    { ok: notAbove(x.end.rssBytes, x.afterWarmUp.rssBytes, 0.1), text: `replacements: RSS ${fmt(x.afterWarmUp.rssBytes / 2 ** 20, 1)} -> ${fmt(x.end.rssBytes / 2 ** 20, 1)} MiB, at most 10% above` },
     { ok: x.unreleased.length === 0, text: `replacements: ${x.unreleased.length} Workers did not release their handles` },
   );
 }
