@@ -2,7 +2,8 @@
  * Worker entry that owns a ProbeEngine: packets never touch the thread that asked for them.
  * One message in per batch, one message out per batch, whatever the number of probes.
  */
-import { libpcapVersion } from "../native/libpcap.ts";
+import { closeLibpcap, libpcapVersion } from "../native/libpcap.ts";
+import { closeLibc } from "../native/libc.ts";
 import { closeNetlink } from "../net/netlink.ts";
 import { ProbeEngine } from "./probe-engine.ts";
 import { summarizeSeries } from "./stats.ts";
@@ -62,6 +63,9 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
       engine?.close();
       engine = null;
       closeNetlink();
+      // Last: nothing in this thread calls native code after these (the client terminates it).
+      closeLibpcap();
+      closeLibc();
       reply({ type: "closed" });
     }
   } catch (e) {

@@ -31,6 +31,14 @@ const libc = dlopen("libc.so.6", {
 
 const c = libc.symbols;
 
+/**
+ * Unloads this thread's libc wrappers (see closeLibpcap): for a Worker about to end, after its
+ * last call into this module.
+ */
+export function closeLibc(): void {
+  libc.close();
+}
+
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const AF_NETLINK = 16;
