@@ -157,7 +157,10 @@ describe("config reload in a running daemon", () => {
     const seriesBefore = seriesOf(before, "nb-reload-2");
     const keptBefore = sent(before, "nb-reload-2", "keep_tcp", "g1")!;
     await reload("reload-bad.yaml", { expect: "failed" });
-    expect(d.stderr).toContain(`${d.configPath}:5:12: global.nb_proc:`);
+    // The problem is the line after the one reload() waited for: it may still be in the pipe.
+    const problem = `${d.configPath}:5:12: global.nb_proc:`;
+    for (const deadline = Date.now() + 5000; !d.stderr.includes(problem) && Date.now() < deadline; ) await Bun.sleep(20);
+    expect(d.stderr).toContain(problem);
     const e = await d.waitFor("status 1 and another iteration", (x) =>
       x.value("app_reload_conf_failed_status", { probe_name: "nb-reload-2" }) === 1 && (sent(x, "nb-reload-2", "keep_tcp", "g1") ?? 0) > keptBefore ? x : undefined,
     );
