@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libpcap that rides inside the netprobify binary: Debian bookworm's libpcap source,
+# Builds the libpcap that rides inside the netprobify binary: the Debian release's libpcap source,
 # configured without D-Bus, RDMA, libnl, Bluetooth, USB and netmap so the only runtime dependency
 # is glibc (Debian's own libpcap.so pulls libdbus, libsystemd and seven more libraries).
 # Output: vendor-free build artefact at build/libpcap/libpcap.so (git-ignored), and its version
@@ -20,16 +20,50 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq flex bison gcc make dpkg-dev >/dev/null
 fi
-# A deb-src entry for bookworm main, kept in its own file so the system's sources stay untouched.
+# A deb-src entry derived from the machine's own apt sources (whatever mirror or proxy they name):
+# every `deb` entry of the release's main suite, as deb-src, in a file of its own so the system's
+# sources stay untouched. Both formats: deb822 (*.sources) and one-line (sources.list, *.list).
 src_list=/etc/apt/sources.list.d/netprobify-src.sources
 if ! apt-get source --print-uris libpcap >/dev/null 2>&1; then
-  cat >"$src_list" <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [ -n "$codename" ] || { echo "libpcap: no VERSION_CODENAME in /etc/os-release" >&2; exit 1; }
+  derived=$(
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [ -f "$f" ] && [ "$f" != "$src_list" ] && awk -v suite="$codename" '
+        BEGIN { RS = ""; FS = "\n" }
+        {
+          types = ""; uris = ""; suites = ""; comps = ""; key = ""
+          for (i = 1; i <= NF; i++) {
+            line = $i
+            if (line ~ /^#/) continue
+            split(line, kv, ":"); name = kv[1]; value = substr(line, length(name) + 2); gsub(/^[ \t]+|[ \t]+$/, "", value)
+            if (name == "Types") types = value; else if (name == "URIs") uris = value
+            else if (name == "Suites") suites = value; else if (name == "Components") comps = value
+            else if (name == "Signed-By") key = value
+          }
+          if ((" " types " ") !~ / deb / || (" " suites " ") !~ (" " suite " ")) next
+          printf "Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n", uris, suite, comps
+          if (key != "") printf "Signed-By: %s\n", key
+          printf "\n"
+        }' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      [ -f "$f" ] && awk -v suite="$codename" '
+        $1 == "deb" {
+          opts = ""; i = 2
+          if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) { opts = opts " " $i; i++ }; opts = substr(opts " " $i, 2); i++ }
+          if ($(i + 1) != suite) next
+          printf "Types: deb-src\nURIs: %s\nSuites: %s\nComponents:", $i, suite
+          for (j = i + 2; j <= NF; j++) printf " %s", $j
+          printf "\n"
+          if (match(opts, /signed-by=[^] ]+/)) printf "Signed-By: %s\n", substr(opts, RSTART + 10, RLENGTH - 10)
+          printf "\n"
+        }' "$f"
+    done
+    true # a missing sources.list is no failure
+  )
+  [ -n "$derived" ] || { echo "libpcap: no deb entry for $codename in the apt sources to derive a deb-src entry from" >&2; exit 1; }
+  printf '%s\n' "$derived" >"$src_list"
   apt-get update -qq
 fi
 cd "$work"
