@@ -40,7 +40,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
-import { rootUnderBenchLock } from "./bench-lock.ts";
+import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { cpuSeconds, kbOf, statusKb, threadCount, threadCpu } from "./proc-stats.ts";
 
@@ -653,14 +653,7 @@ const cleanup = () => {
   if (current && current.exitCode === null) current.kill("SIGKILL");
   rmSync(tmp, { recursive: true, force: true });
 };
-process.on("exit", cleanup);
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    cleanup();
-    // testnet.ts's own handlers tear the network down; exit in case they are not installed yet.
-    process.exit(130);
-  });
-}
+cleanUpOnExit(cleanup);
 
 const startLoad = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 let runner: Runner;

@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import { ProbeEngine, type ProbeKind, type ProbeTarget } from "../src/engine/probe-engine.ts";
 import { percentile, summarize } from "../src/engine/stats.ts";
 import type { Family } from "../src/packet/address.ts";
-import { rootUnderBenchLock } from "./bench-lock.ts";
+import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 
 const root = resolve(import.meta.dir, "..");
 const benchDir = resolve(root, "..", "shared", "bench");
@@ -45,8 +45,7 @@ const down = () => {
   sh(["bash", join(benchDir, "net.sh"), "down"], false);
 };
 down();
-process.on("exit", down);
-for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+cleanUpOnExit(down);
 // net.sh leaves a listener running in the background: its output must not be a pipe we wait on.
 const up = Bun.spawnSync(["bash", join(benchDir, "net.sh"), "up"], { stdout: "ignore", stderr: "inherit" });
 if (up.exitCode !== 0) throw new Error(`net.sh up: exit ${up.exitCode}`);

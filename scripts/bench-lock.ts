@@ -31,3 +31,12 @@ export async function rootUnderBenchLock(name: string, why: string): Promise<voi
   }
   process.exit(await child.exited);
 }
+
+/**
+ * Runs `cleanup` when the process exits, whatever way: SIGINT and SIGTERM exit (130) through it.
+ * testnet.ts's own handlers tear down test networks; this is for what the script itself holds.
+ */
+export function cleanUpOnExit(cleanup: () => void): void {
+  process.on("exit", cleanup);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+}

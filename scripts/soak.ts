@@ -77,9 +77,10 @@ import type { FileSink, Subprocess } from "bun";
 import { freePort, parseExposition, type Exposition } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestHost, type TestNet } from "../tests/support/testnet.ts";
 import { replaceWorkers, type ProcessLevel, type ReplacementReport } from "../tests/support/worker-replacement.ts";
-import { rootUnderBenchLock } from "./bench-lock.ts";
+import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { openFds, statusKb, threadCount, workerThreadIds } from "./proc-stats.ts";
+import { mulberry32 } from "../tests/support/prng.ts";
 
 const root = resolve(import.meta.dir, "..");
 const argv = process.argv.slice(2);
@@ -219,18 +220,6 @@ function writeAtomically(path: string, text: string): void {
   renameSync(temp, path);
 }
 
-/** mulberry32: the churn is the same from run to run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 function churnJson(pool: Target[], host: TestHost, random: () => number): { text: string; count: number } {
   const count = CHURN_MIN + Math.floor(random() * (CHURN_MAX - CHURN_MIN + 1));
   const order = pool.map((t) => ({ t, k: random() })).sort((a, b) => a.k - b.k);
@@ -358,7 +347,7 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
   // The churn's addresses come after the configured ones in each family.
   const pool = Array.from({ length: CHURN_POOL }, (_, i) => target(host, `c${String(i).padStart(3, "0")}`, i, 1 + TARGETS / 2));
   const port = await freePort();
-  const random = prng(9);
+  const random = mulberry32(9);
   const r: SoakResult = {
     runner,
     host,
@@ -832,14 +821,7 @@ const cleanup = () => {
     // removed already
   }
 };
-process.on("exit", cleanup);
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    cleanup();
-    // testnet.ts's own handlers tear the network down; exit in case they are not installed yet.
-    process.exit(130);
-  });
-}
+cleanUpOnExit(cleanup);
 
 const startLoad = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 let runner: Runner;
