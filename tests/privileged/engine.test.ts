@@ -27,7 +27,7 @@ import {
   type ProbeTarget,
 } from "../../src/engine/probe-engine.ts";
 import { pathHealth, paths, summarize } from "../../src/engine/stats.ts";
-import { createTestNet, processAlive, requireRoot, STATE_DIR, sweepStale, type TestHost, type TestNet, type TunHost } from "../support/testnet.ts";
+import { createTestNet, processAlive, requireRoot, STATE_DIR, sweepStale, warmNeighbours, type TestHost, type TestNet, type TunHost } from "../support/testnet.ts";
 import {
   canon,
   checkTarget,
@@ -165,18 +165,6 @@ function wireIdent(p: WirePacket, kind: ProbeTarget["kind"]): number {
   if (kind === "tcpsyn") return p.seq;
   if (kind === "icmp") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
   return p.family === 4 ? p.ipId : p.tag!;
-}
-
-/**
- * Has the kernel resolve the host's MAC in both families, so that the tests of probing do not
- * depend on the engine's own ARP / neighbour solicitation: that has its own test, on the second
- * host, which the root namespace never talks to.
- */
-async function warmNeighbours(net: TestNet, h: TestHost): Promise<void> {
-  for (const addr of [h.v4.host, h.v6.host]) {
-    const r = await net.exec(null, ["ping", "-c1", "-W2", addr]);
-    if (r.code !== 0) throw new Error(`ping ${addr} failed: ${r.stdout}${r.stderr}`);
-  }
 }
 
 describe("engine end to end", () => {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { ProbeEngine, SLOT_LOST, SLOT_UNSENT, type BatchResult, type EngineOptions, type ProbeTarget } from "../../src/engine/probe-engine.ts";
 import { summarize, summarizeSeries } from "../../src/engine/stats.ts";
-import { createTestNet, requireRoot, type TestHost, type TestNet } from "../support/testnet.ts";
+import { createTestNet, requireRoot, warmNeighbours, type TestNet } from "../support/testnet.ts";
 import { checkTarget, decodeCapture } from "./wire.ts";
 
 const COUNT = 100;
@@ -41,13 +41,6 @@ function target(kind: ProbeTarget["kind"], family: 4 | 6, dst: string, dstPort: 
 
 function txFrames(ifname: string): number {
   return Number(readFileSync(`/sys/class/net/${ifname}/statistics/tx_packets`, "utf8"));
-}
-
-async function warmNeighbours(net: TestNet, h: TestHost): Promise<void> {
-  for (const addr of [h.v4.host, h.v6.host]) {
-    const r = await net.exec(null, ["ping", "-c1", "-W2", addr]);
-    if (r.code !== 0) throw new Error(`ping ${addr} failed: ${r.stdout}${r.stderr}`);
-  }
 }
 
 describe("an egress interface deleted in the middle of a batch", () => {

@@ -947,6 +947,17 @@ function startRun(namespaces: (prefix: string) => string[], rootIfs: (prefix: st
 }
 
 /**
+ * Has the root namespace's kernel resolve the host's MAC in both families, so that a test of
+ * probing does not depend on the engine's own ARP / neighbour solicitation (tested on its own).
+ */
+export async function warmNeighbours(net: TestNet, h: TestHost): Promise<void> {
+  for (const addr of [h.v4.host, h.v6.host]) {
+    const r = await net.exec(null, ["ping", "-c1", "-W2", addr]);
+    if (r.code !== 0) throw new Error(`ping ${addr} failed: ${r.stdout}${r.stderr}`);
+  }
+}
+
+/**
  * Builds the test network. Call teardown() in afterAll; a process that exits or is interrupted
  * without it still cleans up (exit handlers), and one that is killed is cleaned by the next run's
  * sweepStale().
