@@ -19,7 +19,6 @@ import type { BatchStats } from "../engine/probe-engine.ts";
 import { dirname, join } from "node:path";
 import { readFileSync, statSync } from "node:fs";
 import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
-import { destinationForm, expandDestination } from "../targets/destinations.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
 import type { InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
@@ -264,7 +263,7 @@ export class Daemon {
 
   /**
    * Re-reads the config file and api.yaml. Unchanged files (same content as the last attempt)
-   * are not reloaded, except on an explicit request after a failure. Otherwise everything is checked first: load, validation, the plan, the new
+   * are not reloaded, except on an explicit request after a failure. Otherwise everything is checked first: load, validation (its limits are what the planner can run), the new
    * metrics listener; any failure keeps the running config and sets
    * app_reload_conf_failed_status to 1. An accepted file is installed at the end of the iteration
    * in flight (at once when none is), so no probe in flight is lost; the status goes to 0.
@@ -306,8 +305,8 @@ export class Daemon {
     try {
       const loaded = await loadAll(path);
       if ("exitCode" in loaded) return fail(loaded.lines);
+      // loadAll refuses what the planner could not run (the schema's limits): nothing to plan here.
       const c = loaded.config;
-      this.#trialPlan(c);
       // A reload accepted earlier but not installed yet is superseded, its listener with it.
       this.#pending?.server?.stop(true);
       this.#pending = null;
@@ -324,19 +323,6 @@ export class Daemon {
       }
     } else log.info("configuration accepted: it applies when the iteration in flight ends", { config: path });
     return true;
-  }
-
-  /**
-   * Plans the new config as its first iteration would (literal destinations expanded, hostnames
-   * as resolved so far), so that a config the planner cannot run is refused while the running
-   * one is still in place. Throws what the planner throws.
-   */
-  #trialPlan(c: Config): void {
-    const literal = new Map<string, string[]>();
-    for (const [name, t] of Object.entries(c.targets ?? {})) {
-      if (destinationForm(t.destination) !== "hostname") literal.set(name, expandDestination(t.destination).addresses);
-    }
-    buildPlan(c, (t) => literal.get(t) ?? this.#resolver.addressesOf(t), c.global.nb_proc);
   }
 
   /** Installs the accepted reload, if any; called between iterations only. */
