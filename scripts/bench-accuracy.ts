@@ -36,7 +36,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ProbeEngine, SLOT_ANSWERED, type BatchResult, type ProbeKind, type ProbeTarget } from "../src/engine/probe-engine.ts";
+import { openProbeEngine } from "../src/engine/pcap-network.ts";
+import { SLOT_ANSWERED, type BatchResult, type ProbeTarget } from "../src/engine/probe-engine.ts";
+import type { TargetType } from "../src/config/schema.ts";
+import { PROBE_TYPES } from "../src/probes/registry.ts";
 import type { Family } from "../src/packet/address.ts";
 import { startDaemon, type Exposition } from "../tests/support/daemon-process.ts";
 import { readPcapFile } from "../tests/support/pcap-file.ts";
@@ -189,10 +192,10 @@ interface Pairing {
 }
 
 /** The answers on the wire to the probes of `t`, by probe key. */
-function wireAnswers(pkts: WirePacket[], t: Pick<ProbeTarget, "kind" | "family">, keys: Map<string, WirePacket>): Map<string, WirePacket> {
+function wireAnswers(pkts: WirePacket[], t: Pick<ProbeTarget, "type" | "family">, keys: Map<string, WirePacket>): Map<string, WirePacket> {
   const out = new Map<string, WirePacket>();
   for (const p of pkts) {
-    const a = answerOf(p, t.kind, t.family);
+    const a = answerOf(p, t.type, t.family);
     if (a && keys.has(a.key) && !out.has(a.key)) out.set(a.key, p);
   }
   return out;
@@ -205,7 +208,7 @@ function pairTarget(r: BatchResult, ti: number, t: ProbeTarget, pkts: WirePacket
   const byKey = new Map<string, WirePacket>();
   let duplicates = 0;
   for (const p of probes) {
-    const k = probeKey(p, t.kind);
+    const k = probeKey(p, t.type);
     if (byKey.has(k)) duplicates++;
     else byKey.set(k, p);
   }
@@ -229,11 +232,11 @@ function pairTarget(r: BatchResult, ti: number, t: ProbeTarget, pkts: WirePacket
     if (timed) out.engineTimed++;
     const probe = probes[k];
     if (!probe) continue;
-    if (t.kind === "icmp" ? probe.icmpSeq !== (k & 0xffff) : probe.sport !== r.srcPort[s]) {
+    if (t.type === "ICMPping" ? probe.icmpSeq !== (k & 0xffff) : probe.sport !== r.srcPort[s]) {
       out.orderMismatch++;
       continue;
     }
-    const answer = answers.get(probeKey(probe, t.kind));
+    const answer = answers.get(probeKey(probe, t.type));
     if (!answer) {
       if (r.status[s] === SLOT_ANSWERED) out.wireMissed++;
       continue;
@@ -284,12 +287,12 @@ const fmt = (n: number, d = 0) =>
   Number.isNaN(n) ? "-" : n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
 const us = (n: number) => (Number.isNaN(n) ? "-" : `${n >= 0 ? "+" : ""}${fmt(n, 3)}`);
 
-function target(kind: ProbeKind, family: Family, dst: string, dstPort: number, count: number, intervalMs: number): ProbeTarget {
+function target(kind: TargetType, family: Family, dst: string, dstPort: number, count: number, intervalMs: number): ProbeTarget {
   return {
-    kind,
+    type: kind,
     family,
     dst,
-    dstPort: kind === "icmp" ? 0 : dstPort,
+    dstPort: kind === "ICMPping" ? 0 : dstPort,
     srcAddresses: null,
     srcPortA: 20000,
     srcPortZ: 59999,
@@ -321,19 +324,18 @@ const ORIGINAL_C: Record<string, string> = {
 };
 /** Table C2: reported percentile minus the wire's, same probes, 20 ms TUN path, every type and family. */
 const ORIGINAL_C2 = "+10 to +13 / +14 to +758";
-const KIND_NAME: Record<ProbeKind, string> = { tcpsyn: "TCPsyn", icmp: "ICMPping", udp: "UDPunreachable" };
 
 // ---------------------------------------------------------------------------------------------
 // (a) low rate, TUN hosts
 
 async function lowRate(net: TestNet, tuns: Map<number, TunHost>): Promise<string[]> {
-  const engine = new ProbeEngine({ captureBufferBytes: 32 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x5000_0000 });
+  const engine = openProbeEngine({ captureBufferBytes: 32 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x5000_0000 });
   const rows: string[] = [];
   try {
     for (const delay of DELAYS_MS) {
       const tun = tuns.get(delay)!;
       for (const family of [4, 6] as const) {
-        for (const kind of ["tcpsyn", "icmp", "udp"] as const) {
+        for (const kind of ["TCPsyn", "ICMPping", "UDPunreachable"] as const) {
           const dst = family === 4 ? tun.v4.host : tun.v6.host;
           const t = target(kind, family, dst, tun.closedPort, LOW_COUNT, LOW_INTERVAL_MS);
           const cap = await startCapture(tun.ifname, "ip or ip6");
@@ -348,9 +350,9 @@ async function lowRate(net: TestNet, tuns: Map<number, TunHost>): Promise<string
             p.orderMismatch ? `${p.orderMismatch} order mismatches` : "", p.engineMissed ? `${p.engineMissed} answers the engine missed` : "",
             p.wireMissed ? `${p.wireMissed} engine answers not on the wire` : ""].filter(Boolean); // prettier-ignore
           rows.push(
-            `| ${KIND_NAME[kind]} | IPv${family} | ${delay} ms | ${fmt(f.pairs)} / ${fmt(p.sent)}${checks.length ? ` (${checks.join(", ")})` : ""} | ` +
+            `| ${kind} | IPv${family} | ${delay} ms | ${fmt(f.pairs)} / ${fmt(p.sent)}${checks.length ? ` (${checks.join(", ")})` : ""} | ` +
               `${fmt(f.wireP50Us / 1000, 3)} | ${us(f.errP50Us)} / ${us(f.errP99Us)} | ${fmt(f.maxAbsUs, 3)} | ${us(f.pctDiffP50Us)} / ${us(f.pctDiffP99Us)} | ` +
-              `${wire.dropped} / ${st.captureDropped} / ${st.txMissing} | ${ORIGINAL_C[`${kind} ${family} ${delay}`]} | ${delay === 20 ? ORIGINAL_C2 : "-"} |`,
+              `${wire.dropped} / ${st.captureDropped} / ${st.txMissing} | ${ORIGINAL_C[`${PROBE_TYPES[kind].name} ${family} ${delay}`]} | ${delay === 20 ? ORIGINAL_C2 : "-"} |`,
           );
         }
       }
@@ -370,9 +372,9 @@ interface FullRow {
 }
 
 async function fullRate(host: TestHost, cap: number | null): Promise<FullRow> {
-  const engine = new ProbeEngine({ captureBufferBytes: 64 << 20, l3RawSocket: false, maxProbesPerSecond: cap ?? 1e9, identBase: 0x6000_0000 });
+  const engine = openProbeEngine({ captureBufferBytes: 64 << 20, l3RawSocket: false, maxProbesPerSecond: cap ?? 1e9, identBase: 0x6000_0000 });
   try {
-    const t = target("tcpsyn", 4, host.v4.host, host.closedPort, FULL_COUNT, 0);
+    const t = target("TCPsyn", 4, host.v4.host, host.closedPort, FULL_COUNT, 0);
     const capture = await startCapture(host.rootIf, `tcp and host ${host.v4.host}`);
     const cpu0 = process.cpuUsage();
     const r = engine.run([t]);
@@ -403,14 +405,11 @@ async function fullRate(host: TestHost, cap: number | null): Promise<FullRow> {
 // ---------------------------------------------------------------------------------------------
 // (c) the daemon, one iteration, against the 20 ms TUN host
 
-const METRIC_PREFIX: Record<ProbeKind, string> = { tcpsyn: "tcpsyn", icmp: "icmp", udp: "udp_unreachable" };
-
 async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string[] }> {
-  const targets: { name: string; kind: ProbeKind; family: Family; dst: string }[] = [];
-  for (const kind of ["tcpsyn", "icmp", "udp"] as const) {
-    for (const family of [4, 6] as const) targets.push({ name: `${kind}_v${family}`, kind, family, dst: family === 4 ? tun.v4.host : tun.v6.host });
+  const targets: { name: string; type: TargetType; family: Family; dst: string }[] = [];
+  for (const kind of ["TCPsyn", "ICMPping", "UDPunreachable"] as const) {
+    for (const family of [4, 6] as const) targets.push({ name: `${PROBE_TYPES[kind].name}_v${family}`, type: kind, family, dst: family === 4 ? tun.v4.host : tun.v6.host });
   }
-  const type: Record<ProbeKind, string> = { tcpsyn: "TCPsyn", icmp: "ICMPping", udp: "UDPunreachable" };
   const config = [
     "global:",
     "  probe_name: bench-accuracy",
@@ -431,9 +430,9 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
     "targets:",
     ...targets.flatMap((t) => [
       `  ${t.name}:`,
-      `    type: ${type[t.kind]}`,
+      `    type: ${t.type}`,
       `    destination: "${t.dst}"`,
-      ...(t.kind === "icmp" ? [] : [`    dst_port: ${tun.closedPort}`]),
+      ...(t.type === "ICMPping" ? [] : [`    dst_port: ${tun.closedPort}`]),
       `    nb_packets: ${LOW_COUNT}`,
       "    timeout: 1",
     ]),
@@ -446,7 +445,7 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
       "the first iteration's figures",
       (x) =>
         x.value("app_iteration_time_seconds", {}) !== undefined &&
-        targets.every((t) => (x.value(`${METRIC_PREFIX[t.kind]}_sent_total`, { destination: t.name }) ?? 0) >= LOW_COUNT)
+        targets.every((t) => (x.value(`${PROBE_TYPES[t.type].metrics.prefix}_sent_total`, { destination: t.name }) ?? 0) >= LOW_COUNT)
           ? x
           : undefined,
       { timeoutMs: 60_000, everyMs: 50 },
@@ -460,14 +459,14 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
   const rows: string[] = [];
   const notes: string[] = [];
   for (const t of targets) {
-    const pre = METRIC_PREFIX[t.kind];
+    const pre = PROBE_TYPES[t.type].metrics.prefix;
     const sent = e.value(`${pre}_sent_total`, { destination: t.name }) ?? NaN;
     const lost = e.value(`${pre}_loss_total`, { destination: t.name }) ?? NaN;
     const rep = (p: string) => e.value(`${pre}_round_trip_seconds`, { destination: t.name, percentile: p }) ?? NaN;
-    const probeSpec = { kind: t.kind, family: t.family, dst: t.dst, dstPort: t.kind === "icmp" ? 0 : tun.closedPort };
+    const probeSpec = { type: t.type, family: t.family, dst: t.dst, dstPort: t.type === "ICMPping" ? 0 : tun.closedPort };
     const probes = wire.pkts.filter((p) => isProbe(p, probeSpec as ProbeTarget));
     const byKey = new Map<string, WirePacket>();
-    for (const p of probes) if (!byKey.has(probeKey(p, t.kind))) byKey.set(probeKey(p, t.kind), p);
+    for (const p of probes) if (!byKey.has(probeKey(p, t.type))) byKey.set(probeKey(p, t.type), p);
     const answers = wireAnswers(wire.pkts, t, byKey);
     const rtts: number[] = [];
     for (const [k, p] of byKey) {
@@ -483,7 +482,7 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
     if (!onlyThis) notes.push(`${t.name}: the capture holds ${probes.length} probes (${byKey.size} distinct) but ${t.name} sent ${sent}`);
     if (sent - lost !== rtts.length) notes.push(`${t.name}: the daemon counts ${sent - lost} answered, the wire shows ${rtts.length}`);
     rows.push(
-      `| ${KIND_NAME[t.kind]} | IPv${t.family} | ${fmt(sent)} / ${fmt(probes.length)} | ${fmt(lost)} / ${fmt(probes.length - rtts.length)} | ` +
+      `| ${t.type} | IPv${t.family} | ${fmt(sent)} / ${fmt(probes.length)} | ${fmt(lost)} / ${fmt(probes.length - rtts.length)} | ` +
         `${fmt(w50 * 1e3, 6)} | ${fmt(r50 * 1e3, 6)} | ${us((r50 - w50) * 1e6)} | ${fmt(w99 * 1e3, 6)} | ${fmt(r99 * 1e3, 6)} | ${us((r99 - w99) * 1e6)} | ${ORIGINAL_C2} |`,
     );
   }

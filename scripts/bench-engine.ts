@@ -11,7 +11,9 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ProbeEngine, type ProbeKind, type ProbeTarget } from "../src/engine/probe-engine.ts";
+import { openProbeEngine } from "../src/engine/pcap-network.ts";
+import type { ProbeTarget } from "../src/engine/probe-engine.ts";
+import type { TargetType } from "../src/config/schema.ts";
 import { percentile, summarize } from "../src/engine/stats.ts";
 import type { Family } from "../src/packet/address.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
@@ -78,11 +80,11 @@ function yardstick(proto: string): Figures {
   };
 }
 
-const engine = new ProbeEngine({ captureBufferBytes: 64 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x10000000 });
+const engine = openProbeEngine({ captureBufferBytes: 64 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x10000000 });
 
-function ours(kind: ProbeKind, family: Family, dstPort: number): Figures {
+function ours(kind: TargetType, family: Family, dstPort: number): Figures {
   const target: ProbeTarget = {
-    kind,
+    type: kind,
     family,
     dst: family === 4 ? "198.18.70.2" : "fd00:18:70::2",
     dstPort,
@@ -114,7 +116,7 @@ function ours(kind: ProbeKind, family: Family, dstPort: number): Figures {
 /** CPU used while a batch waits for answers that never come (a silent target). */
 function idleCpu(): number {
   const target: ProbeTarget = {
-    kind: "udp",
+    type: "UDPunreachable",
     family: 4,
     dst: "198.18.71.1",
     dstPort: 33434,
@@ -144,13 +146,13 @@ const fmt = (n: number, d = 0) => (Number.isNaN(n) ? "-" : n.toLocaleString("en-
 // Idle first, in a fresh heap: after millions of probes the collector's own work would be counted.
 const idle = idleCpu();
 const rows: string[] = [];
-const cases: [string, string | null, ProbeKind, Family, number][] = [
-  ["TCP SYN -> RST-ACK (closed port), IPv4", "tcp4", "tcpsyn", 4, 33434],
-  ["TCP SYN -> SYN-ACK, then RST (open port), IPv4", "tcp4open", "tcpsyn", 4, 8443],
-  ["ICMP echo, IPv4", "icmp4", "icmp", 4, 0],
-  ["TCP SYN -> RST-ACK, IPv6", "tcp6", "tcpsyn", 6, 33434],
-  ["UDP -> ICMP port unreachable, IPv4", null, "udp", 4, 33434],
-  ["UDP -> ICMPv6 port unreachable, IPv6", null, "udp", 6, 33434],
+const cases: [string, string | null, TargetType, Family, number][] = [
+  ["TCP SYN -> RST-ACK (closed port), IPv4", "tcp4", "TCPsyn", 4, 33434],
+  ["TCP SYN -> SYN-ACK, then RST (open port), IPv4", "tcp4open", "TCPsyn", 4, 8443],
+  ["ICMP echo, IPv4", "icmp4", "ICMPping", 4, 0],
+  ["TCP SYN -> RST-ACK, IPv6", "tcp6", "TCPsyn", 6, 33434],
+  ["UDP -> ICMP port unreachable, IPv4", null, "UDPunreachable", 4, 33434],
+  ["UDP -> ICMPv6 port unreachable, IPv6", null, "UDPunreachable", 6, 33434],
 ];
 for (const [name, proto, kind, family, port] of cases) {
   const c = proto ? yardstick(proto) : null;

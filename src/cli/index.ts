@@ -5,6 +5,7 @@
  */
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { libpcapVersion, LibpcapUnavailable } from "../native/libpcap.ts";
+import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { VERSION } from "../version.ts";
 import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
@@ -94,7 +95,7 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
     cmd = daemonCommand as CommandDef<ArgsDef>;
     if (argv.includes("--help") || argv.includes("-h")) {
       out(await renderUsage(cmd));
-      out("\nOther commands: check FILE, probe DEST --type tcpsyn|icmp|udp (see probe --help), --version");
+      out(`\nOther commands: check FILE, probe DEST --type ${PROBE_TYPE_LIST.map((t) => t.name).join("|")} (see probe --help), --version`);
       return 0;
     }
     rejectUnknownOptions(cmd, argv);

@@ -1,32 +1,23 @@
 /**
- * `netprobify probe DEST --type tcpsyn|icmp|udp ...`: a one-shot measurement printed as a table,
+ * `netprobify probe DEST --type TYPE ...`: a one-shot measurement printed as a table,
  * the way a network engineer uses hping or mtr during an investigation.
  */
 import { lookup } from "node:dns/promises";
 import { defineCommand } from "citty";
 import { EngineClient } from "../engine/engine-client.ts";
-import { REPLY_NAMES, type BatchResult, type ProbeKind, type ProbeTarget } from "../engine/probe-engine.ts";
+import { REPLY_NAMES, type BatchResult, type ProbeTarget } from "../engine/probe-engine.ts";
 import { paths, pathHealth, percentile, summarize } from "../engine/stats.ts";
 import { type Family } from "../packet/address.ts";
-import { ICMP_HEADER, TCP_HEADER, UDP_HEADER } from "../packet/build.ts";
+import type { ProbeType } from "../probes/probe-type.ts";
+import { PROBE_TYPE_LIST, probeTypeByName, probeTypeNames } from "../probes/registry.ts";
 import { DestinationError, destinationForm, expandDestination } from "../targets/destinations.ts";
 import { EXIT_NO_ANSWER, EXIT_NOHOST, EXIT_OK, EXIT_USAGE, ExitError } from "./exit.ts";
 import { requireRawPacketPrivilege } from "./privilege.ts";
 
-const KINDS: Record<string, ProbeKind> = {
-  tcpsyn: "tcpsyn",
-  tcp: "tcpsyn",
-  icmp: "icmp",
-  icmpping: "icmp",
-  udp: "udp",
-  udpunreachable: "udp",
-};
-const HEADER: Record<ProbeKind, number> = { tcpsyn: TCP_HEADER, icmp: ICMP_HEADER, udp: UDP_HEADER };
-const DEFAULT_UDP_PORT = 33434;
 
 export interface ProbeOptions {
   destination: string;
-  kind: ProbeKind;
+  type: ProbeType;
   family: Family | null;
   port: number;
   count: number;
@@ -71,25 +62,26 @@ export function parseProbeArgs(args: Record<string, string | boolean | string[] 
   const destination = typeof args.destination === "string" ? args.destination : "";
   if (!destination) usage("a destination is required (address, subnet, range or hostname)");
   const typeText = typeof args.type === "string" ? args.type.toLowerCase() : "";
-  if (!typeText) usage("--type is required (tcpsyn, icmp or udp)");
-  const kind = KINDS[typeText];
-  if (!kind) usage(`--type must be tcpsyn, icmp or udp, not "${args.type}"`);
+  if (!typeText) usage(`--type is required (${probeTypeNames()})`);
+  const type = probeTypeByName(typeText);
+  if (!type) usage(`--type must be ${probeTypeNames()}, not "${args.type}"`);
   const str = (k: string) => (typeof args[k] === "string" ? (args[k] as string) : undefined);
+  const rule = type.port;
   const port =
-    kind === "icmp"
+    rule.use === "none"
       ? 0
-      : integer("port", str("port"), 1, 65535, kind === "udp" ? DEFAULT_UDP_PORT : undefined);
+      : integer("port", str("port"), 1, 65535, rule.use === "default" ? rule.value : rule.cliDefault);
   const range = str("src-ports") ?? "65000-65015";
   const m = /^(\d+)(?:-(\d+))?$/.exec(range);
   if (!m) usage(`--src-ports must be a port or a range such as 65000-65015, not "${range}"`);
   const srcPortA = integer("src-ports", m[1], 1, 65535);
   const srcPortZ = integer("src-ports", m[2] ?? m[1], 1, 65535);
   if (srcPortA > srcPortZ) usage(`--src-ports: ${srcPortA} is above ${srcPortZ}`);
-  const size = str("size") === undefined ? null : integer("size", str("size"), HEADER[kind], 1400);
+  const size = str("size") === undefined ? null : integer("size", str("size"), type.headerBytes, 1400);
   if (args["6"] && args["4"]) usage("-4 and -6 exclude each other");
   return {
     destination,
-    kind,
+    type,
     family: args["6"] ? 6 : args["4"] ? 4 : null,
     port,
     count: integer("count", str("count"), 1, 1000000, 10),
@@ -129,9 +121,19 @@ export async function resolveDestination(text: string, family: Family | null): P
   }
 }
 
+/** "tcpsyn: required; udp: 33434" */
+function portHelp(): string {
+  return PROBE_TYPE_LIST.flatMap((t) => {
+    const r = t.port;
+    if (r.use === "none") return [];
+    const value = r.use === "default" ? r.value : r.cliDefault;
+    return [`${t.name}: ${value === undefined ? "required" : value}`];
+  }).join("; ");
+}
+
 export function buildTargets(o: ProbeOptions, family: Family, addresses: string[]): ProbeTarget[] {
   return addresses.map((dst) => ({
-    kind: o.kind,
+    type: o.type.type,
     family,
     dst,
     dstPort: o.port,
@@ -214,8 +216,6 @@ export function renderTable(o: ProbeOptions, targets: ProbeTarget[], r: BatchRes
   return { text: lines.join("\n"), answered };
 }
 
-const TYPE_TEXT: Record<ProbeKind, string> = { tcpsyn: "TCP SYN", icmp: "ICMP echo", udp: "UDP" };
-
 export async function runProbe(o: ProbeOptions, out: (line: string) => void): Promise<number> {
   const { family, addresses } = await resolveDestination(o.destination, o.family);
   requireRawPacketPrivilege();
@@ -225,10 +225,10 @@ export async function runProbe(o: ProbeOptions, out: (line: string) => void): Pr
     (message) => process.stderr.write(`netprobify: ${message}\n`),
   );
   try {
-    const port = o.kind === "icmp" ? "" : ` port ${o.port}`;
-    const ports = o.kind === "icmp" ? "" : `, source ports ${o.srcPortA}-${o.srcPortZ}`;
+    const port = o.type.port.use === "none" ? "" : ` port ${o.port}`;
+    const ports = o.type.rotatesPorts ? `, source ports ${o.srcPortA}-${o.srcPortZ}` : "";
     const dests = addresses.length === 1 ? addresses[0] : `${o.destination} (${addresses.length} addresses)`;
-    out(`${TYPE_TEXT[o.kind]} to ${dests}${port}: ${o.count} probe(s) each${ports}, dscp ${o.dscp}`);
+    out(`${o.type.title} to ${dests}${port}: ${o.count} probe(s) each${ports}, dscp ${o.dscp}`);
     const r = await client.run(targets);
     const { text, answered } = renderTable(o, targets, r);
     out(text);
@@ -242,8 +242,8 @@ export const probeCommand = defineCommand({
   meta: { name: "probe", description: "Probe a destination once and print loss and RTT percentiles" },
   args: {
     destination: { type: "positional", description: "address, CIDR subnet, range (198.18.*.1-5) or hostname", required: false },
-    type: { type: "string", description: "tcpsyn, icmp or udp" },
-    port: { type: "string", description: "destination port (tcpsyn: required; udp: 33434)" },
+    type: { type: "string", description: probeTypeNames() },
+    port: { type: "string", description: `destination port (${portHelp()})` },
     count: { type: "string", description: "probes per destination address (10)" },
     interval: { type: "string", description: "seconds between two probes of one address (0.05)" },
     timeout: { type: "string", description: "seconds to wait for answers after the last probe (1)" },

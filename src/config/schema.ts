@@ -6,6 +6,7 @@
  * is added or changed here and nowhere else (then `bun run scripts/gen-schema.ts`).
  */
 import * as v from "valibot";
+import { destinationPortText, headerBytesText, PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { destinationSize, formatCount } from "../targets/destinations.ts";
 import { iterationSize } from "./iteration.ts";
 import {
@@ -89,11 +90,9 @@ export const TARGET_DEFAULTS = {
 // --- IP payload bounds ---
 
 /** The L4 header is the smallest IP payload a probe of each type can carry. */
-export const L4_HEADER_BYTES = {
-  TCPsyn: 20,
-  ICMPping: 8,
-  UDPunreachable: 8,
-} as const satisfies Record<TargetType, number>;
+export const L4_HEADER_BYTES = Object.fromEntries(PROBE_TYPE_LIST.map((t) => [t.type, t.headerBytes])) as Readonly<
+  Record<TargetType, number>
+>;
 
 /**
  * Largest IP payload per family. IPv4: the 16-bit total length (65535) less the 20-byte header.
@@ -684,11 +683,10 @@ const targetEntries = {
   explicit_groups: v.optional(explicitGroupsSchema, () => ({ register_to: [], exclude_from: [] })),
 };
 
-const DST_PORT_TEXT =
-  "Destination port. Required for TCPsyn and UDPunreachable (aim UDP at a closed port); ICMPping ignores it.";
+const DST_PORT_TEXT = destinationPortText();
 const PAYLOAD_TEXT =
-  "IP payload size in bytes: the L4 header plus data. At least the header of the type (TCPsyn 20, " +
-  "ICMPping 8, UDPunreachable 8); at most 65515 over IPv4 (a 65535-byte packet less its 20-byte header) " +
+  `IP payload size in bytes: the L4 header plus data. At least the header of the type (${headerBytesText()}); ` +
+  "at most 65515 over IPv4 (a 65535-byte packet less its 20-byte header) " +
   "and 65535 over IPv6 (the payload length field). Default: the group's size, else the bare header.";
 
 const payloadExpected = (type: TargetType) =>
@@ -708,7 +706,7 @@ const payloadField = (type: TargetType) =>
   );
 
 const typeField = <const T extends TargetType>(type: T) =>
-  v.pipe(v.literal(type), v.description("Probe kind: TCPsyn, ICMPping or UDPunreachable."));
+  v.pipe(v.literal(type), v.description(`Probe kind: ${TARGET_TYPES.join(", ")}.`));
 
 type PayloadFields = {
   type: TargetType;

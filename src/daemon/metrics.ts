@@ -14,6 +14,8 @@ import type { BatchStats } from "../engine/probe-engine.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { Resolution } from "./resolver.ts";
 import type { Series } from "./plan.ts";
+import type { ProbeType } from "../probes/probe-type.ts";
+import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 
 type Labels = Record<string, string>;
 
@@ -175,13 +177,6 @@ const SLICE = 1000;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-const PREFIX: Record<TargetType, string> = { TCPsyn: "tcpsyn", ICMPping: "icmp", UDPunreachable: "udp_unreachable" };
-const WHAT: Record<TargetType, string> = {
-  TCPsyn: "tcp syn stealth probing",
-  ICMPping: "ICMP ping probing",
-  UDPunreachable: "udp unreachable probing",
-};
-
 /** The families of one probe type. */
 class TypeFamilies {
   readonly sent: Family;
@@ -194,9 +189,8 @@ class TypeFamilies {
   readonly matchFail: Family | null;
   readonly portMismatch: Family | null;
 
-  constructor(type: TargetType) {
-    const p = PREFIX[type];
-    const w = WHAT[type];
+  constructor(type: ProbeType) {
+    const { prefix: p, what: w } = type.metrics;
     this.sent = new Family(`${p}_sent_total`, `number of sent packets using ${w}.`, "counter");
     this.loss = new Family(`${p}_loss_total`, `number of lost packets using ${w}.`, "counter");
     this.lossRatio = new Family(`${p}_loss_ratio`, `loss ratio using ${w}.`, "gauge");
@@ -205,7 +199,7 @@ class TypeFamilies {
       `${p}_round_trip_histogram_seconds`,
       `round trip times in seconds using ${w}, from kernel timestamps.`,
     );
-    const paths = type !== "ICMPping";
+    const paths = type.rotatesPorts;
     this.pathLossMax = paths
       ? new Family(`${p}_path_loss_ratio_max`, `loss ratio of the worst path (source address and port) using ${w}.`, "gauge")
       : null;
@@ -213,8 +207,8 @@ class TypeFamilies {
       ? new Family(`${p}_paths_down`, `paths (source address and port) with 3 or more probes and no answer using ${w}.`, "gauge")
       : null;
     this.matchFail =
-      type === "TCPsyn" ? new Family(`${p}_match_ack_fail_count`, "fail to match response packet with sent packet using ack.", "gauge") : null;
-    this.portMismatch = type === "ICMPping" ? null : new Family(`${p}_port_mismatch_count`, "port source/destination mismatch.", "gauge");
+      type.metrics.matchAckFail ? new Family(`${p}_match_ack_fail_count`, "fail to match response packet with sent packet using ack.", "gauge") : null;
+    this.portMismatch = !type.rotatesPorts ? null : new Family(`${p}_port_mismatch_count`, "port source/destination mismatch.", "gauge");
   }
 
   all(): (Family | HistogramFamily)[] {
@@ -264,11 +258,7 @@ export interface Versions {
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly #types: Record<TargetType, TypeFamilies> = {
-    TCPsyn: new TypeFamilies("TCPsyn"),
-    ICMPping: new TypeFamilies("ICMPping"),
-    UDPunreachable: new TypeFamilies("UDPunreachable"),
-  };
+  readonly #types = Object.fromEntries(PROBE_TYPE_LIST.map((t) => [t.type, new TypeFamilies(t)])) as Record<TargetType, TypeFamilies>;
   readonly #threshold = new Family("threshold", "threshold for alerting systems.", "gauge");
   readonly #resolutionStatus = new Family("app_host_resolution_status", "hostname resolution status.", "gauge");
   readonly #resolutionChanges = new Family("app_host_resolution_change_total", "number of hostname resolution change.", "counter");

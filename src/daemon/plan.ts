@@ -6,11 +6,10 @@
 import type { Config, GroupConfig, TargetConfig, TargetType } from "../config/schema.ts";
 import { ipPayloadSize, targetAddressFamily } from "../config/schema.ts";
 import { targetGroups } from "../config/load.ts";
-import type { ProbeKind, ProbeTarget } from "../engine/probe-engine.ts";
+import type { ProbeTarget } from "../engine/probe-engine.ts";
 import type { Family } from "../packet/address.ts";
+import { destinationPort } from "../probes/registry.ts";
 import { expandDestination } from "../targets/destinations.ts";
-
-export const KIND_OF: Record<TargetType, ProbeKind> = { TCPsyn: "tcpsyn", ICMPping: "icmp", UDPunreachable: "udp" };
 
 /** One set of measurement series: a target probed in one group. */
 export interface Series {
@@ -86,10 +85,10 @@ export function buildPlan(config: Config, addressesOf: AddressesOf, workers: num
       longest = Math.max(longest, (t.nb_packets - 1) * intervalPacketsMs + t.timeout * 1000);
       for (const dst of addresses) {
         const probe: ProbeTarget = {
-          kind: KIND_OF[t.type],
+          type: t.type,
           family,
           dst,
-          dstPort: t.type === "ICMPping" ? 0 : t.dst_port!,
+          dstPort: destinationPort(t.type, t.dst_port),
           srcAddresses: sourceAddresses(group, family),
           srcPortA: group.src_port_a,
           srcPortZ: group.src_port_z,

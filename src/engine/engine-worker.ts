@@ -4,8 +4,9 @@
  */
 import { closeLibpcap, libpcapVersion } from "../native/libpcap.ts";
 import { closeLibc } from "../native/libc.ts";
-import { closeNetlink } from "../net/netlink.ts";
-import { ProbeEngine } from "./probe-engine.ts";
+import { closeNetlink } from "../native/netlink.ts";
+import { openProbeEngine } from "./pcap-network.ts";
+import type { ProbeEngine } from "./probe-engine.ts";
 import { summarizeSeries } from "./stats.ts";
 import type { EngineReply, EngineRequest } from "./engine-client.ts";
 
@@ -26,7 +27,7 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
   const msg = event.data;
   try {
     if (msg.type === "open") {
-      engine = new ProbeEngine({ ...msg.options, log: (message) => reply({ type: "log", message }) });
+      engine = openProbeEngine(msg.options, (message) => reply({ type: "log", message }));
       reply({ type: "opened", libpcap: libpcapVersion().version });
     } else if (msg.type === "run") {
       if (!engine) throw new Error("engine is not open");

@@ -6,45 +6,27 @@
  * two-thread closed loop here, and nothing crosses a thread per packet.
  */
 import { edenGC } from "bun:jsc";
-import { pollReadable, sendTo } from "../native/libc.ts";
-import { PcapHandle } from "../native/libpcap.ts";
+import type { TargetType } from "../config/schema.ts";
 import { parseAddress, type Family } from "../packet/address.ts";
-import {
-  ICMP4_ECHO_REQUEST,
-  ICMP6_ECHO_REQUEST,
-  ICMP_HEADER,
-  IPPROTO_ICMP,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  LINK_ETHERNET,
-  PacketSpec,
-  TCP_HEADER,
-  TCP_RST,
-  TCP_SYN,
-  UDP_HEADER,
-  writePacket,
-} from "../packet/build.ts";
+import { PacketSpec, writePacket } from "../packet/build.ts";
 import { PARSE_OK, PARSE_TRUNCATED, ParsedFrame, parseFrame } from "../packet/parse.ts";
-import { strerror } from "../native/libc.ts";
-import { EgressResolver, type Egress } from "./egress.ts";
+import type { ProbeType } from "../probes/probe-type.ts";
+import { PROBE_CODE, PROBE_TYPE_LIST, PROBE_TYPES } from "../probes/registry.ts";
 import {
   hashAddress,
   IDENT_WINDOW_BITS,
-  KIND_ICMP,
-  KIND_TCP,
-  KIND_UDP,
   MATCH_ANSWER,
   MATCH_DEPARTURE,
   MATCH_FAIL,
   MATCH_PORT_MISMATCH,
   ProbeMatcher,
   REPLY_NONE,
-  REPLY_SYN_ACK,
   SLOT_ANSWERED,
   SLOT_LOST,
   SLOT_UNSENT,
   type MatchTarget,
 } from "./match.ts";
+import type { ProbeNetwork, Route } from "./network.ts";
 
 export {
   IDENT_WINDOW_BITS,
@@ -60,20 +42,17 @@ export {
   SLOT_UNSENT,
 } from "./match.ts";
 
-export type ProbeKind = "tcpsyn" | "icmp" | "udp";
-const KIND_CODE: Record<ProbeKind, number> = { tcpsyn: KIND_TCP, icmp: KIND_ICMP, udp: KIND_UDP };
-
 /** One destination address probed `count` times in a batch. */
 export interface ProbeTarget {
-  kind: ProbeKind;
+  type: TargetType;
   family: Family;
   /** Literal address. */
   dst: string;
-  /** TCP and UDP destination port. */
+  /** Destination port (0 for a type without ports). */
   dstPort: number;
   /** Source addresses to rotate over; null: the kernel's preferred source for the route. */
   srcAddresses: string[] | null;
-  /** Source port range, both ends included (TCP and UDP). */
+  /** Source port range, both ends included (types with ports). */
   srcPortA: number;
   srcPortZ: number;
   dscp: number;
@@ -89,11 +68,20 @@ export interface ProbeTarget {
   timeoutMs: number;
 }
 
-export interface EngineOptions {
+/** What the thread starting an engine asks for: the network's settings and the engine's. */
+export interface EngineOptions extends ProbeEngineOptions {
   /** Kernel ring of the capture handle: it absorbs bursts of answers while the thread sends. */
   captureBufferBytes: number;
   /** Send through raw IP sockets and let the kernel route (the spec's l3_raw_socket). */
   l3RawSocket: boolean;
+  /**
+   * Another thread asks the batch in progress to stop: it sets flag[0] and signals wakeFd (an
+   * eventfd), so a wait for answers ends at once instead of at its deadline.
+   */
+  abort?: EngineAbort;
+}
+
+export interface ProbeEngineOptions {
   /** Global cap on probes per second. */
   maxProbesPerSecond: number;
   /**
@@ -101,12 +89,8 @@ export interface EngineOptions {
    * get disjoint spaces so their probes can never be mistaken for each other's.
    */
   identBase: number;
-  /**
-   * Another thread asks the batch in progress to stop: it sets flag[0] and signals wakeFd (an
-   * eventfd), so a wait for answers ends at once instead of at its deadline.
-   */
-  abort?: EngineAbort;
-  log?: (message: string) => void;
+  /** Over a SharedArrayBuffer; non-zero once the batch in progress is to stop (the network's wait() wakes too). */
+  abortFlag?: Int32Array;
 }
 
 export interface EngineAbort {
@@ -155,7 +139,7 @@ export interface BatchResult {
   rttNs: Float64Array;
   srcPort: Uint16Array;
   srcIndex: Uint16Array;
-  /** Per target: TCP answers from the target that matched no probe (tcpsyn_match_ack_fail_count). */
+  /** Per target: direct answers from the target that matched no probe (tcpsyn_match_ack_fail_count). */
   matchFail: Uint32Array;
   /** Per target: answers whose ports did not match their probe's. */
   portMismatch: Uint32Array;
@@ -186,11 +170,11 @@ export function emptyBatchStats(): BatchStats {
 }
 
 interface TargetState extends MatchTarget {
+  type: ProbeType;
   tos: number;
   df: boolean;
-  egress: Egress[];
+  routes: Route[];
   srcs: Uint8Array[];
-  sockaddr: Uint8Array | null;
   timeoutMs: number;
   intervalMs: number;
   startMs: number;
@@ -215,19 +199,13 @@ const EGRESS_GC_EVERY = 500;
  */
 const MAX_POLL_MS = 1000;
 
-function sockaddrFor(family: Family, dst: Uint8Array): Uint8Array {
-  // struct sockaddr_in / sockaddr_in6 with port 0: raw sockets ignore the port.
-  const sa = new Uint8Array(family === 4 ? 16 : 28);
-  const view = new DataView(sa.buffer);
-  view.setUint16(0, family === 4 ? 2 : 10, true);
-  if (family === 4) sa.set(dst.subarray(0, 4), 4);
-  else sa.set(dst.subarray(0, 16), 8);
-  return sa;
-}
-
+/**
+ * Sends the probes of a batch on schedule, captures both the probes leaving and the answers
+ * coming back, matches them, and times each probe with the network's timestamps of the two
+ * frames. What a probe of each type is comes from its module (src/probes/).
+ */
 export class ProbeEngine {
-  readonly #capture: PcapHandle;
-  readonly #egress: EgressResolver;
+  readonly #net: ProbeNetwork;
   readonly #spec = new PacketSpec();
   readonly #frame = new Uint8Array(65600);
   readonly #parsed = new ParsedFrame();
@@ -235,7 +213,8 @@ export class ProbeEngine {
   readonly #match: ProbeMatcher;
   #filter = "";
   #ipId = 1;
-  #icmpId: number;
+  /** Next targetId (the ICMP echo identifier): distinct between targets, per engine. */
+  #targetId: number;
 
   // Per-slot state, grown as needed and reused across batches: 23 bytes a slot (10 of them in the
   // matcher), plus 8 to 16 for the match table (up to a million slots in a Worker for 10,000
@@ -269,15 +248,13 @@ export class ProbeEngine {
   #timeOoo = new Uint32Array(0);
   #stats: BatchStats = emptyBatchStats();
 
-  constructor(private readonly opts: EngineOptions) {
-    this.#capture = PcapHandle.openLive("any", {
-      snaplen: 256,
-      bufferBytes: opts.captureBufferBytes,
-      immediate: true,
-    });
-    this.#egress = new EgressResolver(opts.l3RawSocket, opts.log);
+  constructor(
+    network: ProbeNetwork,
+    private readonly opts: ProbeEngineOptions,
+  ) {
+    this.#net = network;
     this.#match = new ProbeMatcher(opts.identBase);
-    this.#icmpId = (opts.identBase >>> 16) & 0xffff;
+    this.#targetId = (opts.identBase >>> 16) & 0xffff;
   }
 
   /**
@@ -290,14 +267,14 @@ export class ProbeEngine {
     const due = this.#due;
     const total = this.#total;
     const rate = this.opts.maxProbesPerSecond;
-    const fd = this.#capture.selectableFd;
-    const abort = this.opts.abort;
-    const dropsBefore = this.#capture.stats().dropped;
+    const net = this.#net;
+    const abort = this.opts.abortFlag;
+    const dropsBefore = net.captureDrops();
     this.#epochSec = Math.floor(Date.now() / 1000);
-    this.#t0 = performance.now();
+    this.#t0 = net.now();
     let next = 0;
     for (;;) {
-      let now = performance.now() - this.#t0;
+      let now = net.now() - this.#t0;
       let burst = 0;
       // The heap holds every target with probes left: it is empty once `next` reaches total.
       while (next < total) {
@@ -322,21 +299,21 @@ export class ProbeEngine {
         }
         if (this.#heapSize > 0) this.#siftDown(0);
         next++;
-        if (next === total) this.#stats.sendMs = performance.now() - this.#t0;
+        if (next === total) this.#stats.sendMs = this.#net.now() - this.#t0;
         if (++burst === SEND_BURST) {
           this.#drain();
           this.#flushResets();
           burst = 0;
-          now = performance.now() - this.#t0;
+          now = this.#net.now() - this.#t0;
         }
       }
       this.#drain();
       this.#flushResets();
-      now = performance.now() - this.#t0;
+      now = this.#net.now() - this.#t0;
       // Answers are awaited `timeout` after each target's last probe actually left.
       const lastDeadline = next === total ? this.#lastDeadline() : Infinity;
       if (next === total && (this.#pending === 0 || now >= lastDeadline)) break;
-      if (abort && Atomics.load(abort.flag, 0) !== 0) break;
+      if (abort && Atomics.load(abort, 0) !== 0) break;
       let wait: number;
       if (next < total) {
         const byRate = ((next - SEND_BURST + 1) * 1000) / rate - now;
@@ -344,23 +321,23 @@ export class ProbeEngine {
       } else {
         wait = lastDeadline - now;
       }
-      if (wait > 0) pollReadable(fd, Math.min(Math.ceil(wait), MAX_POLL_MS), abort?.wakeFd);
+      if (wait > 0) net.wait(Math.min(Math.ceil(wait), MAX_POLL_MS));
     }
     this.#drain();
-    // A SYN left unanswered may have been answered on a path we never saw: reset it too.
+    // A probe left unanswered may have been answered on a path we never saw: closed too.
     for (let s = 0; s < total; s++) {
-      if (this.#slotFlags[s]! & FLAG_SENT && this.#slotStatus[s] !== SLOT_ANSWERED && this.#targets[this.#match.slotTarget[s]!]!.kind === KIND_TCP) {
+      if (this.#slotFlags[s]! & FLAG_SENT && this.#slotStatus[s] !== SLOT_ANSWERED && this.#targets[this.#match.slotTarget[s]!]!.type.close) {
         this.#queueReset(s);
       }
     }
     this.#flushResets();
-    this.#stats.captureDropped = this.#capture.stats().dropped - dropsBefore;
-    this.#stats.durationMs = performance.now() - this.#t0;
+    this.#stats.captureDropped = net.captureDrops() - dropsBefore;
+    this.#stats.durationMs = this.#net.now() - this.#t0;
     return this.#result(targetStart, targets.length);
   }
 
   #prepare(targets: ProbeTarget[]): Int32Array {
-    this.#egress.refresh();
+    this.#net.refresh();
     this.#stats = emptyBatchStats();
     const targetStart = new Int32Array(targets.length + 1);
     let total = 0;
@@ -401,7 +378,7 @@ export class ProbeEngine {
     this.#schedule(targets.length);
     this.#setFilter(targets);
     // Frames left from an earlier batch would only be counted as strays.
-    while (this.#capture.next() === 1) {}
+    while (this.#net.next()) {}
     return targetStart;
   }
 
@@ -462,16 +439,14 @@ export class ProbeEngine {
     const dst = parseAddress(t.dst);
     if (!dst || dst.family !== t.family) throw new Error(`target ${t.dst} is not an IPv${t.family} address`);
     if (t.count > 2097151) throw new Error(`target ${t.dst}: ${t.count} packets exceed one batch`);
-    const kind = KIND_CODE[t.kind];
-    const header = kind === KIND_TCP ? TCP_HEADER : kind === KIND_UDP ? UDP_HEADER : ICMP_HEADER;
-    let dataLength = Math.max(0, (t.ipPayloadSize ?? header) - header);
-    // IPv6 UDP probes carry their identifier in the payload (the flow label stays fixed per flow).
-    if (kind === KIND_UDP && t.family === 6) dataLength = Math.max(dataLength, 4);
+    const type = PROBE_TYPES[t.type];
+    const header = type.headerBytes;
+    const dataLength = Math.max(0, (t.ipPayloadSize ?? header) - header, type.minDataBytes(t.family));
     const srcTexts = t.srcAddresses && t.srcAddresses.length > 0 ? t.srcAddresses : [null];
-    const egress = srcTexts.map((src) => this.#egress.resolve(t.family, t.dst, src));
-    const srcs = egress.map((e) => e.src);
+    const routes = srcTexts.map((src) => this.#net.route(t.family, t.dst, src));
     return {
-      kind,
+      type,
+      kind: PROBE_CODE[t.type],
       family: t.family,
       dst: dst.bytes,
       dstHash: hashAddress(dst.bytes, 0, t.family),
@@ -479,10 +454,9 @@ export class ProbeEngine {
       tos: (t.dscp & 63) << 2,
       df: t.dontFragment,
       dataLength,
-      icmpId: this.#icmpId++ & 0xffff,
-      egress,
-      srcs,
-      sockaddr: egress.some((e) => e.mode === "raw-socket") ? sockaddrFor(t.family, dst.bytes) : null,
+      targetId: this.#targetId++ & 0xffff,
+      routes,
+      srcs: routes.map((r) => r.src),
       count: t.count,
       timeoutMs: t.timeoutMs,
       intervalMs: t.intervalMs,
@@ -507,71 +481,69 @@ export class ProbeEngine {
     this.#slotTime = new Float64Array(cap);
   }
 
+  /**
+   * Each type's fragment for its targets of the batch (ports, families), and ICMP errors for the
+   * families whose probes an error can answer.
+   */
   #setFilter(targets: ProbeTarget[]): void {
-    let lo = 65536;
-    let hi = 0;
-    let tcp = false;
-    let udp = false;
-    let v4 = false;
-    let v6 = false;
+    const n = PROBE_TYPE_LIST.length;
+    const lo = new Array<number>(n).fill(65536);
+    const hi = new Array<number>(n).fill(0);
+    const v4 = new Array<boolean>(n).fill(false);
+    const v6 = new Array<boolean>(n).fill(false);
     for (const t of targets) {
-      if (t.family === 4) v4 = true;
-      else v6 = true;
-      if (t.kind === "icmp") continue;
-      if (t.kind === "tcpsyn") tcp = true;
-      else udp = true;
-      lo = Math.min(lo, t.srcPortA);
-      hi = Math.max(hi, t.srcPortZ);
+      const k = PROBE_CODE[t.type];
+      if (t.family === 4) v4[k] = true;
+      else v6[k] = true;
+      lo[k] = Math.min(lo[k]!, t.srcPortA);
+      hi[k] = Math.max(hi[k]!, t.srcPortZ);
     }
+    const windowMask = `0x${((((1 << (32 - IDENT_WINDOW_BITS)) - 1) << IDENT_WINDOW_BITS) >>> 0).toString(16)}`;
+    const window = `0x${(((this.opts.identBase >>> IDENT_WINDOW_BITS) << IDENT_WINDOW_BITS) >>> 0).toString(16)}`;
     const parts: string[] = [];
-    if (tcp) {
-      // Only this engine's SYNs (sequence number in its window) and the answers acknowledging
-      // them: Workers sharing a port range then do not each copy and parse all the others'
-      // traffic. libpcap's tcp[] reaches IPv4 only; for IPv6 the offsets assume no extension
-      // header, as the prober's own packets have none.
-      const mask = `0x${(((1 << (32 - IDENT_WINDOW_BITS)) - 1) << IDENT_WINDOW_BITS >>> 0).toString(16)}`;
-      const w = `0x${((this.opts.identBase >>> IDENT_WINDOW_BITS) << IDENT_WINDOW_BITS >>> 0).toString(16)}`;
-      const ports = (dir: "src" | "dst") => `${dir} portrange ${lo}-${hi}`;
-      parts.push(
-        `(ip and tcp and ((${ports("src")} and (tcp[4:4] & ${mask}) = ${w}) or (${ports("dst")} and ((tcp[8:4] - 1) & ${mask}) = ${w})))`,
-        `(ip6 and ip6[6] = 6 and ((${ports("src")} and (ip6[44:4] & ${mask}) = ${w}) or (${ports("dst")} and ((ip6[48:4] - 1) & ${mask}) = ${w})))`,
-      );
-    }
-    if (udp) parts.push(`(udp and src portrange ${lo}-${hi})`);
-    // ICMP errors answer TCP and UDP probes too, so ICMP is always captured for the family.
-    if (v4) parts.push("icmp");
-    if (v6) parts.push("(icmp6 and (ip6[40] == 1 or ip6[40] == 3 or ip6[40] == 128 or ip6[40] == 129))");
+    let errors4 = false;
+    let errors6 = false;
+    PROBE_TYPE_LIST.forEach((type, k) => {
+      if (!v4[k] && !v6[k]) return;
+      const part = type.captureFilter({ portLo: lo[k]!, portHi: hi[k]!, windowMask, window, v4: v4[k]!, v6: v6[k]! });
+      if (part) parts.push(part);
+      if (type.answeredByError) {
+        errors4 ||= v4[k]!;
+        errors6 ||= v6[k]!;
+      }
+    });
+    // Destination unreachable, whoever sends it (ICMPv4 type 3, ICMPv6 type 1).
+    if (errors4) parts.push("(icmp and icmp[0] == 3)");
+    if (errors6) parts.push("(icmp6 and ip6[40] == 1)");
     const filter = parts.length > 0 ? parts.join(" or ") : "ether proto 0xfffe";
     if (filter !== this.#filter) {
-      this.#capture.setFilter(filter);
+      this.#net.setFilter(filter);
       this.#filter = filter;
     }
   }
 
   #send(s: number): void {
     const st = this.#targets[this.#match.slotTarget[s]!]!;
-    const si = this.#slotSrcIndex[s]!;
-    const eg = st.egress[si]!;
+    const route = st.routes[this.#slotSrcIndex[s]!]!;
     // Only the last probe's departure time is ever read (the target's deadline): the clock is
     // read once per target, not once per packet.
-    if (++st.done === st.count) st.lastSendMs = performance.now() - this.#t0;
+    if (++st.done === st.count) st.lastSendMs = this.#net.now() - this.#t0;
     // A probe that cannot leave is the prober's failure: counted as a send error, never as sent
     // (and so never as lost).
-    if (eg.mode === "unroutable") {
+    if (route.mode === "unroutable") {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.unroutable++;
       this.#stats.sendErrors++;
       return;
     }
-    const len = this.#writeProbe(s, st, eg, false);
-    const r =
-      eg.mode === "inject" ? eg.handle!.inject(this.#frame, len) : sendTo(eg.fd, this.#frame, len, st.sockaddr);
+    const len = this.#writeProbe(s, st, route, false);
+    const r = this.#net.send(route, this.#frame, len);
     if (r !== len) {
       this.#slotStatus[s] = SLOT_UNSENT;
       this.#stats.sendErrors++;
       // The first failure of a target says why (an interface gone mid-batch, a full buffer):
       // reported with the target, as an unroutable one is.
-      if (st.sendError === "") st.sendError = this.#sendFailure(eg, r, len);
+      if (st.sendError === "") st.sendError = this.#net.sendFailure(route, r, len);
       return;
     }
     this.#slotFlags[s] = FLAG_SENT;
@@ -579,19 +551,12 @@ export class ProbeEngine {
     this.#pending++;
   }
 
-  #sendFailure(eg: Egress, r: number, len: number): string {
-    const via = eg.mode === "inject" ? `on ${eg.ifname}` : "through a raw socket";
-    if (r >= 0) return `send ${via} took ${r} of ${len} bytes`;
-    return `send ${via} failed: ${eg.mode === "inject" ? eg.handle!.lastError() : strerror(-r)}`;
-  }
-
-  #writeProbe(s: number, st: TargetState, eg: Egress, reset: boolean): number {
+  /** Writes slot s's probe (or, `close`, the packet that closes it) into the frame buffer. */
+  #writeProbe(s: number, st: TargetState, route: Route, close: boolean): number {
     const p = this.#spec;
-    p.link = eg.link;
-    if (eg.link === LINK_ETHERNET) {
-      p.srcMac.set(eg.srcMac);
-      p.dstMac.set(eg.dstMac);
-    }
+    p.link = route.link;
+    p.srcMac.set(route.srcMac);
+    p.dstMac.set(route.dstMac);
     p.family = st.family;
     p.src.set(st.srcs[this.#slotSrcIndex[s]!]!);
     p.dst.set(st.dst);
@@ -605,33 +570,8 @@ export class ProbeEngine {
     p.quote = null;
     const ident = this.#match.slotIdent[s]!;
     const sport = this.#match.slotSrcPort[s]!;
-    if (st.kind === KIND_TCP) {
-      p.protocol = IPPROTO_TCP;
-      p.srcPort = sport;
-      p.dstPort = st.dstPort;
-      p.ack = 0;
-      if (reset) {
-        p.seq = (ident + 1 + st.dataLength) >>> 0;
-        p.tcpFlags = TCP_RST;
-        p.payloadLength = 0;
-      } else {
-        p.seq = ident;
-        p.tcpFlags = TCP_SYN;
-      }
-    } else if (st.kind === KIND_UDP) {
-      p.protocol = IPPROTO_UDP;
-      p.srcPort = sport;
-      p.dstPort = st.dstPort;
-      if (st.family === 4) p.ipId = ident;
-      else p.payloadTag = ident;
-    } else {
-      p.protocol = IPPROTO_ICMP;
-      p.icmpType = st.family === 4 ? ICMP4_ECHO_REQUEST : ICMP6_ECHO_REQUEST;
-      p.icmpCode = 0;
-      p.icmpId = ident >>> 16;
-      p.icmpSeq = ident & 0xffff;
-      p.srcPort = p.dstPort = 0;
-    }
+    if (close) st.type.close!.fill(p, st, ident, sport);
+    else st.type.fill(p, st, ident, sport);
     // RFC 6437/6438: the flow label is an ECMP hash input, so it is a function of the flow
     // (addresses, protocol, ports) and never of the packet: each source port keeps its path.
     p.flowLabel = st.family === 6 ? this.#flowLabel(st, p) : 0;
@@ -654,20 +594,18 @@ export class ProbeEngine {
     for (let i = 0; i < this.#resetCount; i++) {
       const s = this.#resets[i]!;
       const st = this.#targets[this.#match.slotTarget[s]!]!;
-      const eg = st.egress[this.#slotSrcIndex[s]!]!;
-      const len = this.#writeProbe(s, st, eg, true);
-      const r =
-        eg.mode === "inject" ? eg.handle!.inject(this.#frame, len) : sendTo(eg.fd, this.#frame, len, st.sockaddr);
-      if (r !== len) this.#stats.resetErrors++;
+      const route = st.routes[this.#slotSrcIndex[s]!]!;
+      const len = this.#writeProbe(s, st, route, true);
+      if (this.#net.send(route, this.#frame, len) !== len) this.#stats.resetErrors++;
     }
     this.#resetCount = 0;
   }
 
   #drain(): void {
-    const h = this.#capture;
+    const h = this.#net;
     const p = this.#parsed;
     const m = this.#match;
-    while (h.next() === 1) {
+    while (h.next()) {
       const st = parseFrame(h.frame, h.caplen, h.datalink, p);
       if (st !== PARSE_OK) {
         if (st === PARSE_TRUNCATED) this.#stats.truncated++;
@@ -679,7 +617,7 @@ export class ProbeEngine {
           this.#onDeparture(m.slot, ts);
           break;
         case MATCH_ANSWER:
-          if (this.#answer(m.slot, m.target, m.reply, ts) && m.reply === REPLY_SYN_ACK) this.#queueReset(m.slot);
+          if (this.#answer(m.slot, m.target, m.reply, ts) && this.#targets[m.target]!.type.close?.closesAfter(m.reply)) this.#queueReset(m.slot);
           break;
         case MATCH_FAIL:
           this.#matchFail[m.target]!++;
@@ -709,7 +647,7 @@ export class ProbeEngine {
     }
     if (!(this.#slotFlags[s]! & FLAG_SENT)) return false;
     const st = this.#targets[t]!;
-    if (st.done === st.count && performance.now() - this.#t0 > st.lastSendMs + st.timeoutMs) {
+    if (st.done === st.count && this.#net.now() - this.#t0 > st.lastSendMs + st.timeoutMs) {
       this.#stats.late++;
       return false;
     }
@@ -740,7 +678,7 @@ export class ProbeEngine {
     const unroutable: string[] = [];
     for (let t = 0; t < nTargets; t++) {
       const st = this.#targets[t]!;
-      const bad = st.egress.find((e) => e.mode === "unroutable");
+      const bad = st.routes.find((r) => r.mode === "unroutable");
       unroutable.push(bad ? bad.reason : st.sendError);
     }
     return {
@@ -759,8 +697,7 @@ export class ProbeEngine {
   }
 
   close(): void {
-    this.#capture.close();
-    this.#egress.close();
+    this.#net.close();
   }
 
   [Symbol.dispose](): void {

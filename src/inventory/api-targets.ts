@@ -18,6 +18,7 @@ import {
   type TargetType,
 } from "../config/schema.ts";
 import type { LogFields } from "../log.ts";
+import { destinationPortText, hasPorts, headerBytesText } from "../probes/registry.ts";
 import { lifetimeInput, type ApiConfig } from "./api-config.ts";
 
 /** What a POST defaults to, as the original did. */
@@ -35,8 +36,7 @@ const OWNER_PATTERN = /^(?=.*\S)[^\p{Cc}]{1,128}$/u;
 const OWNER_EXPECTED = "1 to 128 characters, not all spaces, no control characters";
 const HOSTNAME_EXPECTED = "a hostname or an IP address: up to 253 letters, digits, ., _, - or :";
 const PAYLOAD_EXPECTED =
-  `0 for the bare L4 header, else an integer from the type's header (TCPsyn ${L4_HEADER_BYTES.TCPsyn}, ` +
-  `ICMPping ${L4_HEADER_BYTES.ICMPping}, UDPunreachable ${L4_HEADER_BYTES.UDPunreachable}) to ` +
+  `0 for the bare L4 header, else an integer from the type's header (${headerBytesText()}) to ` +
   `${MAX_IP_PAYLOAD_BYTES.ipv4} over IPv4 or ${MAX_IP_PAYLOAD_BYTES.ipv6} over IPv6`;
 
 export const targetFields = {
@@ -61,7 +61,7 @@ export const targetFields = {
     v.integer(),
     v.minValue(1),
     v.maxValue(65535),
-    v.description("Destination port of TCPsyn and UDPunreachable probes; ICMPping ignores it."),
+    v.description(destinationPortText()),
   ),
   ip_payload_size: v.pipe(
     v.number(),
@@ -214,10 +214,10 @@ export const expiryMs = (t: ApiTarget) => t.created + t.lifetime * 1000;
 
 /**
  * What makes two targets the same (the original's UNIQUE_KEYS). Hostnames compare without case,
- * as DNS does; an ICMPping target has no port, so dst_port does not tell two of them apart.
+ * as DNS does; a target of a type without ports (ICMPping) has none, so dst_port does not tell two of them apart.
  */
 export function identity(t: Pick<ApiTarget, "hostname" | "address_family" | "type" | "dst_port" | "ip_payload_size">): string {
-  const port = t.type === "ICMPping" ? "" : String(t.dst_port);
+  const port = hasPorts(t.type) ? String(t.dst_port) : "";
   return [t.hostname.toLowerCase(), t.address_family, t.type, port, t.ip_payload_size].join("\u0000");
 }
 
@@ -226,7 +226,7 @@ export function matchesKeys(t: ApiTarget, k: TargetKeys): boolean {
     t.owner === k.owner &&
     t.hostname.toLowerCase() === k.hostname.toLowerCase() &&
     (k.type === undefined || t.type === k.type) &&
-    (k.dst_port === undefined || t.type === "ICMPping" || t.dst_port === k.dst_port) &&
+    (k.dst_port === undefined || !hasPorts(t.type) || t.dst_port === k.dst_port) &&
     (k.ip_payload_size === undefined || t.ip_payload_size === k.ip_payload_size) &&
     (k.address_family === undefined || t.address_family === k.address_family)
   );

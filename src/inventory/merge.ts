@@ -4,15 +4,14 @@
  * a target was first seen (its lifetime counts from then when it has no creation_date) and of
  * what was already warned about.
  */
-import type { Config, InventoryTarget, TargetConfig, TargetType } from "../config/schema.ts";
+import type { Config, InventoryTarget, TargetConfig } from "../config/schema.ts";
 import { creationSeconds, lifetimeSeconds, targetAddressFamily, withoutPrototype } from "../config/schema.ts";
 import { iterationSize, targetGroups } from "../config/iteration.ts";
 import { MAX_NB_PACKETS, MAX_PROBED_ADDRESSES_PER_ITERATION, MAX_PROBES_PER_ITERATION } from "../config/limits.ts";
 import type { Logger } from "../log.ts";
+import { hasPorts, probeType } from "../probes/registry.ts";
 import { destinationSize } from "../targets/destinations.ts";
 import type { InventoryList } from "./supervisor.ts";
-
-const TYPE_SUFFIX: Record<TargetType, string> = { TCPsyn: "tcpsyn", ICMPping: "icmp", UDPunreachable: "udp" };
 
 /** A hostname as the tail of a target name: lowercase, anything but [a-z0-9_.-] as "_". */
 export function nameTail(hostname: string): string {
@@ -22,9 +21,9 @@ export function nameTail(hostname: string): string {
 /** What tells two targets of one hostname apart, in the order the suffix names them. */
 function distinguishing(t: InventoryTarget): string {
   const family = targetAddressFamily({ address_family: t.address_family, destination: t.destination ?? t.hostname }) === "ipv6" ? "_ipv6" : "";
-  const port = t.type === "ICMPping" || t.dst_port === undefined ? "" : `_${t.dst_port}`;
+  const port = !hasPorts(t.type) || t.dst_port === undefined ? "" : `_${t.dst_port}`;
   const size = t.ip_payload_size === undefined ? "" : `_${t.ip_payload_size}b`;
-  return `_${TYPE_SUFFIX[t.type]}${port}${family}${size}`;
+  return `_${probeType(t.type).name}${port}${family}${size}`;
 }
 
 /**

@@ -168,10 +168,10 @@ targets:
   });
 
   test("kind, family, destination, ports, DF, packet gap and timeout come from the target and global", () => {
-    expect(get("tcp4", "a")).toMatchObject({ kind: "tcpsyn", family: 4, dst: "198.18.0.1", dstPort: 443, dontFragment: true, intervalMs: 50, timeoutMs: 2000 });
-    expect(get("tcp6", "a")).toMatchObject({ kind: "tcpsyn", family: 6, dst: "fd00::1", dstPort: 80, dontFragment: false, timeoutMs: 1000 });
-    expect(get("icmp4", "a")).toMatchObject({ kind: "icmp", family: 4, dstPort: 0 });
-    expect(get("udp4", "a")).toMatchObject({ kind: "udp", family: 4, dstPort: 33434 });
+    expect(get("tcp4", "a")).toMatchObject({ type: "TCPsyn", family: 4, dst: "198.18.0.1", dstPort: 443, dontFragment: true, intervalMs: 50, timeoutMs: 2000 });
+    expect(get("tcp6", "a")).toMatchObject({ type: "TCPsyn", family: 6, dst: "fd00::1", dstPort: 80, dontFragment: false, timeoutMs: 1000 });
+    expect(get("icmp4", "a")).toMatchObject({ type: "ICMPping", family: 4, dstPort: 0 });
+    expect(get("udp4", "a")).toMatchObject({ type: "UDPunreachable", family: 4, dstPort: 33434 });
   });
 
   test('series carry type, family and state ("None" when unset)', () => {

@@ -88,7 +88,7 @@ describe("the compiled binary, alone in an empty directory", () => {
     const r = await run(["probe", h.v4.host, "--type", "tcpsyn", "--port", String(h.openPort)]);
     const pkts = decodeCapture(await cap.stop(), cap.linktype!);
     expect({ code: r.code, stderr: lines(r.stderr).filter((l) => !l.includes("resolved next hop")) }).toEqual({ code: 0, stderr: [] });
-    const arrived = pkts.filter((p) => isProbe(p, { kind: "tcpsyn", family: 4, dst: h.v4.host, dstPort: h.openPort } as ProbeTarget)).length;
+    const arrived = pkts.filter((p) => isProbe(p, { type: "TCPsyn", family: 4, dst: h.v4.host, dstPort: h.openPort } as ProbeTarget)).length;
     expect(arrived).toBe(10); // the command's default count
     const out = lines(r.stdout);
     expect(out.some((l) => /^destination\s+sent\s+lost\s+loss\s+min\s+p50\s+p95\s+p99\s+max$/.test(l))).toBe(true);

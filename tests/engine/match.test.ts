@@ -24,9 +24,6 @@ import {
 import { DLT_RAW, PARSE_OK, ParsedFrame, parseFrame } from "../../src/packet/parse.ts";
 import {
   hashAddress,
-  KIND_ICMP,
-  KIND_TCP,
-  KIND_UDP,
   MATCH_ANSWER,
   MATCH_DEPARTURE,
   MATCH_FAIL,
@@ -35,6 +32,12 @@ import {
   REPLY_NAMES,
   type MatchTarget,
 } from "../../src/engine/match.ts";
+import { PROBE_CODE } from "../../src/probes/registry.ts";
+
+// The independent model below is written per type, for the three types it knows.
+const KIND_TCP = PROBE_CODE.TCPsyn;
+const KIND_ICMP = PROBE_CODE.ICMPping;
+const KIND_UDP = PROBE_CODE.UDPunreachable;
 
 const IDENT_BASE = 0x3000_0000;
 const HOST4 = "198.18.1.2";
@@ -49,7 +52,7 @@ function bytes(a: string): Uint8Array {
 
 function target(kind: number, family: Family, dst: string, dstPort: number, dataLength = 0): MatchTarget {
   const d = bytes(dst);
-  return { kind, family, dst: d, dstHash: hashAddress(d, 0, family), dstPort, dataLength, icmpId: 0x4242 + kind * 2 + family, count: 1 };
+  return { kind, family, dst: d, dstHash: hashAddress(d, 0, family), dstPort, dataLength, targetId: 0x4242 + kind * 2 + family, count: 1 };
 }
 
 /**

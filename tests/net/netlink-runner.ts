@@ -6,7 +6,7 @@
  * argv[2]: JSON array of [functionName, ...args]. Output: one JSON array, per call either
  * { ok: result } or { error: { name, message } }.
  */
-import * as netlink from "../../src/net/netlink.ts";
+import * as netlink from "../../src/native/netlink.ts";
 
 type Call = [string, ...unknown[]];
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseNetlink, type NetlinkMessage, type NetlinkRecord, type RouteInfo } from "../../src/net/netlink.ts";
+import { parseNetlink, type NetlinkMessage, type NetlinkRecord, type RouteInfo } from "../../src/native/netlink.ts";
 import { createNamespaces, requireRoot, type BareNamespaces } from "../support/testnet.ts";
 
 const FIXTURES = join(import.meta.dir, "../fixtures/netlink");

@@ -20,7 +20,8 @@
  * Needs root (TUN device, captures): without it every test here fails, loudly.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ProbeEngine, SLOT_ANSWERED, type ProbeTarget } from "../../src/engine/probe-engine.ts";
+import { openProbeEngine } from "../../src/engine/pcap-network.ts";
+import { type ProbeEngine, SLOT_ANSWERED, type ProbeTarget } from "../../src/engine/probe-engine.ts";
 import { percentile, summarize } from "../../src/engine/stats.ts";
 import { parseAddress } from "../../src/packet/address.ts";
 import { createNamespaces, requireRoot, type BareNamespaces, type TunHost } from "../support/testnet.ts";
@@ -32,10 +33,10 @@ const BOUND_NS = 5_000;
 const DELAYS_MS = [1, 20] as const;
 const LOSSES = [0, 0.01, 0.1] as const;
 const KINDS = [
-  { kind: "tcpsyn", port: "open", name: "tcpsyn SYN-ACK" },
-  { kind: "tcpsyn", port: "closed", name: "tcpsyn RST-ACK" },
-  { kind: "icmp", port: "none", name: "icmp echo" },
-  { kind: "udp", port: "closed", name: "udp port-unreachable" },
+  { type: "TCPsyn", port: "open", name: "tcpsyn SYN-ACK" },
+  { type: "TCPsyn", port: "closed", name: "tcpsyn RST-ACK" },
+  { type: "ICMPping", port: "none", name: "icmp echo" },
+  { type: "UDPunreachable", port: "closed", name: "udp port-unreachable" },
 ] as const;
 const FAMILIES = [4, 6] as const;
 const COUNT = 200;
@@ -89,14 +90,14 @@ interface Figure {
 const caseId = (delayMs: number, loss: number, kindName: string, family: number) => `${delayMs} ms, loss ${loss * 100}%, ${kindName} v${family}`;
 
 /** The ident tun-responder.ts logs for a probe seen on the wire. */
-function wireIdent(p: WirePacket, kind: ProbeTarget["kind"]): number {
-  if (kind === "tcpsyn") return p.seq;
-  if (kind === "icmp") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
+function wireIdent(p: WirePacket, kind: ProbeTarget["type"]): number {
+  if (kind === "TCPsyn") return p.seq;
+  if (kind === "ICMPping") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
   return p.family === 4 ? p.ipId : p.tag!;
 }
 
 function protoOf(t: ProbeTarget): number {
-  return t.kind === "tcpsyn" ? 6 : t.kind === "udp" ? 17 : t.family === 4 ? 1 : 58;
+  return t.type === "TCPsyn" ? 6 : t.type === "UDPunreachable" ? 17 : t.family === 4 ? 1 : 58;
 }
 
 /**
@@ -128,7 +129,7 @@ describe("accuracy: the prober's RTT percentiles and loss against the wire and t
     requireRoot();
     net = await createNamespaces(1);
     tun = await net.addTunHost();
-    engine = new ProbeEngine(ENGINE_OPTIONS);
+    engine = openProbeEngine(ENGINE_OPTIONS);
     let host = 10;
     for (const delayMs of DELAYS_MS) {
       for (const loss of LOSSES) {
@@ -137,7 +138,7 @@ describe("accuracy: the prober's RTT percentiles and loss against the wire and t
             const n = host++;
             const dst = family === 4 ? `198.18.${tun.subnet}.${n}` : `fd00:19:${tun.subnet}::${n.toString(16)}`;
             const target: ProbeTarget = {
-              kind: kind.kind,
+              type: kind.type,
               family,
               dst,
               dstPort: kind.port === "open" ? tun.openPort : kind.port === "closed" ? tun.closedPort : 0,
@@ -218,7 +219,7 @@ describe("accuracy: the prober's RTT percentiles and loss against the wire and t
       const slots: Slot[] = [];
       for (let k = 0; k < c.target.count; k++) {
         const p = check.wireProbes[k];
-        const ds = p ? (byKey.get(decisionKey(canon(p.dst), p.proto, c.target.kind === "icmp" ? 0 : p.sport, wireIdent(p, c.target.kind))) ?? []) : [];
+        const ds = p ? (byKey.get(decisionKey(canon(p.dst), p.proto, c.target.type === "ICMPping" ? 0 : p.sport, wireIdent(p, c.target.type))) ?? []) : [];
         slots.push({ k, answered: status[from + k] === SLOT_ANSWERED, rttNs: rtt[from + k]!, probe: p, decision: ds[0], decisions: ds.length });
       }
       out.set(c.id, { c, check, slots, engineRtts: engineRtts[i]!, captureDropped });

@@ -4,6 +4,7 @@
  * with --per-port, and the exit codes of the spec (0, 1 when nothing answers, 64 for bad
  * arguments with a one-line message). Needs root.
  */
+import { probeTypeByName } from "../../src/probes/registry.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { runCli } from "../../src/cli/index.ts";
 import { createTestNet, requireRoot, type TestHost, type TestNet } from "../support/testnet.ts";
@@ -23,7 +24,7 @@ interface CliRun {
 /** Fast defaults for the tests: short gaps and timeout, so a run lasts well under a second. */
 const FAST = ["--interval", "0.002", "--timeout", "1"];
 
-async function probe(net: TestNet, h: TestHost, args: string[], kind: ProbeTarget["kind"], family: 4 | 6, dst: string, port: number): Promise<CliRun> {
+async function probe(net: TestNet, h: TestHost, args: string[], kind: string, family: 4 | 6, dst: string, port: number): Promise<CliRun> {
   const cap = await net.capture(h, "ip or ip6");
   const out: string[] = [];
   const err: string[] = [];
@@ -35,7 +36,7 @@ async function probe(net: TestNet, h: TestHost, args: string[], kind: ProbeTarge
     throw e;
   }
   const pkts = decodeCapture(await cap.stop(), cap.linktype!);
-  const t = { kind, family, dst, dstPort: port } as ProbeTarget;
+  const t = { type: probeTypeByName(kind)!.type, family, dst, dstPort: port } as ProbeTarget;
   return { code, out, err, wire: pkts.filter((p) => isProbe(p, t)), all: pkts };
 }
 

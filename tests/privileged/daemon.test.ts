@@ -155,8 +155,8 @@ function classify(pkts: WirePacket[], h: TestHost): Seen {
   }
   const answeredKeys = new Set<string>();
   for (const p of answers) {
-    for (const kind of ["tcpsyn", "icmp", "udp"] as const) {
-      const a = answerOf(p, kind, p.family);
+    for (const [kind, type] of [["tcpsyn", "TCPsyn"], ["icmp", "ICMPping"], ["udp", "UDPunreachable"]] as const) {
+      const a = answerOf(p, type, p.family);
       if (!a) continue;
       const k = `${kind === "udp" ? "udp_unreachable" : kind}|${a.key}`;
       const s = probeKeys.get(k);

@@ -17,8 +17,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, type Server } from "node:net";
 import { createSocket } from "node:dgram";
+import { openProbeEngine } from "../../src/engine/pcap-network.ts";
 import {
-  ProbeEngine,
+  type ProbeEngine,
   REPLY_NAMES,
   SLOT_ANSWERED,
   SLOT_UNSENT,
@@ -70,12 +71,12 @@ const SRC_Z = 65015;
 /** Figures printed at the end, for the record. */
 const figures: (RttFigures & { target: string })[] = [];
 
-function target(kind: ProbeTarget["kind"], family: 4 | 6, dst: string, dstPort: number, over: Partial<ProbeTarget> = {}): ProbeTarget {
+function target(kind: ProbeTarget["type"], family: 4 | 6, dst: string, dstPort: number, over: Partial<ProbeTarget> = {}): ProbeTarget {
   return {
-    kind,
+    type: kind,
     family,
     dst,
-    dstPort: kind === "icmp" ? 0 : dstPort,
+    dstPort: kind === "ICMPping" ? 0 : dstPort,
     srcAddresses: null,
     srcPortA: SRC_A,
     srcPortZ: SRC_Z,
@@ -92,7 +93,7 @@ function target(kind: ProbeTarget["kind"], family: 4 | 6, dst: string, dstPort: 
 }
 
 function label(t: ProbeTarget): string {
-  return `${t.kind} v${t.family} ${t.dst}${t.kind === "icmp" ? "" : `:${t.dstPort}`}`;
+  return `${t.type} v${t.family} ${t.dst}${t.type === "ICMPping" ? "" : `:${t.dstPort}`}`;
 }
 
 interface Run {
@@ -118,8 +119,8 @@ async function runCaptured(net: TestNet, engine: ProbeEngine, where: TestHost | 
 }
 
 function expectedReply(t: ProbeTarget, openPort: number): AnswerName {
-  if (t.kind === "icmp") return "echo-reply";
-  if (t.kind === "udp") return "port-unreachable";
+  if (t.type === "ICMPping") return "echo-reply";
+  if (t.type === "UDPunreachable") return "port-unreachable";
   return t.dstPort === openPort ? "syn-ack" : "rst-ack";
 }
 
@@ -151,19 +152,19 @@ function everyType(v4: string, v6: string, openPort: number, closedPort: number,
   const out: ProbeTarget[] = [];
   for (const [family, dst] of [[4, v4], [6, v6]] as const) {
     out.push(
-      target("tcpsyn", family, dst, openPort, over),
-      target("tcpsyn", family, dst, closedPort, over),
-      target("icmp", family, dst, 0, over),
-      target("udp", family, dst, closedPort, over),
+      target("TCPsyn", family, dst, openPort, over),
+      target("TCPsyn", family, dst, closedPort, over),
+      target("ICMPping", family, dst, 0, over),
+      target("UDPunreachable", family, dst, closedPort, over),
     );
   }
   return out;
 }
 
 /** The identifier tun-responder.ts logs for a probe (see TunLogEvent.ident). */
-function wireIdent(p: WirePacket, kind: ProbeTarget["kind"]): number {
-  if (kind === "tcpsyn") return p.seq;
-  if (kind === "icmp") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
+function wireIdent(p: WirePacket, kind: ProbeTarget["type"]): number {
+  if (kind === "TCPsyn") return p.seq;
+  if (kind === "ICMPping") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
   return p.family === 4 ? p.ipId : p.tag!;
 }
 
@@ -177,7 +178,7 @@ describe("engine end to end", () => {
     net = await createTestNet({ hosts: 2 });
     h = net.hosts[0]!;
     await warmNeighbours(net, h);
-    engine = new ProbeEngine(ENGINE);
+    engine = openProbeEngine(ENGINE);
   }, 60_000);
 
   afterAll(async () => {
@@ -196,10 +197,10 @@ describe("engine end to end", () => {
   // -------------------------------------------------------------------------------------------
   describe("veth host: every probe type, both families, against a capture inside the host", () => {
     for (const [name, kind, port] of [
-      ["TCP SYN to the open port: SYN-ACK, then one RST from the prober per SYN-ACK", "tcpsyn", "open"],
-      ["TCP SYN to a closed port: RST-ACK, and no RST after it", "tcpsyn", "closed"],
-      ["ICMP echo", "icmp", "none"],
-      ["UDP to a closed port: port unreachable", "udp", "closed"],
+      ["TCP SYN to the open port: SYN-ACK, then one RST from the prober per SYN-ACK", "TCPsyn", "open"],
+      ["TCP SYN to a closed port: RST-ACK, and no RST after it", "TCPsyn", "closed"],
+      ["ICMP echo", "ICMPping", "none"],
+      ["UDP to a closed port: port unreachable", "UDPunreachable", "closed"],
     ] as const) {
       test(name, async () => {
         const dstPort = port === "open" ? h.openPort : h.closedPort;
@@ -221,7 +222,7 @@ describe("engine end to end", () => {
     test("blackhole addresses (v4 and v6): every probe arrives at the host, 100% loss reported, a RST follows each unanswered SYN", async () => {
       const targets: ProbeTarget[] = [];
       for (const [family, dst] of [[4, h.v4.blackhole], [6, h.v6.blackhole]] as const) {
-        for (const kind of ["tcpsyn", "icmp", "udp"] as const) targets.push(target(kind, family, dst, kind === "tcpsyn" ? h.openPort : h.closedPort, { count: 16, timeoutMs: 300 }));
+        for (const kind of ["TCPsyn", "ICMPping", "UDPunreachable"] as const) targets.push(target(kind, family, dst, kind === "TCPsyn" ? h.openPort : h.closedPort, { count: 16, timeoutMs: 300 }));
       }
       const run = await runCaptured(net, engine, h, targets);
       for (const c of run.checks) {
@@ -236,7 +237,7 @@ describe("engine end to end", () => {
           duplicates: 0,
           answers: 0,
         });
-        if (c.label.startsWith("tcpsyn")) expect({ target: c.label, proberResets: c.wire.proberResets }).toEqual({ target: c.label, proberResets: 16 });
+        if (c.label.startsWith("TCPsyn")) expect({ target: c.label, proberResets: c.wire.proberResets }).toEqual({ target: c.label, proberResets: 16 });
       }
       for (let t = 0; t < targets.length; t++) {
         const s = summarize(run.r, run.r.targetStart[t]!, run.r.targetStart[t + 1]!);
@@ -255,9 +256,9 @@ describe("engine end to end", () => {
         ["blackhole", 6, `fd00:18:${x}::251`],
       ];
       for (const [type, family, addr] of routes) net.addRoute([type, `${addr}/${family === 4 ? 32 : 128}`]);
-      const targets = routes.flatMap(([, family, addr]) => [target("tcpsyn", family, addr, h.openPort, { count: 4 }), target("icmp", family, addr, 0, { count: 4 })]);
+      const targets = routes.flatMap(([, family, addr]) => [target("TCPsyn", family, addr, h.openPort, { count: 4 }), target("ICMPping", family, addr, 0, { count: 4 })]);
       // Plus one reachable target in the same batch: an unroutable neighbour does not spoil it.
-      targets.push(target("icmp", 4, h.v4.host, 0, { count: 4 }));
+      targets.push(target("ICMPping", 4, h.v4.host, 0, { count: 4 }));
       const run = await runCaptured(net, engine, h, targets);
       const r = run.r;
       for (let t = 0; t < targets.length - 1; t++) {
@@ -288,7 +289,7 @@ describe("engine end to end", () => {
       const h2 = net.hosts[1]!;
       await net.exec(null, ["ip", "neigh", "flush", "dev", h2.rootIf]);
       await net.exec(null, ["ip", "-6", "neigh", "flush", "dev", h2.rootIf]);
-      const targets = [target("icmp", 4, h2.v4.host, 0, { count: 8 }), target("icmp", 6, h2.v6.host, 0, { count: 8 })];
+      const targets = [target("ICMPping", 4, h2.v4.host, 0, { count: 8 }), target("ICMPping", 6, h2.v6.host, 0, { count: 8 })];
       const run = await runCaptured(net, engine, h2, targets);
       expect([...run.r.unroutable]).toEqual(["", ""]);
       for (const c of run.checks) expectAllAnswered(c, "echo-reply");
@@ -300,10 +301,10 @@ describe("engine end to end", () => {
     test("16 source ports, 64 probes: each port carries exactly 4 probes on the wire, every path answered", async () => {
       const over = { count: 64, srcPortA: 65000, srcPortZ: 65015 };
       const targets = [
-        target("tcpsyn", 4, h.v4.host, h.closedPort, over),
-        target("tcpsyn", 6, h.v6.host, h.closedPort, over),
-        target("udp", 4, h.v4.host, h.closedPort, over),
-        target("udp", 6, h.v6.host, h.closedPort, over),
+        target("TCPsyn", 4, h.v4.host, h.closedPort, over),
+        target("TCPsyn", 6, h.v6.host, h.closedPort, over),
+        target("UDPunreachable", 4, h.v4.host, h.closedPort, over),
+        target("UDPunreachable", 6, h.v6.host, h.closedPort, over),
       ];
       const run = await runCaptured(net, engine, h, targets);
       run.checks.forEach((c, t) => {
@@ -333,9 +334,9 @@ describe("engine end to end", () => {
     test("DF set by default, cleared with dontFragment: false (IPv4, every probe type)", async () => {
       const x = h.subnet;
       // Two addresses of the host (its routed range answers too), so each target's probes are its own.
-      const withDf = ["tcpsyn", "icmp", "udp"].map((k) => target(k as ProbeTarget["kind"], 4, h.v4.host, k === "tcpsyn" ? h.openPort : h.closedPort, { count: 8 }));
-      const withoutDf = ["tcpsyn", "icmp", "udp"].map((k) =>
-        target(k as ProbeTarget["kind"], 4, `198.19.${x}.9`, k === "tcpsyn" ? h.openPort : h.closedPort, { count: 8, dontFragment: false }),
+      const withDf = ["TCPsyn", "ICMPping", "UDPunreachable"].map((k) => target(k as ProbeTarget["type"], 4, h.v4.host, k === "TCPsyn" ? h.openPort : h.closedPort, { count: 8 }));
+      const withoutDf = ["TCPsyn", "ICMPping", "UDPunreachable"].map((k) =>
+        target(k as ProbeTarget["type"], 4, `198.19.${x}.9`, k === "TCPsyn" ? h.openPort : h.closedPort, { count: 8, dontFragment: false }),
       );
       const targets = [...withDf, ...withoutDf];
       const run = await runCaptured(net, engine, h, targets);
@@ -346,7 +347,7 @@ describe("engine end to end", () => {
     }, 60_000);
 
     test("IPv6 UDP: one flow label per source port for every probe of it, different labels across ports; probes told apart by a payload tag", async () => {
-      const t = target("udp", 6, h.v6.host, h.closedPort, { count: 64 });
+      const t = target("UDPunreachable", 6, h.v6.host, h.closedPort, { count: 64 });
       const run = await runCaptured(net, engine, h, [t]);
       const c = run.checks[0]!;
       expectAllAnswered(c, "port-unreachable");
@@ -414,7 +415,7 @@ describe("engine end to end", () => {
   describe("l3RawSocket: true (raw IP sockets, the kernel routes)", () => {
     let raw: ProbeEngine;
     beforeAll(() => {
-      raw = new ProbeEngine({ ...ENGINE, l3RawSocket: true, identBase: 0x6000_0000 });
+      raw = openProbeEngine({ ...ENGINE, l3RawSocket: true, identBase: 0x6000_0000 });
     });
     afterAll(() => raw?.close());
 
@@ -444,8 +445,8 @@ describe("engine end to end", () => {
       const log = tun.readLog();
       run.checks.forEach((c, i) => {
         const t = targets[i]!;
-        const proto = t.kind === "tcpsyn" ? 6 : t.kind === "udp" ? 17 : t.family === 4 ? 1 : 58;
-        const idents = new Set(c.wireProbes.map((p) => wireIdent(p, t.kind)));
+        const proto = t.type === "TCPsyn" ? 6 : t.type === "UDPunreachable" ? 17 : t.family === 4 ? 1 : 58;
+        const idents = new Set(c.wireProbes.map((p) => wireIdent(p, t.type)));
         const seen = log.filter((e) => canon(e.dst) === canon(t.dst) && e.proto === proto && idents.has(e.ident));
         expect({ target: c.label, decisions: seen.length, answered: seen.filter((e) => e.action === "answer").length }).toEqual({
           target: c.label,
@@ -458,10 +459,10 @@ describe("engine end to end", () => {
     test("one of 16 source ports dropped by the path: pathsDown = 1 and loss exactly 1/16, the lost probes are that port's", async () => {
       const over = { count: 64, srcPortA: 65000, srcPortZ: 65015, timeoutMs: 1000 };
       const targets = [
-        target("tcpsyn", 4, lossy.v4.host, lossy.openPort, over),
-        target("tcpsyn", 6, lossy.v6.host, lossy.openPort, over),
-        target("udp", 4, lossy.v4.host, lossy.closedPort, over),
-        target("udp", 6, lossy.v6.host, lossy.closedPort, over),
+        target("TCPsyn", 4, lossy.v4.host, lossy.openPort, over),
+        target("TCPsyn", 6, lossy.v6.host, lossy.openPort, over),
+        target("UDPunreachable", 4, lossy.v4.host, lossy.closedPort, over),
+        target("UDPunreachable", 6, lossy.v6.host, lossy.closedPort, over),
       ];
       const run = await runCaptured(net, engine, lossy, targets);
       const r = run.r;
@@ -478,7 +479,7 @@ describe("engine end to end", () => {
         const c = run.checks[i]!;
         expect({ target: c.label, probes: c.wire.probes, answers: c.wire.answers }).toEqual({ target: c.label, probes: 64, answers: 60 });
         // A RST follows every SYN: the 60 answered by SYN-ACK and the 4 left unanswered.
-        if (t.kind === "tcpsyn") expect({ target: c.label, proberResets: c.wire.proberResets }).toEqual({ target: c.label, proberResets: 64 });
+        if (t.type === "TCPsyn") expect({ target: c.label, proberResets: c.wire.proberResets }).toEqual({ target: c.label, proberResets: 64 });
       });
       const drops = lossy.readLog().filter((e) => e.action === "drop");
       expect(drops.length).toBe(16);

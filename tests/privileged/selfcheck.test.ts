@@ -24,7 +24,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { EngineClient } from "../../src/engine/engine-client.ts";
-import { ProbeEngine, SLOT_ANSWERED, type BatchResult, type ProbeTarget } from "../../src/engine/probe-engine.ts";
+import { openProbeEngine } from "../../src/engine/pcap-network.ts";
+import { SLOT_ANSWERED, type BatchResult, type ProbeTarget } from "../../src/engine/probe-engine.ts";
 import { summarize } from "../../src/engine/stats.ts";
 import { startDaemon, type DaemonProcess, type Exposition } from "../support/daemon-process.ts";
 import { createTestNet, requireRoot, type TestHost, type TestNet } from "../support/testnet.ts";
@@ -33,7 +34,7 @@ const PROBE_NAME = "selfcheck";
 
 function tcpTarget(dst: string, dstPort: number, count: number, srcPortA = 20000, srcPortZ = 29999): ProbeTarget {
   return {
-    kind: "tcpsyn",
+    type: "TCPsyn",
     family: 4,
     dst,
     dstPort,
@@ -95,7 +96,7 @@ describe("engine: capture drops are counted, never silent", () => {
     // Same 2^28 identifier window as the first engine (0x3...), whose TCP capture filter keeps
     // only that window: the other engine's SYNs and their answers then reach its ring too.
     const { client: other } = await EngineClient.start({ captureBufferBytes: 32 << 20, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x3800_0000 });
-    const engine = new ProbeEngine({ captureBufferBytes: 64 << 10, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x3000_0000 });
+    const engine = openProbeEngine({ captureBufferBytes: 64 << 10, l3RawSocket: false, maxProbesPerSecond: 1e9, identBase: 0x3000_0000 });
     try {
       const rx0 = ifCounter(h.rootIf, "rx_packets");
       const otherRun = other.run([tcpTarget(h.v4.host, h.closedPort, 200_000)]);
@@ -129,7 +130,7 @@ describe("engine: capture drops are counted, never silent", () => {
   }, 120_000);
 
   test("clean run: 16 MiB ring, 20,000 probes at 10,000/s: no drop, no loss, every answer timed", () => {
-    const engine = new ProbeEngine({ captureBufferBytes: 16 << 20, l3RawSocket: false, maxProbesPerSecond: 10_000, identBase: 0x3800_0000 });
+    const engine = openProbeEngine({ captureBufferBytes: 16 << 20, l3RawSocket: false, maxProbesPerSecond: 10_000, identBase: 0x3800_0000 });
     try {
       const rx0 = ifCounter(h.rootIf, "rx_packets");
       const r = outcome(engine.run([tcpTarget(h.v4.host, h.closedPort, 20_000)]));

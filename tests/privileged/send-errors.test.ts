@@ -10,7 +10,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { ProbeEngine, SLOT_LOST, SLOT_UNSENT, type BatchResult, type EngineOptions, type ProbeTarget } from "../../src/engine/probe-engine.ts";
+import { openProbeEngine } from "../../src/engine/pcap-network.ts";
+import { SLOT_LOST, SLOT_UNSENT, type BatchResult, type EngineOptions, type ProbeTarget } from "../../src/engine/probe-engine.ts";
 import { summarize, summarizeSeries } from "../../src/engine/stats.ts";
 import { createTestNet, requireRoot, warmNeighbours, type TestNet } from "../support/testnet.ts";
 import { checkTarget, decodeCapture } from "./wire.ts";
@@ -20,12 +21,12 @@ const INTERVAL_MS = 2;
 /** Frames the root side must have sent before its veth is deleted: about a third of the batch. */
 const DELETE_AFTER_FRAMES = 120;
 
-function target(kind: ProbeTarget["kind"], family: 4 | 6, dst: string, dstPort: number): ProbeTarget {
+function target(kind: ProbeTarget["type"], family: 4 | 6, dst: string, dstPort: number): ProbeTarget {
   return {
-    kind,
+    type: kind,
     family,
     dst,
-    dstPort: kind === "icmp" ? 0 : dstPort,
+    dstPort: kind === "ICMPping" ? 0 : dstPort,
     srcAddresses: null,
     srcPortA: 65000,
     srcPortZ: 65015,
@@ -69,14 +70,14 @@ describe("an egress interface deleted in the middle of a batch", () => {
     test(`${mode}: sent = probes seen arriving, lost = sent - answered, send errors = planned - sent, no unsent probe counted as lost`, async () => {
       const h = net.hosts[hostIndex]!;
       const opts: EngineOptions = { captureBufferBytes: 16 << 20, l3RawSocket, maxProbesPerSecond: 100_000, identBase: 0x3000_0000 + hostIndex * 0x1000_0000 };
-      const engine = new ProbeEngine(opts);
+      const engine = openProbeEngine(opts);
       // Three answered targets, and one whose probes arrive and are dropped: real loss, which the
       // probes that never left must not add to.
       const targets = [
-        target("tcpsyn", 4, h.v4.host, h.openPort),
-        target("icmp", 6, h.v6.host, 0),
-        target("udp", 4, h.v4.host, h.closedPort),
-        target("icmp", 4, h.v4.blackhole, 0),
+        target("TCPsyn", 4, h.v4.host, h.openPort),
+        target("ICMPping", 6, h.v6.host, 0),
+        target("UDPunreachable", 4, h.v4.host, h.closedPort),
+        target("ICMPping", 4, h.v4.blackhole, 0),
       ];
       const planned = targets.length * COUNT;
       const cap = await net.capture(h, "ip or ip6", { device: "any" });
@@ -106,7 +107,7 @@ describe("an egress interface deleted in the middle of a batch", () => {
       const rows = targets.map((t, i) => {
         const from = r.targetStart[i]!;
         const to = r.targetStart[i + 1]!;
-        const c = checkTarget(r, i, t, pkts, `${t.kind} v${t.family}`);
+        const c = checkTarget(r, i, t, pkts, `${t.type} v${t.family}`);
         const s = summarize(r, from, to);
         wireProbes += c.wire.probes;
         const statuses = [...r.status.subarray(from, to)];

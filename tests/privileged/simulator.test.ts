@@ -19,7 +19,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { ProbeEngine, SLOT_ANSWERED, type BatchStats, type ProbeTarget } from "../../src/engine/probe-engine.ts";
+import { openProbeEngine } from "../../src/engine/pcap-network.ts";
+import { type ProbeEngine, SLOT_ANSWERED, type BatchStats, type ProbeTarget } from "../../src/engine/probe-engine.ts";
 import { pathHealth, paths, summarize } from "../../src/engine/stats.ts";
 import { finish, pseudoHeaderSum, sum16 } from "../../src/packet/checksum.ts";
 import { parseAddress } from "../../src/packet/address.ts";
@@ -210,7 +211,7 @@ const SAME_PROBE_NS = 5_000;
 const SRC_A = 65000;
 const SRC_Z = 65015;
 
-type Kind = ProbeTarget["kind"];
+type Kind = ProbeTarget["type"];
 
 interface Slot {
   slot: number;
@@ -250,24 +251,24 @@ interface Run {
 }
 
 function label(t: ProbeTarget): string {
-  return `${t.kind} v${t.family} ${t.dst}${t.kind === "icmp" ? "" : `:${t.dstPort}`}`;
+  return `${t.type} v${t.family} ${t.dst}${t.type === "ICMPping" ? "" : `:${t.dstPort}`}`;
 }
 
 function protoOf(t: ProbeTarget): number {
-  return t.kind === "tcpsyn" ? 6 : t.kind === "udp" ? 17 : t.family === 4 ? 1 : 58;
+  return t.type === "TCPsyn" ? 6 : t.type === "UDPunreachable" ? 17 : t.family === 4 ? 1 : 58;
 }
 
 /** The ident tun-responder.ts logs for a probe seen on the wire. */
 function wireIdent(p: WirePacket, kind: Kind): number {
-  if (kind === "tcpsyn") return p.seq;
-  if (kind === "icmp") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
+  if (kind === "TCPsyn") return p.seq;
+  if (kind === "ICMPping") return ((p.icmpId << 16) | p.icmpSeq) >>> 0;
   return p.family === 4 ? p.ipId : p.tag!;
 }
 
 /** The key of a wire answer's probe, as wire.ts pairs them (first answer per probe kept). */
 function firstAnswers(pkts: WirePacket[], t: ProbeTarget, probes: WirePacket[]): Map<WirePacket, { first: WirePacket; copies: number }> {
   const byKey = new Map<string, WirePacket>();
-  for (const p of probes) byKey.set(probeKeyOf(p, t.kind), p);
+  for (const p of probes) byKey.set(probeKeyOf(p, t.type), p);
   const out = new Map<WirePacket, { first: WirePacket; copies: number }>();
   for (const p of pkts) {
     const key = answerKeyOf(p, t);
@@ -281,19 +282,19 @@ function firstAnswers(pkts: WirePacket[], t: ProbeTarget, probes: WirePacket[]):
 }
 
 function probeKeyOf(p: WirePacket, kind: Kind): string {
-  if (kind === "tcpsyn") return `${p.dst}|${p.sport}|${p.seq}`;
-  if (kind === "icmp") return `${p.dst}|${p.icmpId}|${p.icmpSeq}`;
+  if (kind === "TCPsyn") return `${p.dst}|${p.sport}|${p.seq}`;
+  if (kind === "ICMPping") return `${p.dst}|${p.icmpId}|${p.icmpSeq}`;
   return `${p.dst}|${p.sport}|${p.family === 4 ? p.ipId : p.tag}`;
 }
 
 /** What a well-formed answer on the wire answers (mirrors wire.ts answerOf), or null. */
 function answerKeyOf(p: WirePacket, t: ProbeTarget): string | null {
   if (p.family !== t.family) return null;
-  if (t.kind === "tcpsyn") {
+  if (t.type === "TCPsyn") {
     if (p.proto !== 6 || (p.flags & 0x10) === 0 || (p.flags & 0x06) === 0) return null;
     return `${p.src}|${p.dport}|${(p.ack - 1) >>> 0}`;
   }
-  if (t.kind === "icmp") {
+  if (t.type === "ICMPping") {
     const reply = t.family === 4 ? p.proto === 1 && p.icmpType === 0 : p.proto === 58 && p.icmpType === 129;
     return reply ? `${p.src}|${p.icmpId}|${p.icmpSeq}` : null;
   }
@@ -318,7 +319,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
     requireRoot();
     net = await createNamespaces(1);
     tun = await net.addTunHost();
-    engine = new ProbeEngine(ENGINE_OPTIONS);
+    engine = openProbeEngine(ENGINE_OPTIONS);
   }, 60_000);
 
   afterAll(async () => {
@@ -336,10 +337,10 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
   function target(kind: Kind, family: 4 | 6, over: Partial<ProbeTarget> & { port?: "open" | "closed" } = {}): ProbeTarget {
     const { port, ...rest } = over;
     return {
-      kind,
+      type: kind,
       family,
       dst: address(family),
-      dstPort: kind === "icmp" ? 0 : port === "open" ? tun.openPort : tun.closedPort,
+      dstPort: kind === "ICMPping" ? 0 : port === "open" ? tun.openPort : tun.closedPort,
       srcAddresses: null,
       srcPortA: SRC_A,
       srcPortZ: SRC_Z,
@@ -359,7 +360,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
   function everyKind(over: Partial<ProbeTarget> = {}): ProbeTarget[] {
     const out: ProbeTarget[] = [];
     for (const family of [4, 6] as const) {
-      out.push(target("tcpsyn", family, { ...over, port: "open" }), target("tcpsyn", family, { ...over, port: "closed" }), target("icmp", family, over), target("udp", family, over));
+      out.push(target("TCPsyn", family, { ...over, port: "open" }), target("TCPsyn", family, { ...over, port: "closed" }), target("ICMPping", family, over), target("UDPunreachable", family, over));
     }
     return out;
   }
@@ -407,7 +408,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
       const slots: Slot[] = [];
       for (let s = from; s < to; s++) {
         const p = check.wireProbes[s - from];
-        const ds = p ? (byKey.get(decisionKey(canon(p.dst), p.proto, t.kind === "icmp" ? 0 : p.sport, wireIdent(p, t.kind))) ?? []) : [];
+        const ds = p ? (byKey.get(decisionKey(canon(p.dst), p.proto, t.type === "ICMPping" ? 0 : p.sport, wireIdent(p, t.type))) ?? []) : [];
         slots.push({
           slot: s,
           k: s - from,
@@ -477,7 +478,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
   });
 
   test("seeded loss: lost probes are exactly the log's drops, the same seed drops the same probes again, as the offline simulator predicts", async () => {
-    const targets = [target("icmp", 4, { count: 100 }), target("udp", 6, { count: 100 }), target("tcpsyn", 4, { count: 100, port: "open" })];
+    const targets = [target("ICMPping", 4, { count: 100 }), target("UDPunreachable", 6, { count: 100 }), target("TCPsyn", 4, { count: 100, port: "open" })];
     const config = (seed: number): SimConfig => ({ seed, rules: targets.map((t) => ({ dst: t.dst, loss: 0.2 })) });
     const lostSlots = (r: Run) => r.targets.map((tr) => tr.slots.filter((s) => !s.answered).map((s) => s.k));
     const runs: Run[] = [];
@@ -493,7 +494,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
     // The offline simulator, fed the same probes in the same order, drops the same ones.
     const predicted = targets.map((t, i) => {
       const sim = new Simulator(config(11));
-      return runs[0]!.targets[i]!.slots.filter((s) => sim.decide(probe(t.dst, protoOf(t), t.kind === "icmp" ? 0 : s.srcPort, t.dstPort), 0).action === "drop").map((s) => s.k);
+      return runs[0]!.targets[i]!.slots.filter((s) => sim.decide(probe(t.dst, protoOf(t), t.type === "ICMPping" ? 0 : s.srcPort, t.dstPort), 0).action === "drop").map((s) => s.k);
     });
     expect(lostSlots(runs[0]!)).toEqual(predicted);
     expect(lostSlots(runs[1]!)).toEqual(predicted);
@@ -502,10 +503,10 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
   }, 60_000);
 
   test("loss on chosen flows only: UDP from one source port of 16 dropped, TCP to the same address untouched; pathsDown 1, loss exactly 1/16", async () => {
-    const udp = target("udp", 4);
-    const tcp = target("tcpsyn", 4, { port: "open" });
+    const udp = target("UDPunreachable", 4);
+    const tcp = target("TCPsyn", 4, { port: "open" });
     tcp.dst = udp.dst;
-    const udp6 = target("udp", 6);
+    const udp6 = target("UDPunreachable", 6);
     const r = await run([udp, tcp, udp6], {
       rules: [
         { dst: udp.dst, proto: "udp", dropSrcPorts: [65003] },
@@ -532,7 +533,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
     const rules: Rule[] = targets.map((t, i) => ({ dst: t.dst, delayMs: 1, duplicate: 0.4, duplicateGapMs: i < 8 ? 0 : 2 }));
     // The batch ends once every probe is answered, and copies that come later are not seen. A
     // lost probe sent last keeps the engine listening for its timeout: every copy arrives meanwhile.
-    const keepOpen = target("icmp", 4, { count: 1, startMs: 64 * 8 });
+    const keepOpen = target("ICMPping", 4, { count: 1, startMs: 64 * 8 });
     rules.push({ dst: keepOpen.dst, loss: 1 });
     const r = await run([...targets, keepOpen], { seed: 21, rules });
     expectEveryProbeDecided(r);
@@ -573,7 +574,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
 
   test("ICMP errors quoting the wrong packet: never answers; counted as port mismatches when the ident matches but the ports differ", async () => {
     const byField = (field: "ident" | "port") =>
-      ([4, 6] as const).flatMap((f) => [target("tcpsyn", f, { port: "open" }), target("udp", f), target("icmp", f)]).map((t) => ({ t, field }));
+      ([4, 6] as const).flatMap((f) => [target("TCPsyn", f, { port: "open" }), target("UDPunreachable", f), target("ICMPping", f)]).map((t) => ({ t, field }));
     const cases = [...byField("ident"), ...byField("port")];
     const r = await run(
       cases.map((c) => c.t),
@@ -587,11 +588,11 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
       expectAnsweredPerLog(tr, ["answer"]);
       expectRttOfWire(tr);
       // Only a quote whose ident is the probe's can be told to be a port mismatch; echo has no ports.
-      const mismatches = field === "port" && tr.t.kind !== "icmp" ? wrong : 0;
+      const mismatches = field === "port" && tr.t.type !== "ICMPping" ? wrong : 0;
       expect({ target: tr.label, field, portMismatch: tr.portMismatch, matchFail: tr.matchFail }).toEqual({ target: tr.label, field, portMismatch: mismatches, matchFail: 0 });
       // The wire carried them (ICMP errors from the target's address), so the loss is not the simulator's silence.
       const errors = r.pkts.filter((p) => p.src === canon(tr.t.dst) && p.quote !== null).length;
-      expect({ target: tr.label, errors }).toEqual({ target: tr.label, errors: tr.t.kind === "udp" ? tr.t.count : wrong });
+      expect({ target: tr.label, errors }).toEqual({ target: tr.label, errors: tr.t.type === "UDPunreachable" ? tr.t.count : wrong });
     });
   }, 60_000);
 
@@ -606,7 +607,7 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
       expectRttOfWire(tr);
       expect({ target: tr.label, matchFail: tr.matchFail, portMismatch: tr.portMismatch }).toEqual({
         target: tr.label,
-        matchFail: tr.t.kind === "tcpsyn" ? mangled : 0,
+        matchFail: tr.t.type === "TCPsyn" ? mangled : 0,
         portMismatch: 0,
       });
     }
@@ -620,8 +621,8 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
       expectAnsweredPerLog(tr, ["answer"]);
       expectRttOfWire(tr);
       const drops = tr.slots.filter((s) => s.decision!.action === "drop");
-      expect(new Set(drops.map((s) => s.decision!.reason))).toEqual(new Set(tr.t.kind === "tcpsyn" ? [] : ["icmp-rate"]));
-      if (tr.t.kind === "tcpsyn") continue;
+      expect(new Set(drops.map((s) => s.decision!.reason))).toEqual(new Set(tr.t.type === "TCPsyn" ? [] : ["icmp-rate"]));
+      if (tr.t.type === "TCPsyn") continue;
       // At most the burst plus the rate over the time the probes took to arrive (the simulator's own limit).
       const answered = tr.slots.length - drops.length;
       const spanS = Number(tr.slots.at(-1)!.probe!.t - tr.slots[0]!.probe!.t) / 1e9;
@@ -636,9 +637,10 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
 
   test("truncated replies: never matched, never a crash; cut TCP and echo replies counted as truncated, errors cut before the quoted ports ignored", async () => {
     const targets = everyKind();
-    // Two more targets whose replies are cut to 10 bytes: less than an IP header.
-    // IPv4: the engine's filter for ICMPv6 reads the ICMPv6 type, which such a stub lacks.
-    const tiny = [target("icmp", 4), target("udp", 4)];
+    // Two more targets whose replies are cut to 10 bytes: less than an IP header. The engine's
+    // filter reads the ICMP type (ICMPv4 too since the probe types own their filters), which
+    // such a stub lacks: the kernel drops them, and the engine neither sees nor counts them.
+    const tiny = [target("ICMPping", 4), target("UDPunreachable", 4)];
     const rules: Rule[] = [...targets.map((t) => ({ dst: t.dst, truncate: 0.5 })), ...tiny.map((t) => ({ dst: t.dst, truncate: 0.5, truncateBytes: 10 }))];
     const r = await run([...targets, ...tiny], { seed: 61, rules });
     expectEveryProbeDecided(r);
@@ -651,10 +653,10 @@ describe("the prober against the simulator (TUN host, capture, log)", () => {
       expect({ target: tr.label, matchFail: tr.matchFail, portMismatch: tr.portMismatch }).toEqual({ target: tr.label, matchFail: 0, portMismatch: 0 });
       // The engine's decoder reports a frame too short for its own headers; an error whose quote
       // is cut has a whole outer header and is ignored for want of a quote.
-      if (i >= targets.length || tr.t.kind !== "udp") countable += cut;
+      if (i < targets.length && tr.t.type !== "UDPunreachable") countable += cut;
       const lengths = new Set(tr.slots.filter((s) => s.decision!.action === "truncate").map((s) => s.decision!.bytes));
       const ip = tr.t.family === 4 ? 20 : 40;
-      const want = i >= targets.length ? 10 : tr.t.kind === "tcpsyn" ? ip + 12 : tr.t.kind === "icmp" ? ip + 4 : ip + 8 + ip;
+      const want = i >= targets.length ? 10 : tr.t.type === "TCPsyn" ? ip + 12 : tr.t.type === "ICMPping" ? ip + 4 : ip + 8 + ip;
       expect({ target: tr.label, lengths: [...lengths] }).toEqual({ target: tr.label, lengths: [want] });
     });
     expect(r.stats.truncated).toBe(countable);

@@ -214,20 +214,20 @@ export function decodeCapture(records: PcapRecord[], linktype: number): WirePack
 // ---------------------------------------------------------------------------------------------
 // Probes and answers
 
-export type Kind = ProbeTarget["kind"];
+export type Kind = ProbeTarget["type"];
 
 /** Is p one of the target's probes (as the prober sends them)? */
 export function isProbe(p: WirePacket, t: ProbeTarget): boolean {
   if (p.family !== t.family || p.dst !== canon(t.dst)) return false;
-  if (t.kind === "tcpsyn") return p.proto === 6 && p.flags === TCP_SYN && p.dport === t.dstPort;
-  if (t.kind === "udp") return p.proto === 17 && p.dport === t.dstPort;
+  if (t.type === "TCPsyn") return p.proto === 6 && p.flags === TCP_SYN && p.dport === t.dstPort;
+  if (t.type === "UDPunreachable") return p.proto === 17 && p.dport === t.dstPort;
   return t.family === 4 ? p.proto === 1 && p.icmpType === 8 : p.proto === 58 && p.icmpType === 128;
 }
 
 /** Identifies one probe: what its answer carries back. */
 export function probeKey(p: WirePacket, kind: Kind): string {
-  if (kind === "tcpsyn") return `${p.dst}|${p.sport}|${p.seq}`;
-  if (kind === "icmp") return `${p.dst}|${p.icmpId}|${p.icmpSeq}`;
+  if (kind === "TCPsyn") return `${p.dst}|${p.sport}|${p.seq}`;
+  if (kind === "ICMPping") return `${p.dst}|${p.icmpId}|${p.icmpSeq}`;
   return `${p.dst}|${p.sport}|${p.family === 4 ? p.ipId : p.tag}`;
 }
 
@@ -236,14 +236,14 @@ export type AnswerName = "syn-ack" | "rst-ack" | "echo-reply" | "port-unreachabl
 /** When p answers a probe of this kind: the probe's key and what the answer is. */
 export function answerOf(p: WirePacket, kind: Kind, family: 4 | 6): { key: string; name: AnswerName } | null {
   if (p.family !== family) return null;
-  if (kind === "tcpsyn") {
+  if (kind === "TCPsyn") {
     if (p.proto !== 6) return null;
     const synAck = (p.flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK);
     const rstAck = (p.flags & (TCP_RST | TCP_ACK)) === (TCP_RST | TCP_ACK);
     if (!synAck && !rstAck) return null;
     return { key: `${p.src}|${p.dport}|${(p.ack - 1) >>> 0}`, name: synAck ? "syn-ack" : "rst-ack" };
   }
-  if (kind === "icmp") {
+  if (kind === "ICMPping") {
     const reply = family === 4 ? p.proto === 1 && p.icmpType === 0 : p.proto === 58 && p.icmpType === 129;
     return reply ? { key: `${p.src}|${p.icmpId}|${p.icmpSeq}`, name: "echo-reply" } : null;
   }
@@ -333,7 +333,7 @@ export function checkTarget(r: BatchResult, t: number, target: ProbeTarget, pkts
   const byKey = new Map<string, WirePacket>();
   let duplicates = 0;
   for (const p of probes) {
-    const k = probeKey(p, target.kind);
+    const k = probeKey(p, target.type);
     if (byKey.has(k)) duplicates++;
     else byKey.set(k, p);
   }
@@ -341,7 +341,7 @@ export function checkTarget(r: BatchResult, t: number, target: ProbeTarget, pkts
   const replies: Record<string, number> = {};
   const rstAcked = new Set<string>();
   for (const p of pkts) {
-    const a = answerOf(p, target.kind, target.family);
+    const a = answerOf(p, target.type, target.family);
     if (!a || !byKey.has(a.key) || answerByKey.has(a.key)) continue;
     answerByKey.set(a.key, p);
     count(replies, a.name);
@@ -350,7 +350,7 @@ export function checkTarget(r: BatchResult, t: number, target: ProbeTarget, pkts
   let proberResets = 0;
   let otherResets = 0;
   let resetsAfterRstAck = 0;
-  if (target.kind === "tcpsyn") {
+  if (target.type === "TCPsyn") {
     const tos = (target.dscp & 63) << 2;
     for (const [key, probe] of byKey) {
       for (const p of pkts) {
@@ -366,8 +366,8 @@ export function checkTarget(r: BatchResult, t: number, target: ProbeTarget, pkts
   for (let s = from; s < to; s++) {
     const probe = probes[s - from];
     if (!probe) break;
-    if (target.kind !== "icmp" && probe.sport !== r.srcPort[s]) srcPortMismatch++;
-    const answer = answerByKey.get(probeKey(probe, target.kind));
+    if (target.type !== "ICMPping" && probe.sport !== r.srcPort[s]) srcPortMismatch++;
+    const answer = answerByKey.get(probeKey(probe, target.type));
     if (!answer || r.status[s] !== SLOT_ANSWERED || Number.isNaN(r.rttNs[s]!)) continue;
     pairs.push({ slot: s, engineNs: r.rttNs[s]!, wireNs: Number(answer.t - probe.t) });
   }

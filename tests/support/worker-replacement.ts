@@ -20,7 +20,7 @@ const LIMIT_MS = 30;
 
 /** Three echo requests to loopback a second apart: a batch of about 2.3 s, cut at 30 ms. */
 const slow: ProbeTarget = {
-  kind: "icmp",
+  type: "ICMPping",
   family: 4,
   dst: "127.0.0.1",
   dstPort: 0,

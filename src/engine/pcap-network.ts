@@ -1,10 +1,13 @@
 /**
+ * The engine's network on a real host (src/engine/network.ts): capture on the "any" device with
+ * libpcap, frames injected on the egress interface or sent through a raw socket.
+ *
  * Where each probe leaves: the kernel's route (egress interface, preferred source, next hop) and
  * the next hop's MAC. Routes are looked up per destination and MACs are kept per next hop, so
  * 10,000 targets behind one router cost one neighbour entry; both are refreshed at the start of
  * every batch so a failover never leaves probes going to a stale MAC.
  */
-import { getLink, getNeighbour, getRoute, NoRoute, NoSuchLink, type LinkInfo, type RouteInfo } from "../net/netlink.ts";
+import { getLink, getNeighbour, getRoute, NoRoute, NoSuchLink, type LinkInfo, type RouteInfo } from "../native/netlink.ts";
 import { parseAddress, parseMac, type Family } from "../packet/address.ts";
 import {
   ETHERTYPE_ARP,
@@ -19,16 +22,20 @@ import {
 import { PARSE_OK, ParsedFrame, parseFrame } from "../packet/parse.ts";
 import { AF_INET, AF_INET6, IPPROTO_RAW, openSocket, pollReadable, SOCK_RAW, closeFd } from "../native/libc.ts";
 import { DLT_EN10MB, DLT_RAW, PcapHandle } from "../native/libpcap.ts";
+import { sendTo, strerror } from "../native/libc.ts";
+import type { ProbeNetwork, Route } from "./network.ts";
+import { ProbeEngine, type EngineOptions } from "./probe-engine.ts";
 
 /** How a probe reaches the wire. */
 export type EgressMode = "inject" | "raw-socket" | "unroutable";
 
-export interface Egress {
+export interface Egress extends Route {
   mode: EgressMode;
   /** inject: the handle of the egress interface. */
   handle: PcapHandle | null;
-  /** raw-socket: the socket for the family. */
+  /** raw-socket: the socket for the family, and the destination as a sockaddr (raw sockets ignore its port). */
   fd: number;
+  sockaddr: Uint8Array | null;
   link: LinkKind;
   readonly srcMac: Uint8Array;
   readonly dstMac: Uint8Array;
@@ -40,6 +47,16 @@ export interface Egress {
 }
 
 const ARPHRD_LOOPBACK = 772;
+
+function sockaddrFor(family: Family, dst: Uint8Array): Uint8Array {
+  // struct sockaddr_in / sockaddr_in6 with port 0.
+  const sa = new Uint8Array(family === 4 ? 16 : 28);
+  const view = new DataView(sa.buffer);
+  view.setUint16(0, family === 4 ? AF_INET : AF_INET6, true);
+  if (family === 4) sa.set(dst.subarray(0, 4), 4);
+  else sa.set(dst.subarray(0, 16), 8);
+  return sa;
+}
 const NEIGHBOUR_ATTEMPTS = 3;
 const NEIGHBOUR_WAIT_MS = 300;
 
@@ -87,6 +104,7 @@ export class EgressResolver {
       mode: "unroutable",
       handle: null,
       fd: -1,
+      sockaddr: null,
       link: LINK_ETHERNET,
       srcMac: new Uint8Array(6),
       dstMac: new Uint8Array(6),
@@ -122,6 +140,7 @@ export class EgressResolver {
       e.mode = "raw-socket";
       e.link = LINK_RAW;
       e.fd = this.#rawSocket(family);
+      e.sockaddr = sockaddrFor(family, parseAddress(dst)!.bytes);
       return e;
     }
     const ifname = route.ifname;
@@ -262,4 +281,101 @@ export class EgressResolver {
     for (const fd of this.#rawSockets.values()) closeFd(fd);
     this.#rawSockets.clear();
   }
+}
+
+export interface PcapNetworkOptions {
+  /** Kernel ring of the capture handle: it absorbs bursts of answers while the thread sends. */
+  captureBufferBytes: number;
+  /** Send through raw IP sockets and let the kernel route (the spec's l3_raw_socket). */
+  l3RawSocket: boolean;
+  /** An eventfd that ends a wait() at once when signalled (the batch is aborted), or -1. */
+  wakeFd: number;
+  log?: (message: string) => void;
+}
+
+/**
+ * Capture on the "any" device, so an answer counts whatever interface it returns on; sends on
+ * the egress interface's own handle, or through a raw socket for local destinations and
+ * l3_raw_socket.
+ */
+export class PcapNetwork implements ProbeNetwork {
+  readonly #capture: PcapHandle;
+  readonly #egress: EgressResolver;
+  readonly #wakeFd: number;
+
+  constructor(opts: PcapNetworkOptions) {
+    this.#capture = PcapHandle.openLive("any", { snaplen: 256, bufferBytes: opts.captureBufferBytes, immediate: true });
+    this.#egress = new EgressResolver(opts.l3RawSocket, opts.log);
+    this.#wakeFd = opts.wakeFd;
+  }
+
+  get frame(): Uint8Array {
+    return this.#capture.frame;
+  }
+  get caplen(): number {
+    return this.#capture.caplen;
+  }
+  get datalink(): number {
+    return this.#capture.datalink;
+  }
+  get tsSec(): number {
+    return this.#capture.tsSec;
+  }
+  get tsNsec(): number {
+    return this.#capture.tsNsec;
+  }
+
+  refresh(): void {
+    this.#egress.refresh();
+  }
+
+  route(family: Family, dst: string, src: string | null): Egress {
+    return this.#egress.resolve(family, dst, src);
+  }
+
+  send(route: Egress, frame: Uint8Array, len: number): number {
+    return route.mode === "inject" ? route.handle!.inject(frame, len) : sendTo(route.fd, frame, len, route.sockaddr);
+  }
+
+  sendFailure(route: Egress, result: number, len: number): string {
+    const via = route.mode === "inject" ? `on ${route.ifname}` : "through a raw socket";
+    if (result >= 0) return `send ${via} took ${result} of ${len} bytes`;
+    return `send ${via} failed: ${route.mode === "inject" ? route.handle!.lastError() : strerror(-result)}`;
+  }
+
+  setFilter(filter: string): void {
+    this.#capture.setFilter(filter);
+  }
+
+  next(): boolean {
+    return this.#capture.next() === 1;
+  }
+
+  captureDrops(): number {
+    return this.#capture.stats().dropped;
+  }
+
+  wait(ms: number): void {
+    pollReadable(this.#capture.selectableFd, ms, this.#wakeFd);
+  }
+
+  now(): number {
+    return performance.now();
+  }
+
+  close(): void {
+    this.#capture.close();
+    this.#egress.close();
+  }
+}
+
+/** An engine on the host's network: what a Worker, the probe command and the benchmarks run. */
+export function openProbeEngine(opts: EngineOptions, log?: (message: string) => void): ProbeEngine {
+  const network = new PcapNetwork({
+    captureBufferBytes: opts.captureBufferBytes,
+    l3RawSocket: opts.l3RawSocket,
+    wakeFd: opts.abort?.wakeFd ?? -1,
+    log,
+  });
+  return new ProbeEngine(network, { maxProbesPerSecond: opts.maxProbesPerSecond, identBase: opts.identBase, abortFlag: opts.abort?.flag });
 }

@@ -1,0 +1,12 @@
+/**
+ * What answered a probe, shared by every probe type: a result slot stores one of these codes and
+ * the CLI prints its name. A new kind of answer is a new code here.
+ */
+export const REPLY_NONE = 0;
+export const REPLY_SYN_ACK = 1;
+export const REPLY_RST_ACK = 2;
+export const REPLY_ECHO = 3;
+export const REPLY_PORT_UNREACHABLE = 4;
+/** Any other destination-unreachable code (host, network, administratively prohibited). */
+export const REPLY_UNREACHABLE = 5;
+export const REPLY_NAMES = ["none", "syn-ack", "rst-ack", "echo-reply", "port-unreachable", "unreachable"] as const;
