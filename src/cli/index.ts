@@ -4,14 +4,12 @@
  * and so that every bad argument becomes one line on stderr and exit 64.
  */
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
-import { libpcapVersion, LibpcapUnavailable } from "../native/libpcap.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { VERSION } from "../version.ts";
 import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { daemonCommand, runDaemon } from "./daemon.ts";
 import { checkFile } from "../daemon/configuration.ts";
-import { runInventoryChild } from "../inventory/child.ts";
 
 type Out = (line: string) => void;
 
@@ -42,7 +40,9 @@ function rejectUnknownOptions(cmd: CommandDef<ArgsDef>, argv: string[]): void {
   }
 }
 
-export function versionText(): string {
+/** Loaded here, on demand: only --version and the engine's Worker load libpcap (and bun:ffi). */
+export async function versionText(): Promise<string> {
+  const { libpcapVersion, LibpcapUnavailable } = await import("../native/libpcap.ts");
   let pcap: string;
   try {
     const v = libpcapVersion();
@@ -60,12 +60,12 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
   let cmd: CommandDef<ArgsDef> | null = null;
   try {
     if (argv[0] === "--version" || argv[0] === "-V") {
-      out(versionText());
+      out(await versionText());
       return 0;
     }
     const sub = argv[0];
     // A custom inventory's child process (src/inventory/child.ts), started by the daemon only.
-    if (sub === "__inventory") return await runInventoryChild(argv.slice(1));
+    if (sub === "__inventory") return await (await import("../inventory/child.ts")).runInventoryChild(argv.slice(1));
     if (sub === "probe") {
       cmd = probeCommand as CommandDef<ArgsDef>;
       const rest = argv.slice(1);
@@ -113,7 +113,7 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       if (e.showUsage && cmd) err(await renderUsage(cmd));
       return e.exitCode;
     }
-    if (e instanceof LibpcapUnavailable || (e instanceof Error && e.name === "LibpcapUnavailable")) {
+    if (e instanceof Error && e.name === "LibpcapUnavailable") {
       err(`netprobify: ${e.message}`);
       return EXIT_UNAVAILABLE;
     }

@@ -2,7 +2,7 @@
  * Sending crafted packets and capturing needs root or CAP_NET_RAW; saying so before libpcap
  * fails turns an obscure "socket: Operation not permitted" into one clear line (exit 77).
  */
-import { capabilities, CAP_NET_RAW } from "../native/capabilities.ts";
+import { capabilities, CAP_NET_RAW } from "../privilege.ts";
 import { EXIT_NOPERM, ExitError } from "./exit.ts";
 
 export function hasRawPacketPrivilege(): boolean {

@@ -2,16 +2,19 @@
  * The other side of engine-worker.ts: starts the Worker and turns its messages into promises.
  * A Worker that dies rejects what it had in hand; the caller decides whether to start another.
  */
-import type { BatchResult, BatchStats, EngineAbort, EngineOptions, ProbeTarget } from "./probe-engine.ts";
+import { closeSync, writeSync } from "node:fs";
+import type { BatchResult, BatchStats, EngineOptions, ProbeTarget } from "./probe-engine.ts";
 import type { SeriesSummary } from "./stats.ts";
 import { workerUrl } from "../worker-url.ts";
-import { closeFd, openEventFd, signalEventFd } from "../native/libc.ts";
 
 /**
  * How long close() waits for the Worker to release its handles. An aborted batch returns within
  * one poll (the eventfd wakes it); only a Worker stuck elsewhere runs into this.
  */
 const CLOSE_GRACE_MS = 3000;
+
+/** What an eventfd write adds: 1, as 8 bytes in host (little-endian) order. */
+const EVENTFD_ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /** Asks the Worker to reduce a batch to per-series figures instead of returning every slot. */
 export interface SeriesRequest {
@@ -28,13 +31,14 @@ export interface SeriesResult {
 }
 
 export type EngineRequest =
-  | { type: "open"; options: Omit<EngineOptions, "log"> }
+  | { type: "open"; options: Omit<EngineOptions, "wakeFd"> }
   | { type: "run"; id: number; targets: ProbeTarget[] }
   | { type: "series"; id: number; targets: ProbeTarget[]; request: SeriesRequest }
   | { type: "close" };
 
 export type EngineReply =
-  | { type: "opened"; libpcap: string }
+  /** wakeFd: the eventfd the Worker's engine polls beside its capture (see EngineOptions.wakeFd). */
+  | { type: "opened"; libpcap: string; wakeFd: number }
   | { type: "result"; id: number; result: BatchResult }
   | { type: "series"; id: number; result: SeriesResult }
   | { type: "log"; message: string }
@@ -58,8 +62,13 @@ export class EngineClient {
   #opened: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
-  /** Shared with the engine: a batch in progress stops when asked (see EngineOptions.abort). */
-  readonly #abort: EngineAbort = { flag: new Int32Array(new SharedArrayBuffer(4)), wakeFd: openEventFd() };
+  /** Shared with the engine: a batch in progress stops when asked (see EngineOptions.abortFlag). */
+  readonly #abortFlag = new Int32Array(new SharedArrayBuffer(4));
+  /**
+   * The eventfd that wakes the engine's wait, opened by the Worker (an fd is the whole process's)
+   * and closed here once the Worker is gone: signalled and closed with plain write and close.
+   */
+  #wakeFd = -1;
   #closing: Promise<boolean> | null = null;
 
   private constructor(private readonly onLog: (message: string) => void) {
@@ -72,12 +81,12 @@ export class EngineClient {
   }
 
   /** Starts a Worker and opens its engine; resolves with the libpcap version it loaded. */
-  static async start(options: Omit<EngineOptions, "log" | "abort">, onLog: (message: string) => void = () => {}): Promise<{ client: EngineClient; libpcap: string }> {
+  static async start(options: Omit<EngineOptions, "abortFlag" | "wakeFd">, onLog: (message: string) => void = () => {}): Promise<{ client: EngineClient; libpcap: string }> {
     const client = new EngineClient(onLog);
     try {
       const libpcap = await new Promise<string>((resolve, reject) => {
         client.#opened = { resolve, reject };
-        client.#post({ type: "open", options: { ...options, abort: client.#abort } });
+        client.#post({ type: "open", options: { ...options, abortFlag: client.#abortFlag } });
       });
       return { client, libpcap };
     } catch (e) {
@@ -126,8 +135,8 @@ export class EngineClient {
     this.#die(new EngineWorkerError("Closed", "engine is closed"));
     let released = false;
     if (wasAlive) {
-      Atomics.store(this.#abort.flag, 0, 1);
-      signalEventFd(this.#abort.wakeFd);
+      Atomics.store(this.#abortFlag, 0, 1);
+      if (this.#wakeFd >= 0) writeSync(this.#wakeFd, EVENTFD_ONE);
       released = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), CLOSE_GRACE_MS);
         this.#closed = () => {
@@ -138,7 +147,8 @@ export class EngineClient {
       });
     }
     this.#worker.terminate();
-    closeFd(this.#abort.wakeFd);
+    if (this.#wakeFd >= 0) closeSync(this.#wakeFd);
+    this.#wakeFd = -1;
     return released;
   }
 
@@ -149,6 +159,7 @@ export class EngineClient {
   #onMessage(m: EngineReply): void {
     switch (m.type) {
       case "opened":
+        this.#wakeFd = m.wakeFd;
         this.#opened?.resolve(m.libpcap);
         this.#opened = null;
         return;

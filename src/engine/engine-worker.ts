@@ -3,7 +3,7 @@
  * One message in per batch, one message out per batch, whatever the number of probes.
  */
 import { closeLibpcap, libpcapVersion } from "../native/libpcap.ts";
-import { closeLibc } from "../native/libc.ts";
+import { closeFd, closeLibc, openEventFd } from "../native/libc.ts";
 import { closeNetlink } from "../native/netlink.ts";
 import { openProbeEngine } from "./pcap-network.ts";
 import type { ProbeEngine } from "./probe-engine.ts";
@@ -27,8 +27,15 @@ self.onmessage = async (event: MessageEvent<EngineRequest>) => {
   const msg = event.data;
   try {
     if (msg.type === "open") {
-      engine = openProbeEngine(msg.options, (message) => reply({ type: "log", message }));
-      reply({ type: "opened", libpcap: libpcapVersion().version });
+      // Opened here, closed by the client once this Worker is gone (it may be terminated).
+      const wakeFd = openEventFd();
+      try {
+        engine = openProbeEngine({ ...msg.options, wakeFd }, (message) => reply({ type: "log", message }));
+      } catch (e) {
+        closeFd(wakeFd);
+        throw e;
+      }
+      reply({ type: "opened", libpcap: libpcapVersion().version, wakeFd });
     } else if (msg.type === "run") {
       if (!engine) throw new Error("engine is not open");
       const r = engine.run(msg.targets);

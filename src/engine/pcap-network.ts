@@ -374,8 +374,8 @@ export function openProbeEngine(opts: EngineOptions, log?: (message: string) => 
   const network = new PcapNetwork({
     captureBufferBytes: opts.captureBufferBytes,
     l3RawSocket: opts.l3RawSocket,
-    wakeFd: opts.abort?.wakeFd ?? -1,
+    wakeFd: opts.wakeFd ?? -1,
     log,
   });
-  return new ProbeEngine(network, { maxProbesPerSecond: opts.maxProbesPerSecond, identBase: opts.identBase, abortFlag: opts.abort?.flag });
+  return new ProbeEngine(network, { maxProbesPerSecond: opts.maxProbesPerSecond, identBase: opts.identBase, abortFlag: opts.abortFlag });
 }

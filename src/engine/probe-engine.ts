@@ -75,10 +75,10 @@ export interface EngineOptions extends ProbeEngineOptions {
   /** Send through raw IP sockets and let the kernel route (the spec's l3_raw_socket). */
   l3RawSocket: boolean;
   /**
-   * Another thread asks the batch in progress to stop: it sets flag[0] and signals wakeFd (an
-   * eventfd), so a wait for answers ends at once instead of at its deadline.
+   * An eventfd another thread signals after setting abortFlag, so a wait for answers ends at
+   * once instead of at its deadline.
    */
-  abort?: EngineAbort;
+  wakeFd?: number;
 }
 
 export interface ProbeEngineOptions {
@@ -93,15 +93,10 @@ export interface ProbeEngineOptions {
   abortFlag?: Int32Array;
 }
 
-export interface EngineAbort {
-  /** Over a SharedArrayBuffer; non-zero once the batch is to stop. */
-  flag: Int32Array;
-  wakeFd: number;
-}
-
 /**
  * Figures of a batch. Every probe planned either left (sent) or did not (sendErrors): sent +
  * sendErrors is the number of probes of the batch, and only the sent ones can be answered or lost.
+ * An aborted batch is the exception: the probes it never reached are SLOT_UNSENT and in neither.
  */
 export interface BatchStats {
   /** Probes that left: handed to the interface (or the raw socket) whole. */
@@ -273,6 +268,7 @@ export class ProbeEngine {
     this.#epochSec = Math.floor(Date.now() / 1000);
     this.#t0 = net.now();
     let next = 0;
+    let aborted = false;
     for (;;) {
       let now = net.now() - this.#t0;
       let burst = 0;
@@ -313,7 +309,10 @@ export class ProbeEngine {
       // Answers are awaited `timeout` after each target's last probe actually left.
       const lastDeadline = next === total ? this.#lastDeadline() : Infinity;
       if (next === total && (this.#pending === 0 || now >= lastDeadline)) break;
-      if (abort && Atomics.load(abort, 0) !== 0) break;
+      if (abort && Atomics.load(abort, 0) !== 0) {
+        aborted = true;
+        break;
+      }
       let wait: number;
       if (next < total) {
         const byRate = ((next - SEND_BURST + 1) * 1000) / rate - now;
@@ -324,6 +323,8 @@ export class ProbeEngine {
       if (wait > 0) net.wait(Math.min(Math.ceil(wait), MAX_POLL_MS));
     }
     this.#drain();
+    // Probes an abort kept from leaving never left: neither sent nor lost, nor a send error.
+    if (aborted) for (let s = 0; s < total; s++) if (!(this.#slotFlags[s]! & FLAG_SENT)) this.#slotStatus[s] = SLOT_UNSENT;
     // A probe left unanswered may have been answered on a path we never saw: closed too.
     for (let s = 0; s < total; s++) {
       if (this.#slotFlags[s]! & FLAG_SENT && this.#slotStatus[s] !== SLOT_ANSWERED && this.#targets[this.#match.slotTarget[s]!]!.type.close) {

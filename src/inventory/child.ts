@@ -12,7 +12,8 @@
 import { plugin } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname } from "node:path";
-import { dropCapabilities, holdsPrivilege, reexecSelf, threadsNotConfined } from "../native/capabilities.ts";
+import { dropCapabilities, reexecSelf } from "../native/capabilities.ts";
+import { holdsPrivilege, threadsNotConfined } from "../privilege.ts";
 import { checkCodeDirectory, readCodeFile, UntrustedCode } from "../trusted-code.ts";
 import type { InventoryCommand, InventoryMessage, InventoryStart } from "./contract.ts";
 import { describeError, runInventory } from "./runner.ts";

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
 import { NAME_PATTERN, type Config } from "../config/schema.ts";
 import type { LevelName } from "../log.ts";
-import { holdsPrivilege } from "../native/capabilities.ts";
+import { holdsPrivilege } from "../privilege.ts";
 import { checkCodeDirectory, checkCodeFile, UntrustedCode } from "../trusted-code.ts";
 import { loadApiConfig } from "./api-config.ts";
 import type { InventorySpec } from "./contract.ts";

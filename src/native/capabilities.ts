@@ -1,14 +1,16 @@
 /**
- * The privilege this process holds, and giving it all up for good.
+ * Giving up every privilege this process holds, for good (what it holds is read by
+ * src/privilege.ts, which needs no native call).
  *
  * Linux keeps capabilities and no_new_privs per thread: capset and prctl change the calling
  * thread only, and a Bun process has threads (JIT compiler, allocator) from before any of its
  * JavaScript runs. Those threads keep what the process was started with, so a thread-level drop
  * is complete only once the process re-executes itself from the dropped thread: every thread of
- * the new image starts from that thread's credentials. {@link threadsNotConfined} tells whether
+ * the new image starts from that thread's credentials. threadsNotConfined (src/privilege.ts) tells whether
  * that is still needed.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { capabilities, CAP_SETPCAP } from "../privilege.ts";
 import {
   clearCapabilities,
   execve,
@@ -18,54 +20,6 @@ import {
   PR_CAPBSET_DROP,
   PR_SET_NO_NEW_PRIVS,
 } from "./libc.ts";
-
-export interface CapabilityState {
-  readonly effective: bigint;
-  readonly permitted: bigint;
-  readonly inheritable: bigint;
-  readonly ambient: bigint;
-  readonly bounding: bigint;
-  readonly noNewPrivs: boolean;
-}
-
-export const CAP_NET_RAW = 13;
-const CAP_SETPCAP = 8;
-
-/** The capability lines of a /proc/…/status text. */
-export function parseCapabilities(status: string): CapabilityState {
-  const mask = (key: string) => {
-    const hex = new RegExp(`^${key}:\\s*([0-9a-f]+)$`, "m").exec(status)?.[1];
-    return hex === undefined ? 0n : BigInt(`0x${hex}`);
-  };
-  return {
-    effective: mask("CapEff"),
-    permitted: mask("CapPrm"),
-    inheritable: mask("CapInh"),
-    ambient: mask("CapAmb"),
-    bounding: mask("CapBnd"),
-    noNewPrivs: /^NoNewPrivs:\s*1$/m.test(status),
-  };
-}
-
-/** This process's (its main thread's) capabilities; throws when /proc cannot be read. */
-export function capabilities(): CapabilityState {
-  return parseCapabilities(readFileSync("/proc/self/status", "utf8"));
-}
-
-/**
- * Root, or capabilities to use (effective, permitted or ambient): what makes loading code from a
- * file another user can write a way to gain privilege. No /proc: counted as privileged, the safe
- * side for a check that only refuses.
- */
-export function holdsPrivilege(): boolean {
-  if (process.geteuid?.() === 0) return true;
-  try {
-    const c = capabilities();
-    return c.effective !== 0n || c.permitted !== 0n || c.ambient !== 0n;
-  } catch {
-    return true;
-  }
-}
 
 /**
  * Gives up every capability in the calling thread, for good: no_new_privs (no execve can grant
@@ -82,21 +36,6 @@ export function dropCapabilities(): void {
   }
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL);
   clearCapabilities();
-}
-
-/** Thread ids of this process that still hold a capability or lack no_new_privs. */
-export function threadsNotConfined(): number[] {
-  const out: number[] = [];
-  for (const tid of readdirSync("/proc/self/task")) {
-    let c: CapabilityState;
-    try {
-      c = parseCapabilities(readFileSync(`/proc/self/task/${tid}/status`, "utf8"));
-    } catch {
-      continue; // the thread ended meanwhile
-    }
-    if (c.effective !== 0n || c.permitted !== 0n || c.inheritable !== 0n || c.ambient !== 0n || !c.noNewPrivs) out.push(Number(tid));
-  }
-  return out;
 }
 
 /**

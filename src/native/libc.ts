@@ -100,18 +100,12 @@ export function pollReadable(fd: number, timeoutMs: number, wakeFd = -1): boolea
 
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
-const one = new BigUint64Array([1n]);
 
-/** An eventfd (non-blocking, close-on-exec): one thread's poll() can be woken by another's signalEventFd. */
+/** An eventfd (non-blocking, close-on-exec): one thread's poll() can be woken by another's write of 8 bytes. */
 export function openEventFd(): number {
   const fd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (fd < 0) throw new SystemError("eventfd", errno());
   return fd;
-}
-
-/** Makes an eventfd readable (wakes whoever polls it); never blocks. */
-export function signalEventFd(fd: number): void {
-  c.write(fd, one, 8);
 }
 
 export function openSocket(domain: number, type: number, protocol: number): number {

@@ -13,7 +13,7 @@ import { CString, dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 import { readdirSync, readFileSync, readlinkSync, writeSync } from "node:fs";
 import embeddedLibpcap from "../../build/libpcap/libpcap.so" with { type: "file" };
 import { checkCodeFile } from "../trusted-code.ts";
-import { holdsPrivilege } from "./capabilities.ts";
+import { holdsPrivilege } from "../privilege.ts";
 import {
   addSeals,
   closeFd,
