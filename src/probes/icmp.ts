@@ -16,7 +16,7 @@ function isIcmpType(o: IpFields, v4Type: number, v6Type: number): boolean {
 export const icmpPing = {
   type: "ICMPping",
   name: "icmp",
-  aliases: ["icmpping", "ping", "echo"],
+  aliases: ["ping", "echo"],
   title: "ICMP echo",
   metrics: { prefix: "icmp", what: "ICMP ping probing", matchAckFail: false },
   headerBytes: ICMP_HEADER,

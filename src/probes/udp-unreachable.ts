@@ -16,7 +16,7 @@ function carriedIdent(q: IpFields): number {
 export const udpUnreachable = {
   type: "UDPunreachable",
   name: "udp",
-  aliases: ["udpunreachable"],
+  aliases: [],
   title: "UDP",
   metrics: { prefix: "udp_unreachable", what: "udp unreachable probing", matchAckFail: false },
   headerBytes: UDP_HEADER,
