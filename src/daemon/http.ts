@@ -102,13 +102,13 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 }
 
 /** The methods each path answers; any other gets 405 with this list as Allow. */
-const ROUTES: Record<string, readonly string[]> = {
-  "/": ["GET", "HEAD"],
-  "/metrics": ["GET", "HEAD"],
-  "/-/healthy": ["GET", "HEAD"],
-  "/-/ready": ["GET", "HEAD"],
-  "/-/reload": ["POST"],
-};
+const ROUTES = new Map<string, readonly string[]>([
+  ["/", ["GET", "HEAD"]],
+  ["/metrics", ["GET", "HEAD"]],
+  ["/-/healthy", ["GET", "HEAD"]],
+  ["/-/ready", ["GET", "HEAD"]],
+  ["/-/reload", ["POST"]],
+]);
 
 /**
  * The access check of the paths behind authentication (/metrics, /-/reload): null to go on,
@@ -157,7 +157,7 @@ function landingPage(url: URL, control: DaemonControl | null): string {
 <head><meta charset="utf-8"><title>netprobify</title></head>
 <body>
 <h1>netprobify</h1>
-<p>Network prober (TCP SYN, ICMP echo, UDP port unreachable), version ${escapeHtml(VERSION)}.</p>
+<p>The network prober, version ${escapeHtml(VERSION)}.</p>
 <ul>
 ${items.join("\n")}
 </ul>
@@ -198,7 +198,7 @@ export function makeHandler(
     const url = requestUrl(req);
     if (!url) return badRequest(BAD_HOST);
     const path = url.pathname;
-    const methods = ROUTES[path];
+    const methods = ROUTES.get(path);
     if (!methods || (!control && path.startsWith("/-/"))) return text(404, "not found\n");
     if (!methods.includes(req.method)) return text(405, "method not allowed\n", { Allow: methods.join(", ") });
     switch (path) {
