@@ -19,7 +19,7 @@
  * Needs root (the engine's raw packets), promtool and prometheus (scripts/setup.sh installs them).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -254,8 +254,10 @@ scrape_configs:
       const b = withoutProcessLines((await scrape()).text);
       return a === b ? b : null;
     });
-    const curl = await run(["curl", "-sS", "--fail", "--compressed", "-u", AUTH, `${d.url}/metrics`]);
+    const headersFile = join(dir, "curl-headers.txt");
+    const curl = await run(["curl", "-sS", "--fail", "--compressed", "-u", AUTH, "-D", headersFile, `${d.url}/metrics`]);
     expect(curl.code).toBe(0);
+    expect(readFileSync(headersFile, "utf8")).toMatch(/^content-encoding: gzip\r$/im);
     expect(withoutProcessLines(curl.out)).toBe(plain);
     expect(parseExposition(curl.out).get("process_cpu_seconds_total")).toHaveLength(1);
     rmSync(stallFile);
