@@ -129,17 +129,19 @@ const WILDCARD = new Set(["", "0.0.0.0", "::", "[::]"]);
  * The targets API's documentation link: the API's own address, or for a wildcard address the
  * host the browser used for this page. Protocol-relative, so it takes this page's scheme.
  */
-function apiDocsLink(api: { address: string; port: number }, url: URL): string {
+function apiDocsLink(api: { address: string; port: number }, req: Request): string {
   let host = api.address;
   if (WILDCARD.has(host)) {
-    if (url.hostname === "host.invalid") return `the targets API: <code>/api/ui/</code> on port ${api.port}`;
-    host = url.hostname;
+    // Without a Host header (or with one no URL can hold) there is no name to link to.
+    const given = URL.parse(`http://${req.headers.get("host") ?? ""}`)?.hostname;
+    if (!given) return `the targets API: <code>/api/ui/</code> on port ${api.port}`;
+    host = given;
   } else if (host.includes(":")) host = `[${host}]`;
   const href = `//${host}:${api.port}/api/ui/`;
   return `<a href="${escapeHtml(href)}">targets API documentation</a> (<code>${escapeHtml(href)}</code>)`;
 }
 
-function landingPage(url: URL, control: DaemonControl | null): string {
+function landingPage(req: Request, control: DaemonControl | null): string {
   const api = control?.apiListener() ?? null;
   const items = [
     `<li><a href="metrics">metrics</a>: the Prometheus exposition</li>`,
@@ -150,7 +152,7 @@ function landingPage(url: URL, control: DaemonControl | null): string {
           `<li><code>POST /-/reload</code>: re-reads the configuration, as SIGHUP does</li>`,
         ]
       : []),
-    ...(api ? [`<li>${apiDocsLink(api, url)}</li>`] : []),
+    ...(api ? [`<li>${apiDocsLink(api, req)}</li>`] : []),
   ];
   return `<!DOCTYPE html>
 <html lang="en">
@@ -203,7 +205,7 @@ export function makeHandler(
     if (!methods.includes(req.method)) return text(405, "method not allowed\n", { Allow: methods.join(", ") });
     switch (path) {
       case "/":
-        return new Response(landingPage(url, control), { headers: { "Content-Type": "text/html; charset=utf-8" } });
+        return new Response(landingPage(req, control), { headers: { "Content-Type": "text/html; charset=utf-8" } });
       case "/metrics":
         return denied(req, creds) ?? (await metricsResponse(req, metrics));
       case "/-/healthy": {

@@ -145,6 +145,10 @@ describe("the landing page", () => {
     expect(await page({ address: "fd00::5", port: 8080 })).toContain('<a href="//[fd00::5]:8080/api/ui/">');
     expect(await page({ address: "0.0.0.0", port: 8080 }, "prober.example:9100")).toContain('<a href="//prober.example:8080/api/ui/">');
     expect(await page({ address: "::", port: 8443 }, "[fd00::7]:9100")).toContain('<a href="//[fd00::7]:8443/api/ui/">');
+    // HTTP/1.0 without Host: no name to link to, the port is told.
+    const bare = await page({ address: "0.0.0.0", port: 8080 });
+    expect(bare).toContain("<code>/api/ui/</code> on port 8080");
+    expect(bare).not.toContain("href=\"//");
   });
 
   test("a listener without a daemon (no control) links only the metrics", async () => {
