@@ -488,8 +488,8 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
   }
   const v = (name: string) => e.value(name, { probe_name: "bench-accuracy" });
   notes.push(
-    `daemon self-checks for that iteration: app_iteration_degraded ${v("app_iteration_degraded")}, app_capture_dropped_total ${v("app_capture_dropped_total")}, ` +
-      `app_send_errors_total ${v("app_send_errors_total")}, app_send_lag_seconds ${v("app_send_lag_seconds")}, app_iteration_time_seconds ${fmt(v("app_iteration_time_seconds") ?? NaN, 3)}; ` +
+    `daemon self-checks for that iteration: netprobify_iteration_degraded ${v("netprobify_iteration_degraded")}, netprobify_capture_dropped_total ${v("netprobify_capture_dropped_total")}, ` +
+      `netprobify_send_errors_total ${v("netprobify_send_errors_total")}, netprobify_send_lag_seconds ${v("netprobify_send_lag_seconds")}, app_iteration_time_seconds ${fmt(v("app_iteration_time_seconds") ?? NaN, 3)}; ` +
       `tcpdump: ${wire.captured} packets captured, ${wire.dropped} dropped by the kernel`,
   );
   if (wire.dropped !== 0) notes.push("THE CAPTURE DROPPED PACKETS: the wire figures above are not the truth");

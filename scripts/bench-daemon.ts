@@ -459,12 +459,12 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     r.seriesCount = sent.count;
     r.lost = sumMetric(text, "tcpsyn_loss_total").sum;
     r.gaugeIterationS = sumMetric(text, "app_iteration_time_seconds").sum;
-    r.captureDropped = sumMetric(text, "app_capture_dropped_total").sum;
-    r.sendErrors = sumMetric(text, "app_send_errors_total").sum;
-    r.sendLagS = sumMetric(text, "app_send_lag_seconds").sum;
-    r.degraded = sumMetric(text, "app_iteration_degraded").sum;
+    r.captureDropped = sumMetric(text, "netprobify_capture_dropped_total").sum;
+    r.sendErrors = sumMetric(text, "netprobify_send_errors_total").sum;
+    r.sendLagS = sumMetric(text, "netprobify_send_lag_seconds").sum;
+    r.degraded = sumMetric(text, "netprobify_iteration_degraded").sum;
     r.timedOut = sumMetric(text, "app_process_timed_out_total").sum;
-    r.restarts = sumMetric(text, "app_worker_restarts_total").sum;
+    r.restarts = sumMetric(text, "netprobify_worker_restarts_total").sum;
     r.rttP50 = rttP50s(text);
     r.matchFail = sumMetric(text, "tcpsyn_match_ack_fail_count").sum + sumMetric(text, "tcpsyn_port_mismatch_count").sum;
     r.peakRssKb = statusKb(pid, "VmHWM");

@@ -47,10 +47,10 @@
  * the number of "iteration done" lines (one more when the scrape landed between an iteration's
  * publishing and its log line), and every configured target's *_sent_total 10 times that.
  *
- * Worker replacements in the soak: the daemon logs none, and app_worker_restarts_total counts
+ * Worker replacements in the soak: the daemon logs none, and netprobify_worker_restarts_total counts
  * only Workers that died or overran. Counted here: Workers stopped by reloads, from the log (an
  * installed reload stops the Workers the last iteration ran, nb_proc of its variant, or none if no
- * iteration ran since the previous reload), plus app_worker_restarts_total. Cross-check: distinct
+ * iteration ran since the previous reload), plus netprobify_worker_restarts_total. Cross-check: distinct
  * threads named "Worker" seen in the daemon (/proc/PID/task polled every 200 ms) that lived 1 s
  * or more; this also counts the file inventory's Worker.
  *
@@ -655,10 +655,10 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
     }
     r.staticSent = sent;
     r.staticLoss = lost;
-    r.workerRestarts = e.value("app_worker_restarts_total", { probe_name: PROBE_NAME }) ?? 0;
+    r.workerRestarts = e.value("netprobify_worker_restarts_total", { probe_name: PROBE_NAME }) ?? 0;
     r.timedOut = e.value("app_process_timed_out_total", { probe_name: PROBE_NAME }) ?? 0;
     r.reloadFailedStatus = e.value("app_reload_conf_failed_status", { probe_name: PROBE_NAME }) ?? NaN;
-    r.inventoryTargetsAtEnd = e.value("app_inventory_targets", { probe_name: PROBE_NAME, inventory: "churn" }) ?? NaN;
+    r.inventoryTargetsAtEnd = e.value("netprobify_inventory_targets", { probe_name: PROBE_NAME, inventory: "churn" }) ?? NaN;
     r.minutes = r.samples[r.samples.length - 1]!.t / 60;
   } catch (e) {
     r.problem = e instanceof Error ? e.message : String(e);
@@ -746,12 +746,12 @@ function soakReport(r: SoakResult, checks: Check[]): void {
       `${r.reloadsFailed} failed, ${r.reloadsUnanswered} not installed in time; app_reload_conf_failed_status ${fmt(r.reloadFailedStatus)}.`,
   );
   console.log(
-    `- Worker replacements: ${fmt(r.workersStoppedByReloads)} Workers stopped by reloads (from the log) + app_worker_restarts_total ${fmt(r.workerRestarts)} ` +
+    `- Worker replacements: ${fmt(r.workersStoppedByReloads)} Workers stopped by reloads (from the log) + netprobify_worker_restarts_total ${fmt(r.workerRestarts)} ` +
       `(app_process_timed_out_total ${fmt(r.timedOut)}); Workers started ${fmt(r.workersStarted)} (from the log); ` +
       `threads named Worker seen living 1 s or more: ${fmt(r.workerThreadsSeen)} (the file inventory's included).`,
   );
   console.log(
-    `- Inventory: ${r.churnWrites} rewrites, ${r.inventoryPublishes} publishes logged; app_inventory_targets ${fmt(r.inventoryTargetsAtEnd)} at the end (last file: ${r.lastChurnCount}).`,
+    `- Inventory: ${r.churnWrites} rewrites, ${r.inventoryPublishes} publishes logged; netprobify_inventory_targets ${fmt(r.inventoryTargetsAtEnd)} at the end (last file: ${r.lastChurnCount}).`,
   );
   console.log(
     `- Scrapes: ${fmt(r.scrapes.ok)} answered 200, ${r.scrapes.non200} other statuses, ${r.scrapes.failed} failed${r.scrapes.firstFailure ? ` (first: ${r.scrapes.firstFailure})` : ""}; ` +

@@ -322,7 +322,7 @@ const histogramBuckets = v.pipe(
   ),
   hints({ expected: HISTOGRAM_BUCKETS_EXPECTED }),
   v.description(
-    "Added by this project. Upper bounds in seconds of the buckets of the *_round_trip_histogram_seconds " +
+    "Added by this project. Upper bounds in seconds of the buckets of the *_round_trip_duration_seconds " +
       "histograms, strictly increasing. The default doubles from 50 us to 13.1072 s: 0.00005, 0.0001, " +
       "0.0002, ..., 6.5536, 13.1072 (19 buckets, plus the implicit +Inf). An empty list turns the " +
       `histograms off. At most ${MAX_HISTOGRAM_BUCKETS} buckets.`,
@@ -418,7 +418,7 @@ export const GlobalSchema = v.pipe(
         MAX_PROBES_PER_SECOND,
         "Added by this project. Ceiling on the packets sent per second by all Workers together, so that a " +
           "large configuration can neither flood a network nor trip the ICMP rate limits of routers and " +
-          "hosts. Sending slows down to stay under it; the lag shows in app_send_lag_seconds.",
+          "hosts. Sending slows down to stay under it; the lag shows in netprobify_send_lag_seconds.",
       ),
       GLOBAL_DEFAULTS.max_probes_per_second,
     ),

@@ -8,7 +8,8 @@ import { DEFAULT_CONFIG_SOURCE } from "../config/default-config.ts";
 import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
 import { VERSION } from "../version.ts";
-import { credentialsFromEnv, makeHandler, serveMetrics } from "./http.ts";
+import { credentialsFromEnv, makeHandler, serveMetrics, type DaemonControl, type ReloadOutcome } from "./http.ts";
+import { LoopLiveness } from "./liveness.ts";
 import { Metrics } from "./metrics.ts";
 import { buildPlan, type Series } from "./plan.ts";
 import { loadAll, type Loaded, type StartFailure } from "./configuration.ts";
@@ -102,9 +103,11 @@ export class Daemon {
   #effective: Config;
   readonly #inventories: InventorySupervisor;
   readonly #dynamic: DynamicTargets;
-  /** Inventories that had a app_inventory_targets series, to remove the series when one goes. */
-  #inventoryNames = new Set<string>();
   readonly #metrics: Metrics;
+  /** What /-/healthy and /-/ready say. */
+  readonly #liveness = new LoopLiveness();
+  /** The targets API's listener when api.yaml enables it (the landing page links its docs). */
+  #apiListener: { address: string; port: number } | null = null;
   readonly #pool: WorkerPool;
   readonly #resolver: Resolver;
   #server: Server<undefined> | null = null;
@@ -114,7 +117,7 @@ export class Daemon {
   /** Fingerprint of the files the last reload attempt (or the start) read. */
   #lastFingerprint: string | null = null;
   /** Reloads run one at a time. */
-  #reloading: Promise<boolean> = Promise.resolve(true);
+  #reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, lines: [] });
   #pending: PendingReload | null = null;
   /** True while an iteration's probes are out: a reload waits for its end. */
   #iterating = false;
@@ -137,12 +140,12 @@ export class Daemon {
     this.#effective = config;
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
     this.#pool = new WorkerPool(poolOptions(config), logger("engine"), {
-      onRestart: () => this.#metrics.workerRestarts.inc({ probe_name: this.#config.global.probe_name }),
-      onTimeout: () => this.#metrics.timedOut.inc({ probe_name: this.#config.global.probe_name }),
+      onRestart: () => this.#metrics.workerRestarted(),
+      onTimeout: () => this.#metrics.processTimedOut(),
     });
     this.#resolver = new Resolver(logger("dns"), lookup);
     this.#inventories = new InventorySupervisor(logger("inventory"), {
-      onError: (inventory) => this.#metrics.inventoryErrors.inc({ probe_name: this.#config.global.probe_name, inventory }),
+      onError: (inventory) => this.#metrics.inventoryFailed(inventory),
     });
     this.#dynamic = new DynamicTargets(logger("inventory"));
     this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
@@ -169,9 +172,9 @@ export class Daemon {
     const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup);
     d.#lastFingerprint = printed;
     await d.#pool.start(config.global.nb_proc, poolOptions(config));
-    d.#metrics.info.reset();
-    d.#metrics.info.set({ version: VERSION, bun_version: Bun.version, libpcap_version: d.#pool.libpcap }, 1);
+    d.#metrics.setInfo({ version: VERSION, bun: Bun.version, libpcap: d.#pool.libpcap });
     d.#metrics.setProbeName(config.global.probe_name);
+    d.#metrics.configLoaded(Date.now() / 1000, config.global.interval);
     d.#server = d.#listen(config.global.prometheus_address, config.global.prometheus_port);
     d.#resolver.sync(config);
     d.#applyInventories(inventories);
@@ -182,6 +185,11 @@ export class Daemon {
   #applyInventories(plan: InventoryPlan): void {
     for (const w of plan.warnings) log.warning(w);
     this.#inventories.apply(plan.specs);
+    const api = plan.specs.find((s) => s.kind === "api")?.options;
+    this.#apiListener =
+      api && typeof api.listen_address === "string" && typeof api.listen_port === "number"
+        ? { address: api.listen_address, port: api.listen_port }
+        : null;
   }
 
   /**
@@ -190,19 +198,7 @@ export class Daemon {
    */
   #mergeDynamic(): Config {
     const merged = this.#dynamic.merge(this.#config, this.#inventories.lists());
-    const pn = this.#config.global.probe_name;
-    const names = new Set(this.#inventories.names());
-    for (const name of this.#inventoryNames) {
-      if (!names.has(name)) {
-        this.#metrics.inventoryTargets.remove({ probe_name: pn, inventory: name });
-        this.#metrics.inventoryErrors.remove({ probe_name: pn, inventory: name });
-      }
-    }
-    for (const name of names) {
-      this.#metrics.inventoryTargets.set({ probe_name: pn, inventory: name }, merged.counts.get(name) ?? 0);
-      this.#metrics.inventoryErrors.inc({ probe_name: pn, inventory: name }, 0);
-    }
-    this.#inventoryNames = names;
+    this.#metrics.setInventoryTargets(new Map(this.#inventories.names().map((name) => [name, merged.counts.get(name) ?? 0])));
     if (merged.config.targets !== this.#effective.targets) this.#resolver.sync(merged.config);
     this.#effective = merged.config;
     return merged.config;
@@ -212,7 +208,7 @@ export class Daemon {
   #listen(address: string, port: number): Server<undefined> {
     let server: Server<undefined>;
     try {
-      server = serveMetrics({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv()) });
+      server = serveMetrics({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv(), this.#control) });
     } catch (e) {
       throw new ListenError(`${address}:${port}`, e instanceof Error ? e.message : String(e));
     }
@@ -261,44 +257,55 @@ export class Daemon {
     return this.#server?.port ?? 0;
   }
 
+  /** What the metrics listener's /-/healthy, /-/ready, /-/reload and landing page ask. */
+  readonly #control: DaemonControl = {
+    unhealthy: () => this.#liveness.unhealthy(this.#config.global),
+    notReady: () => this.#liveness.notReady(),
+    reload: () => this.reload(),
+    apiListener: () => this.#apiListener,
+  };
+
   /**
    * Re-reads the config file and api.yaml. Unchanged files (same content as the last attempt)
    * are not reloaded, except on an explicit request after a failure. Otherwise everything is checked first: load, validation (its limits are what the planner can run), the new
    * metrics listener; any failure keeps the running config and sets
    * app_reload_conf_failed_status to 1. An accepted file is installed at the end of the iteration
    * in flight (at once when none is), so no probe in flight is lost; the status goes to 0.
-   * Resolves with whether the file is (or already was) accepted. `quiet`: an unchanged file is
-   * not logged (the periodic reload).
+   * Resolves with whether the file is (or already was) accepted, and what happened or the
+   * problems (FILE:LINE:COL lines). `quiet`: an unchanged file is not logged (the periodic reload).
    */
-  reload(opts: { quiet?: boolean } = {}): Promise<boolean> {
+  reload(opts: { quiet?: boolean } = {}): Promise<ReloadOutcome> {
     const next = this.#reloading.then(() => this.#reloadOnce(opts.quiet ?? false));
-    this.#reloading = next.catch(() => false);
+    this.#reloading = next.catch((e: unknown) => ({ ok: false, lines: [e instanceof Error ? e.message : String(e)] }));
     return next;
   }
 
-  async #reloadOnce(quiet: boolean): Promise<boolean> {
+  async #reloadOnce(quiet: boolean): Promise<ReloadOutcome> {
     const path = this.configPath;
     if (!path) {
-      log.info("reload requested, but the built-in default config has no file to re-read");
-      return false;
+      const why = "the built-in default config has no file to re-read";
+      log.info(`reload requested, but ${why}`);
+      return { ok: false, lines: [`nothing reloaded: ${why}`] };
     }
-    if (this.#stopping) return false;
-    const fail = (lines: string[]) => {
+    if (this.#stopping) return { ok: false, lines: ["nothing reloaded: the daemon is stopping"] };
+    const fail = (lines: string[]): ReloadOutcome => {
       log.error("configuration reload failed: the running configuration stays", { config: path });
       for (const line of lines) log.error(line);
       this.#reloadFailed = true;
-      this.#metrics.reloadFailed.set({ probe_name: this.#config.global.probe_name }, 1);
+      this.#metrics.reloadFailed();
       // An accepted file not installed yet is no longer what is on disk: it is dropped too.
       this.#pending?.server?.stop(true);
       this.#pending = null;
-      return false;
+      return { ok: false, lines };
     };
     const printed = fingerprint(path);
     // An explicit reload retries a failed one whatever the files: the failure may have been the
     // machine's (a port in use) rather than the file's.
     if (printed !== null && printed === this.#lastFingerprint && (quiet || !this.#reloadFailed)) {
       if (!quiet) log.info("configuration unchanged: nothing to reload", { config: path });
-      return !this.#reloadFailed;
+      return this.#reloadFailed
+        ? { ok: false, lines: ["the configuration files are unchanged since the last attempt, which failed"] }
+        : { ok: true, lines: ["configuration unchanged: nothing to reload"] };
     }
     this.#lastFingerprint = printed;
     let pending: PendingReload;
@@ -315,14 +322,17 @@ export class Daemon {
       return fail([e instanceof Error ? e.message : String(e)]);
     }
     this.#pending = pending;
-    if (!this.#iterating) {
-      try {
-        await this.#install();
-      } catch (e) {
-        log.error("installing the reloaded configuration failed", { error: e instanceof Error ? e.message : String(e) });
-      }
-    } else log.info("configuration accepted: it applies when the iteration in flight ends", { config: path });
-    return true;
+    if (this.#iterating) {
+      const accepted = "configuration accepted: it applies when the iteration in flight ends";
+      log.info(accepted, { config: path });
+      return { ok: true, lines: [accepted] };
+    }
+    try {
+      await this.#install();
+    } catch (e) {
+      log.error("installing the reloaded configuration failed", { error: e instanceof Error ? e.message : String(e) });
+    }
+    return { ok: true, lines: ["configuration reloaded"] };
   }
 
   /** Installs the accepted reload, if any; called between iterations only. */
@@ -337,7 +347,7 @@ export class Daemon {
       setLogLevel(c.global.logging_level as LevelName);
       this.#metrics.setProbeName(c.global.probe_name);
       this.#reloadFailed = false;
-      this.#metrics.reloadFailed.set({ probe_name: c.global.probe_name }, 0);
+      this.#metrics.configLoaded(Date.now() / 1000, c.global.interval);
       if (pending.server) {
         this.#server?.stop(true);
         this.#server = pending.server;
@@ -347,7 +357,7 @@ export class Daemon {
       await this.#pool.resize(c.global.nb_proc, poolOptions(c));
       this.#scheduleReloads();
       // Series of removed targets, groups and percentiles go now, not at the end of the next iteration.
-      await this.#publish(null, [], [], this.#lastIterationSeconds, false);
+      await this.#publish(null, [], [], this.#lastIterationSeconds, null, false);
       log.info("configuration reloaded", { config: this.configPath ?? "", targets: Object.keys(c.targets ?? {}).length });
       // The wait before the next iteration follows the new interval.
       this.#wake?.();
@@ -363,6 +373,7 @@ export class Daemon {
     results: (SeriesSummary | null)[],
     stats: BatchStats[],
     iterationSeconds: number,
+    endedAt: number | null,
     degraded: boolean,
   ): Promise<void> {
     const c = this.#effective;
@@ -378,6 +389,7 @@ export class Daemon {
       resolutions: this.#resolver.resolutions(),
       stats,
       iterationSeconds,
+      endedAt,
       degraded,
     });
   }
@@ -402,7 +414,8 @@ export class Daemon {
       out.some((r) => r === null) ||
       stats.some((s) => s.captureDropped > 0 || s.sendErrors > 0 || s.txMissing > 0 || s.sendLagMs / 1000 > DEGRADED_LAG_S);
     this.#lastIterationSeconds = seconds;
-    await this.#publish(plan, results, stats, seconds, degraded);
+    await this.#publish(plan, results, stats, seconds, Date.now() / 1000, degraded);
+    this.#liveness.published();
     // Publishing 10,000 targets leaves tens of MB of label sets and text behind; collecting now
     // (about 50 ms, between iterations) keeps the heap from growing to several times its live size.
     Bun.gc(true);
@@ -429,6 +442,7 @@ export class Daemon {
   async run(): Promise<void> {
     // Give hostnames a bounded chance to resolve before the first iteration.
     await Promise.race([this.#resolver.refresh(), Bun.sleep(FIRST_RESOLUTION_WAIT_MS)]);
+    this.#liveness.loopStarted();
     while (!this.#stopping) {
       while (this.#applying) await this.#applying;
       const start = performance.now();
@@ -439,6 +453,7 @@ export class Daemon {
         log.error("iteration failed", { error: e instanceof Error ? e.message : String(e) });
       } finally {
         this.#iterating = false;
+        this.#liveness.iterationEnded();
       }
       try {
         await this.#install();

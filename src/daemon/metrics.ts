@@ -5,7 +5,8 @@
  * Per-target families (a few series per target and group, 10,000 targets and more) are kept in
  * plain maps of pre-rendered label sets and rendered to text once per iteration: their values only
  * change when an iteration ends, and prom-client's per-series objects cost about 210 MB for 10,000
- * targets. The process_* and app_* metrics, a handful of series, live in a prom-client registry.
+ * targets. The process_*, app_* and netprobify_* metrics, a handful of series, live in a prom-client
+ * registry, private to this class: the daemon changes them through its methods.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { Counter, Gauge, Registry } from "prom-client";
@@ -196,7 +197,7 @@ class TypeFamilies {
     this.lossRatio = new Family(`${p}_loss_ratio`, `loss ratio using ${w}.`, "gauge");
     this.rtt = new Family(`${p}_round_trip_seconds`, `percentile latency in seconds using ${w}.`, "gauge");
     this.histogram = new HistogramFamily(
-      `${p}_round_trip_histogram_seconds`,
+      `${p}_round_trip_duration_seconds`,
       `round trip times in seconds using ${w}, from kernel timestamps.`,
     );
     const paths = type.rotatesPorts;
@@ -246,6 +247,11 @@ export interface IterationInput {
   resolutions: Resolution[];
   stats: BatchStats[];
   iterationSeconds: number;
+  /**
+   * When the iteration ended (Unix seconds), for netprobify_last_iteration_end_timestamp_seconds;
+   * null for a publish that is no iteration's (after a reload).
+   */
+  endedAt: number | null;
   degraded: boolean;
 }
 
@@ -257,7 +263,9 @@ export interface Versions {
 }
 
 export class Metrics {
-  readonly registry = new Registry();
+  // Every prom-client object is private: the rest of the program changes metrics through the
+  // methods below, so one module decides what each series means (tests/daemon/metric-writers.test.ts).
+  readonly #registry = new Registry();
   readonly #types = Object.fromEntries(PROBE_TYPE_LIST.map((t) => [t.type, new TypeFamilies(t)])) as Record<TargetType, TypeFamilies>;
   readonly #threshold = new Family("threshold", "threshold for alerting systems.", "gauge");
   readonly #resolutionStatus = new Family("app_host_resolution_status", "hostname resolution status.", "gauge");
@@ -269,65 +277,160 @@ export class Metrics {
   /** The per-target text, encoded once per iteration: scrapes send these bytes as they are. */
   #rendered: Uint8Array = new Uint8Array(0);
   #probeName = "";
+  /** Inventories with a netprobify_inventory_targets series, to remove it when one goes. */
+  #inventories = new Set<string>();
+  /** Unix seconds of the last published iteration's end, carried over a probe_name change. */
+  #lastIterationEnd: number | null = null;
 
-  readonly iterationTime: Gauge;
-  readonly reloadFailed: Gauge;
-  readonly timedOut: Counter;
-  readonly targetNameDup: Counter;
-  readonly captureDropped: Counter;
-  readonly sendErrors: Counter;
-  readonly resetErrors: Counter;
-  readonly sendLag: Gauge;
-  readonly degraded: Gauge;
-  readonly workerRestarts: Counter;
-  readonly inventoryTargets: Gauge;
-  readonly inventoryErrors: Counter;
-  readonly info: Gauge;
+  // The original's catalog (names, help texts and labels kept as they are).
+  readonly #info: Gauge;
+  readonly #iterationTime: Gauge;
+  readonly #reloadFailedStatus: Gauge;
+  readonly #timedOut: Counter;
+  // This project's own.
+  readonly #captureDropped: Counter;
+  readonly #sendErrors: Counter;
+  readonly #resetErrors: Counter;
+  readonly #sendLag: Gauge;
+  readonly #degraded: Gauge;
+  readonly #workerRestarts: Counter;
+  readonly #inventoryTargets: Gauge;
+  readonly #inventoryErrors: Counter;
+  readonly #lastReloadSuccessful: Gauge;
+  readonly #lastReloadSuccessTime: Gauge;
+  readonly #lastIterationEndTime: Gauge;
+  readonly #interval: Gauge;
 
   constructor(versions: Versions) {
-    const r = this.registry;
+    const r = this.#registry;
     const g = (name: string, help: string, labelNames: string[] = ["probe_name"]) => new Gauge({ name, help, labelNames, registers: [r] });
     const c = (name: string, help: string, labelNames: string[] = ["probe_name"]) => new Counter({ name, help, labelNames, registers: [r] });
     registerProcessMetrics(r);
-    this.info = g("netprobify_info", "some info regarding netprobify", ["version", "bun_version", "libpcap_version"]);
-    this.info.set({ version: versions.version, bun_version: versions.bun, libpcap_version: versions.libpcap }, 1);
-    this.iterationTime = g("app_iteration_time_seconds", "time to finish one round of probing.");
-    this.targetNameDup = c("app_target_name_dup_total", "number of target name duplicated.", ["target_name"]);
-    this.timedOut = c("app_process_timed_out_total", "a process was taking too long and had timed out.");
-    this.reloadFailed = g("app_reload_conf_failed_status", "failed to load the configuration file.");
-    this.captureDropped = c("app_capture_dropped_total", "packets the capture dropped (pcap_stats): answers the prober may have missed.");
-    this.sendErrors = c(
-      "app_send_errors_total",
+    this.#info = g("netprobify_info", "some info regarding netprobify", ["version", "bun_version", "libpcap_version"]);
+    this.setInfo(versions);
+    this.#iterationTime = g("app_iteration_time_seconds", "time to finish one round of probing.");
+    // Declared as the original declares it, without series: a target name given twice is a
+    // duplicate YAML key here, warned about by the loader with its position (the last one wins).
+    c("app_target_name_dup_total", "number of target name duplicated.", ["target_name"]);
+    this.#timedOut = c("app_process_timed_out_total", "a process was taking too long and had timed out.");
+    this.#reloadFailedStatus = g("app_reload_conf_failed_status", "failed to load the configuration file.");
+    this.#captureDropped = c("netprobify_capture_dropped_total", "packets the capture dropped (pcap_stats): answers the prober may have missed.");
+    this.#sendErrors = c(
+      "netprobify_send_errors_total",
       "probes that could not be sent (no route, unresolved next hop, interface gone, send call failed): counted in neither *_sent_total nor *_loss_total.",
     );
-    this.resetErrors = c("app_reset_errors_total", "RSTs closing answered TCP probes that could not be sent: not probes, no part of any sent or loss count.");
-    this.sendLag = g("app_send_lag_seconds", "how far sending fell behind its schedule in the last iteration.");
-    this.degraded = g(
-      "app_iteration_degraded",
+    this.#resetErrors = c("netprobify_reset_errors_total", "RSTs closing answered TCP probes that could not be sent: not probes, no part of any sent or loss count.");
+    this.#sendLag = g("netprobify_send_lag_seconds", "how far sending fell behind its schedule in the last iteration.");
+    this.#degraded = g(
+      "netprobify_iteration_degraded",
       "1 when the last iteration dropped captured packets, could not send some probes or fell behind: its figures are not the network's alone.",
     );
-    this.workerRestarts = c("app_worker_restarts_total", "Workers replaced after dying or timing out.");
-    this.inventoryTargets = g("app_inventory_targets", "targets each dynamic inventory holds.", ["probe_name", "inventory"]);
-    this.inventoryErrors = c("app_inventory_errors_total", "failures of each dynamic inventory.", ["probe_name", "inventory"]);
+    this.#workerRestarts = c("netprobify_worker_restarts_total", "Workers replaced after dying or timing out.");
+    this.#inventoryTargets = g("netprobify_inventory_targets", "targets each dynamic inventory holds.", ["probe_name", "inventory"]);
+    this.#inventoryErrors = c("netprobify_inventory_errors_total", "failures of each dynamic inventory.", ["probe_name", "inventory"]);
+    this.#lastReloadSuccessful = g("netprobify_config_last_reload_successful", "1 when the last configuration load (start or reload) succeeded, 0 when it failed.");
+    this.#lastReloadSuccessTime = g(
+      "netprobify_config_last_reload_success_timestamp_seconds",
+      "when the running configuration was installed (start or reload), in seconds since the Unix epoch.",
+    );
+    this.#lastIterationEndTime = g(
+      "netprobify_last_iteration_end_timestamp_seconds",
+      "when the last iteration whose results are published ended, in seconds since the Unix epoch.",
+    );
+    this.#interval = g("netprobify_iteration_interval_seconds", "the configured interval between the starts of two iterations (global.interval).");
+  }
+
+  /** netprobify_info: one series, the versions running now. */
+  setInfo(versions: Versions): void {
+    this.#info.reset();
+    this.#info.set({ version: versions.version, bun_version: versions.bun, libpcap_version: versions.libpcap }, 1);
   }
 
   /**
-   * Sets the probe name label of the app_* metrics; a changed name removes every series carrying
-   * the old one.
+   * Sets the probe name label of the app_* and netprobify_* metrics; a changed name removes every
+   * series carrying the old one.
    */
   setProbeName(name: string): void {
     if (name === this.#probeName) return;
     if (this.#probeName !== "") {
-      for (const m of [this.iterationTime, this.reloadFailed, this.timedOut, this.captureDropped, this.sendErrors, this.resetErrors, this.sendLag, this.degraded, this.workerRestarts]) {
-        m.remove({ probe_name: this.#probeName });
-      }
-      this.inventoryTargets.reset();
-      this.inventoryErrors.reset();
+      for (const m of this.#perProbe()) m.remove({ probe_name: this.#probeName });
+      this.#inventoryTargets.reset();
+      this.#inventoryErrors.reset();
+      this.#inventories.clear();
       for (const f of this.#allFamilies()) f.retain(new Set());
     }
     this.#probeName = name;
-    this.reloadFailed.set({ probe_name: name }, 0);
-    for (const m of [this.timedOut, this.captureDropped, this.sendErrors, this.resetErrors, this.workerRestarts]) m.inc({ probe_name: name }, 0);
+    this.#reloadFailedStatus.set({ probe_name: name }, 0);
+    for (const m of [this.#timedOut, this.#captureDropped, this.#sendErrors, this.#resetErrors, this.#workerRestarts]) m.inc({ probe_name: name }, 0);
+    if (this.#lastIterationEnd !== null) this.#lastIterationEndTime.set({ probe_name: name }, this.#lastIterationEnd);
+  }
+
+  /** The metrics with the probe_name label alone. */
+  #perProbe(): (Gauge | Counter)[] {
+    return [
+      this.#iterationTime,
+      this.#reloadFailedStatus,
+      this.#timedOut,
+      this.#captureDropped,
+      this.#sendErrors,
+      this.#resetErrors,
+      this.#sendLag,
+      this.#degraded,
+      this.#workerRestarts,
+      this.#lastReloadSuccessful,
+      this.#lastReloadSuccessTime,
+      this.#lastIterationEndTime,
+      this.#interval,
+    ];
+  }
+
+  /** A batch overran the global timeout (its Worker is stopped). */
+  processTimedOut(): void {
+    this.#timedOut.inc({ probe_name: this.#probeName });
+  }
+
+  /** An engine Worker was started in place of one that died or timed out. */
+  workerRestarted(): void {
+    this.#workerRestarts.inc({ probe_name: this.#probeName });
+  }
+
+  /** A dynamic inventory failed (crashed, refused, published a bad list). */
+  inventoryFailed(inventory: string): void {
+    this.#inventoryErrors.inc({ probe_name: this.#probeName, inventory });
+  }
+
+  /**
+   * The targets each running inventory holds; inventories no longer in `counts` lose both their
+   * series, a new one starts with its error count at 0.
+   */
+  setInventoryTargets(counts: ReadonlyMap<string, number>): void {
+    const pn = this.#probeName;
+    for (const name of this.#inventories) {
+      if (counts.has(name)) continue;
+      this.#inventoryTargets.remove({ probe_name: pn, inventory: name });
+      this.#inventoryErrors.remove({ probe_name: pn, inventory: name });
+    }
+    for (const [name, n] of counts) {
+      this.#inventoryTargets.set({ probe_name: pn, inventory: name }, n);
+      this.#inventoryErrors.inc({ probe_name: pn, inventory: name }, 0);
+    }
+    this.#inventories = new Set(counts.keys());
+  }
+
+  /** A configuration was installed (at start or by a reload), at `unixSeconds`. */
+  configLoaded(unixSeconds: number, intervalSeconds: number): void {
+    const l = { probe_name: this.#probeName };
+    this.#reloadFailedStatus.set(l, 0);
+    this.#lastReloadSuccessful.set(l, 1);
+    this.#lastReloadSuccessTime.set(l, unixSeconds);
+    this.#interval.set(l, intervalSeconds);
+  }
+
+  /** A reload failed: the running configuration stays. */
+  reloadFailed(): void {
+    const l = { probe_name: this.#probeName };
+    this.#reloadFailedStatus.set(l, 1);
+    this.#lastReloadSuccessful.set(l, 0);
   }
 
   get probeName(): string {
@@ -453,7 +556,7 @@ export class Metrics {
       }
     }
     for (const f of this.#allFamilies()) f.retain(keep.get(f) ?? new Set());
-    this.iterationTime.set({ probe_name: pn }, it.iterationSeconds);
+    this.#iterationTime.set({ probe_name: pn }, it.iterationSeconds);
     let dropped = 0;
     let errors = 0;
     let resetErrors = 0;
@@ -464,11 +567,15 @@ export class Metrics {
       resetErrors += st.resetErrors;
       lag = Math.max(lag, st.sendLagMs / 1000);
     }
-    this.captureDropped.inc({ probe_name: pn }, dropped);
-    this.sendErrors.inc({ probe_name: pn }, errors);
-    this.resetErrors.inc({ probe_name: pn }, resetErrors);
-    this.sendLag.set({ probe_name: pn }, lag);
-    this.degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
+    this.#captureDropped.inc({ probe_name: pn }, dropped);
+    this.#sendErrors.inc({ probe_name: pn }, errors);
+    this.#resetErrors.inc({ probe_name: pn }, resetErrors);
+    this.#sendLag.set({ probe_name: pn }, lag);
+    this.#degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
+    if (it.endedAt !== null) {
+      this.#lastIterationEnd = it.endedAt;
+      this.#lastIterationEndTime.set({ probe_name: pn }, it.endedAt);
+    }
     await this.#render();
   }
 
@@ -483,18 +590,18 @@ export class Metrics {
     this.#rendered = out.bytes();
   }
 
-  /** The whole exposition: the registry's (process, app) then the per-target text. */
+  /** The whole exposition: the registry's (process, app, netprobify) then the per-target text. */
   async exposition(): Promise<string> {
-    return (await this.registry.metrics()) + new TextDecoder().decode(this.#rendered);
+    return (await this.#registry.metrics()) + new TextDecoder().decode(this.#rendered);
   }
 
   /** The registry's text, read now, and the per-target bytes of the last render, as they are. */
   async expositionParts(): Promise<{ head: string; body: Uint8Array }> {
-    return { head: await this.registry.metrics(), body: this.#rendered };
+    return { head: await this.#registry.metrics(), body: this.#rendered };
   }
 
   get contentType(): string {
-    return this.registry.contentType;
+    return this.#registry.contentType;
   }
 }
 

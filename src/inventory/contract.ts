@@ -5,7 +5,7 @@
  * from probing (built-ins in a Worker, custom modules in a child process of the same binary) and
  * calls `publish` with its whole list of targets whenever that list changes. The prober checks
  * every list against InventoryListSchema (src/config/schema.ts); a list that fails is logged,
- * counted in app_inventory_errors_total and ignored, and the last good one stays in use.
+ * counted in netprobify_inventory_errors_total and ignored, and the last good one stays in use.
  *
  * ```ts
  * // dynamic_inventories/cmdb.ts
@@ -30,7 +30,7 @@ export interface InventoryContext {
   log(level: LevelName, message: string, fields?: LogFields): void;
   /**
    * Reports a failure the module recovered from (a source that did not answer, a broken file):
-   * logged once and counted in app_inventory_errors_total. The last published list stays.
+   * logged once and counted in netprobify_inventory_errors_total. The last published list stays.
    */
   reportError(message: string, fields?: LogFields): void;
   /** Aborted when the inventory is stopped (reload removed it, the prober exits). */

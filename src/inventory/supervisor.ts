@@ -32,7 +32,7 @@ export type Launch = (
 ) => InventoryProcess;
 
 export interface SupervisorHooks {
-  /** One failure of an inventory (bad list, crash, hang, reported error): app_inventory_errors_total. */
+  /** One failure of an inventory (bad list, crash, hang, reported error): netprobify_inventory_errors_total. */
   onError(inventory: string): void;
 }
 

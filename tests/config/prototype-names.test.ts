@@ -122,6 +122,7 @@ test("their series are published under their names", async () => {
     resolutions: resolver.resolutions(),
     stats: [],
     iterationSeconds: 0,
+    endedAt: null,
     degraded: false,
   });
   const e = parseExposition(await m.exposition());

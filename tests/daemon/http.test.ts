@@ -1,13 +1,24 @@
 /**
- * The HTTP handler without a socket: /metrics with and without Basic auth, the index, 404s, and
+ * The HTTP handler without a socket: /metrics with and without Basic auth, the landing page, the
+ * daemon's /-/healthy, /-/ready and POST /-/reload (against a stand-in for the daemon), 404s, and
  * the credential check (constant time: both sides hashed, compared with timingSafeEqual); then
  * the listener as the daemon starts it (serveMetrics), over a raw socket: requests a fetch()
  * cannot make (HTTP/1.0 without Host, invalid Host), 405s, and a failure of ours.
  */
 import { describe, expect, spyOn, test } from "bun:test";
 import * as crypto from "node:crypto";
-import { authorized, credentialsFromEnv, makeHandler, serveMetrics, type Credentials, type MetricsSource } from "../../src/daemon/http.ts";
+import {
+  authorized,
+  credentialsFromEnv,
+  makeHandler,
+  serveMetrics,
+  type Credentials,
+  type DaemonControl,
+  type MetricsSource,
+  type ReloadOutcome,
+} from "../../src/daemon/http.ts";
 import { setLogSink } from "../../src/log.ts";
+import { VERSION } from "../../src/version.ts";
 import { bytes, exchange, header } from "../support/raw-http.ts";
 
 const EXPOSITION = "# HELP x x\n# TYPE x gauge\nx 1\n";
@@ -90,6 +101,123 @@ describe("makeHandler with credentials", () => {
   test("404 for unknown paths whatever the credentials", async () => {
     expect((await h(get("/nope"))).status).toBe(404);
     expect((await h(get("/nope", basic("prom:s3cr:et")))).status).toBe(404);
+  });
+});
+
+/** A stand-in for the daemon: settable verdicts, and the reloads asked of it. */
+function control(o: { unhealthy?: string | null; notReady?: string | null; reload?: ReloadOutcome; api?: { address: string; port: number } | null } = {}) {
+  const state = { unhealthy: o.unhealthy ?? null, notReady: o.notReady ?? null, reloads: 0, api: o.api ?? null };
+  const c: DaemonControl = {
+    unhealthy: () => state.unhealthy,
+    notReady: () => state.notReady,
+    reload: async () => {
+      state.reloads++;
+      return o.reload ?? { ok: true, lines: ["configuration reloaded"] };
+    },
+    apiListener: () => state.api,
+  };
+  return { c, state };
+}
+
+const request = (method: string, path: string, headers: Record<string, string> = {}) =>
+  new Request(`http://127.0.0.1:9${path}`, { method, headers });
+
+describe("the landing page", () => {
+  test("HTML with the name, the version and relative links to metrics and the health endpoints; the reload named", async () => {
+    const r = await makeHandler(source, CREDS, control().c)(get("/"));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const html = await r.text();
+    expect(html).toStartWith("<!DOCTYPE html>");
+    expect(html).toContain("<title>netprobify</title>");
+    expect(html).toContain(`version ${VERSION}`);
+    for (const href of ["metrics", "-/healthy", "-/ready"]) expect(html).toContain(`<a href="${href}">`);
+    expect(html).toContain("POST /-/reload");
+    expect(html).not.toContain("api/ui");
+  });
+
+  test("the API documentation's link when the API is enabled: its address, or for a wildcard the host the page was asked under", async () => {
+    const page = async (api: { address: string; port: number }, host?: string) => {
+      const req = new Request(`http://${host ?? "127.0.0.1:9"}/`, { headers: host ? { host } : {} });
+      return (await makeHandler(source, null, control({ api }).c)(req)).text();
+    };
+    expect(await page({ address: "198.18.0.5", port: 8080 })).toContain('<a href="//198.18.0.5:8080/api/ui/">');
+    expect(await page({ address: "fd00::5", port: 8080 })).toContain('<a href="//[fd00::5]:8080/api/ui/">');
+    expect(await page({ address: "0.0.0.0", port: 8080 }, "prober.example:9100")).toContain('<a href="//prober.example:8080/api/ui/">');
+    expect(await page({ address: "::", port: 8443 }, "[fd00::7]:9100")).toContain('<a href="//[fd00::7]:8443/api/ui/">');
+    // HTTP/1.0 without Host: no name to link to, the port is told.
+    const bare = await page({ address: "0.0.0.0", port: 8080 });
+    expect(bare).toContain("<code>/api/ui/</code> on port 8080");
+    expect(bare).not.toContain("href=\"//");
+  });
+
+  test("a listener without a daemon (no control) links only the metrics", async () => {
+    const html = await (await makeHandler(source, null)(get("/"))).text();
+    expect(html).toContain('<a href="metrics">');
+    expect(html).not.toContain("-/healthy");
+  });
+});
+
+describe("/-/healthy and /-/ready", () => {
+  test("200 while the daemon says so, 503 with its reason otherwise; open without credentials; GET and HEAD only", async () => {
+    const { c, state } = control({ notReady: "the first iteration's results are not published yet" });
+    const h = makeHandler(source, CREDS, c);
+    let r = await h(get("/-/healthy"));
+    expect([r.status, await r.text()]).toEqual([200, "healthy\n"]);
+    r = await h(get("/-/ready"));
+    expect([r.status, await r.text()]).toEqual([503, "not ready: the first iteration's results are not published yet\n"]);
+    state.unhealthy = "no iteration has ended for 31.0 s";
+    state.notReady = null;
+    r = await h(get("/-/healthy"));
+    expect([r.status, await r.text()]).toEqual([503, "unhealthy: no iteration has ended for 31.0 s\n"]);
+    r = await h(get("/-/ready"));
+    expect([r.status, await r.text()]).toEqual([200, "ready\n"]);
+    expect((await h(request("HEAD", "/-/ready"))).status).toBe(200);
+    for (const path of ["/-/healthy", "/-/ready"]) {
+      const x = await h(request("POST", path));
+      expect({ path, status: x.status, allow: x.headers.get("allow") }).toEqual({ path, status: 405, allow: "GET, HEAD" });
+    }
+  });
+
+  test("without a daemon behind the listener the /-/ paths are 404", async () => {
+    const h = makeHandler(source, null);
+    for (const [method, path] of [["GET", "/-/healthy"], ["GET", "/-/ready"], ["POST", "/-/reload"]] as const) {
+      expect({ path, status: (await h(request(method, path))).status }).toEqual({ path, status: 404 });
+    }
+  });
+});
+
+describe("POST /-/reload", () => {
+  test("runs the daemon's reload: 200 with what happened, 500 with the problems one per line", async () => {
+    const ok = control();
+    let r = await makeHandler(source, null, ok.c)(request("POST", "/-/reload"));
+    expect([r.status, await r.text(), ok.state.reloads]).toEqual([200, "configuration reloaded\n", 1]);
+    const lines = ["/etc/netprobify.yaml:3:12: global.interval: expected a number, got \"ten\"", "/etc/netprobify.yaml:9:5: targets.x: unknown field"];
+    const bad = control({ reload: { ok: false, lines } });
+    r = await makeHandler(source, null, bad.c)(request("POST", "/-/reload"));
+    expect([r.status, r.headers.get("content-type"), await r.text()]).toEqual([500, "text/plain; charset=utf-8", `${lines.join("\n")}\n`]);
+  });
+
+  test("other methods get 405 with Allow: POST, and reload nothing", async () => {
+    const { c, state } = control();
+    const h = makeHandler(source, null, c);
+    for (const method of ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+      const r = await h(request(method, "/-/reload"));
+      expect({ method, status: r.status, allow: r.headers.get("allow") }).toEqual({ method, status: 405, allow: "POST" });
+    }
+    expect(state.reloads).toBe(0);
+  });
+
+  test("behind the same authentication as /metrics: 401 and no reload without the credentials", async () => {
+    const { c, state } = control();
+    const h = makeHandler(source, CREDS, c);
+    for (const auth of [undefined, basic("prom:wrong")]) {
+      const r = await h(request("POST", "/-/reload", auth ? { authorization: auth } : {}));
+      expect([r.status, r.headers.get("www-authenticate")]).toEqual([401, 'Basic realm="netprobify"']);
+    }
+    expect(state.reloads).toBe(0);
+    const r = await h(request("POST", "/-/reload", { authorization: basic("prom:s3cr:et") }));
+    expect([r.status, state.reloads]).toEqual([200, 1]);
   });
 });
 

@@ -73,6 +73,7 @@ function iteration(series: Series[], results: (SeriesSummary | null)[], o: Parti
     resolutions: [],
     stats: [],
     iterationSeconds: 0.5,
+    endedAt: null,
     degraded: false,
     ...o,
   };
@@ -159,20 +160,20 @@ describe("Metrics.applyIteration", () => {
     await m.applyIteration(iteration([S.webA], [summary({ buckets: [2, 1, 0, 1], rttSum: 0.25, rttCount: 4 })]));
     let e = await scrape(m);
     const labels = { probe_name: PN, group: "a", address_family: "ipv4" };
-    const buckets = (x: Exposition) => x.get("tcpsyn_round_trip_histogram_seconds_bucket", labels).map((s) => `${s.labels.le}=${s.value}`);
-    expect(e.families.get("tcpsyn_round_trip_histogram_seconds")?.type).toBe("histogram");
+    const buckets = (x: Exposition) => x.get("tcpsyn_round_trip_duration_seconds_bucket", labels).map((s) => `${s.labels.le}=${s.value}`);
+    expect(e.families.get("tcpsyn_round_trip_duration_seconds")?.type).toBe("histogram");
     expect(buckets(e)).toEqual(["0.001=2", "0.01=3", "0.1=3", "+Inf=4"]);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", labels)).toBe(4);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_sum", labels)).toBe(0.25);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_count", labels)).toBe(4);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_sum", labels)).toBe(0.25);
     // webB is another group: its own histogram. webA again: adds up.
     await m.applyIteration(iteration([S.webA, S.webB], [summary({ buckets: [0, 0, 1, 0], rttSum: 0.05, rttCount: 1 }), summary({ buckets: [1, 0, 0, 0], rttSum: 0.0005, rttCount: 1 })]));
     e = await scrape(m);
     expect(buckets(e)).toEqual(["0.001=2", "0.01=3", "0.1=4", "+Inf=5"]);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", labels)).toBe(5);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_sum", labels)).toBeCloseTo(0.3, 12);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { ...labels, group: "b" })).toBe(1);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_count", labels)).toBe(5);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_sum", labels)).toBeCloseTo(0.3, 12);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_count", { ...labels, group: "b" })).toBe(1);
     // No destination label by default: series of several targets of a group and family add up in one.
-    expect(e.get("tcpsyn_round_trip_histogram_seconds_count").every((s) => s.labels.destination === undefined)).toBe(true);
+    expect(e.get("tcpsyn_round_trip_duration_seconds_count").every((s) => s.labels.destination === undefined)).toBe(true);
   });
 
   test("histograms: series of all targets of a group and family share one histogram; histogram_per_destination splits them", async () => {
@@ -180,12 +181,12 @@ describe("Metrics.applyIteration", () => {
     const m = fresh();
     await m.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })]));
     let e = await scrape(m);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { group: "a" })).toBe(2);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_count", { group: "a" })).toBe(2);
     const n = fresh();
     await n.applyIteration(iteration([S.webA, other], [summary({ buckets: [1, 0, 0, 0] }), summary({ buckets: [0, 1, 0, 0] })], { histogramPerDestination: true }));
     e = await scrape(n);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { destination: "web" })).toBe(1);
-    expect(e.value("tcpsyn_round_trip_histogram_seconds_count", { destination: "web2" })).toBe(1);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_count", { destination: "web" })).toBe(1);
+    expect(e.value("tcpsyn_round_trip_duration_seconds_count", { destination: "web2" })).toBe(1);
   });
 
   test("histogram_buckets [] turns the histograms off", async () => {
@@ -202,7 +203,7 @@ describe("Metrics.applyIteration", () => {
     // A reload moves the bounds to 10x smaller ones: 5 ms is now above every finite bound.
     await m.applyIteration(iteration([S.webA], [summary({ buckets: [0, 0, 0, 1] })], { histogramBuckets: [0.0001, 0.001, 0.01] }));
     const e = await scrape(m);
-    const le = (b: string) => e.value("tcpsyn_round_trip_histogram_seconds_bucket", { group: "a", le: b });
+    const le = (b: string) => e.value("tcpsyn_round_trip_duration_seconds_bucket", { group: "a", le: b });
     // Whatever the daemon does with the old observations, it must not claim RTTs of 5 ms were under 1 ms.
     expect(le("0.001")).toBe(0);
   });
@@ -264,21 +265,24 @@ describe("Metrics.applyIteration", () => {
     const pn = { probe_name: PN };
     expect({
       time: e.value("app_iteration_time_seconds", pn),
-      dropped: e.value("app_capture_dropped_total", pn),
-      errors: e.value("app_send_errors_total", pn),
-      // RSTs are not probes: counted apart, so app_send_errors_total stays the probes not sent.
-      resetErrors: e.value("app_reset_errors_total", pn),
-      lag: e.value("app_send_lag_seconds", pn),
-      degraded: e.value("app_iteration_degraded", pn),
+      dropped: e.value("netprobify_capture_dropped_total", pn),
+      errors: e.value("netprobify_send_errors_total", pn),
+      // RSTs are not probes: counted apart, so netprobify_send_errors_total stays the probes not sent.
+      resetErrors: e.value("netprobify_reset_errors_total", pn),
+      lag: e.value("netprobify_send_lag_seconds", pn),
+      degraded: e.value("netprobify_iteration_degraded", pn),
     }).toEqual({ time: 0.7, dropped: 3, errors: 1, resetErrors: 2, lag: 0, degraded: 0 });
     await m.applyIteration(iteration([], [], { stats: [stats({ sendLagMs: 30 }), stats({ sendLagMs: 50 })], degraded: true }));
     const f = await scrape(m);
-    expect(f.value("app_send_lag_seconds", pn)).toBe(0.05);
-    expect(f.value("app_iteration_degraded", pn)).toBe(1);
+    expect(f.value("netprobify_send_lag_seconds", pn)).toBe(0.05);
+    expect(f.value("netprobify_iteration_degraded", pn)).toBe(1);
   });
 
-  test("setProbeName then a publish without results (what a reload does): every series carrying the old probe_name goes, app_* included", async () => {
+  test("setProbeName then a publish without results (what a reload does): every series carrying the old probe_name goes, app_* and netprobify_* included", async () => {
     const m = fresh();
+    m.configLoaded(1_700_000_000, 10);
+    m.setInventoryTargets(new Map([["api", 1]]));
+    m.reloadFailed();
     await m.applyIteration(iteration([S.webA, S.pingA], [summary({ buckets: [1, 0, 0, 0] }), summary()], { resolutions: [res("web", 4, 1, 1)] }));
     m.setProbeName("renamed");
     await m.applyIteration(iteration([S.webA, S.pingA], [null, null], { probeName: "renamed", resolutions: [res("web", 4, 1, 1)] }));
@@ -289,6 +293,63 @@ describe("Metrics.applyIteration", () => {
     const f = await scrape(m);
     expect(f.withLabel("probe_name", PN)).toEqual([]);
     expect(f.value("tcpsyn_sent_total", { ...L(S.webA), probe_name: "renamed" })).toBe(10);
+  });
+
+  test("the daemon's events through Metrics' methods: timeouts, Worker restarts, inventory failures, counted under the current probe_name", async () => {
+    const m = fresh();
+    m.processTimedOut();
+    m.workerRestarted();
+    m.workerRestarted();
+    m.setInventoryTargets(new Map([["api", 2], ["hosts", 5]]));
+    m.inventoryFailed("hosts");
+    let e = await scrape(m);
+    const pn = { probe_name: PN };
+    expect([e.value("app_process_timed_out_total", pn), e.value("netprobify_worker_restarts_total", pn)]).toEqual([1, 2]);
+    const inv = (x: Exposition, name: string) => x.get(name).map((s) => `${s.labels.inventory}=${s.value}`).sort();
+    expect(inv(e, "netprobify_inventory_targets")).toEqual(["api=2", "hosts=5"]);
+    expect(inv(e, "netprobify_inventory_errors_total")).toEqual(["api=0", "hosts=1"]);
+    // An inventory that goes takes both its series with it; the others keep their counts.
+    m.setInventoryTargets(new Map([["hosts", 4]]));
+    e = await scrape(m);
+    expect(inv(e, "netprobify_inventory_targets")).toEqual(["hosts=4"]);
+    expect(inv(e, "netprobify_inventory_errors_total")).toEqual(["hosts=1"]);
+  });
+
+  test("config loads and reloads: successful 1 with its time and the interval, a failure 0 (and app_reload_conf_failed_status 1) keeping the last success's time", async () => {
+    const m = fresh();
+    const pn = { probe_name: PN };
+    const status = async () => {
+      const e = await scrape(m);
+      return [
+        e.value("netprobify_config_last_reload_successful", pn),
+        e.value("netprobify_config_last_reload_success_timestamp_seconds", pn),
+        e.value("app_reload_conf_failed_status", pn),
+        e.value("netprobify_iteration_interval_seconds", pn),
+      ];
+    };
+    m.configLoaded(1_700_000_000.5, 30);
+    expect(await status()).toEqual([1, 1_700_000_000.5, 0, 30]);
+    m.reloadFailed();
+    expect(await status()).toEqual([0, 1_700_000_000.5, 1, 30]);
+    m.configLoaded(1_700_000_100, 10);
+    expect(await status()).toEqual([1, 1_700_000_100, 0, 10]);
+    const e = await scrape(m);
+    for (const name of ["netprobify_config_last_reload_successful", "netprobify_config_last_reload_success_timestamp_seconds", "netprobify_iteration_interval_seconds"]) {
+      expect({ name, type: e.families.get(name)?.type }).toEqual({ name, type: "gauge" });
+    }
+  });
+
+  test("netprobify_last_iteration_end_timestamp_seconds: set by an iteration's publish, kept by a reload's (endedAt null) and over a probe_name change", async () => {
+    const m = fresh();
+    let e = await scrape(m);
+    expect(e.get("netprobify_last_iteration_end_timestamp_seconds")).toEqual([]);
+    await m.applyIteration(iteration([S.webA], [summary()], { endedAt: 1_700_000_000.25 }));
+    await m.applyIteration(iteration([S.webA], [null], { endedAt: null }));
+    e = await scrape(m);
+    expect(e.value("netprobify_last_iteration_end_timestamp_seconds", { probe_name: PN })).toBe(1_700_000_000.25);
+    m.setProbeName("renamed");
+    e = await scrape(m);
+    expect(e.get("netprobify_last_iteration_end_timestamp_seconds").map((s) => `${s.labels.probe_name}=${s.value}`)).toEqual(["renamed=1700000000.25"]);
   });
 
   test("the exposition is well-formed: every family has HELP and TYPE once, no series twice, netprobify_info and process_* included", async () => {

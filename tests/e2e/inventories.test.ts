@@ -138,12 +138,12 @@ inventories:
     for (const dir of [buildDir, workDir]) if (dir) rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  test("the example custom module's target is probed with loss 0; app_inventory_targets counts it", async () => {
+  test("the example custom module's target is probed with loss 0; netprobify_inventory_targets counts it", async () => {
     const name = `hostlist_${h.v4.host}`;
     const e = await d!.waitFor(`${name} probed`, (x) => (sentOf(x, name) ?? 0) >= 4 && x);
     expect(lossOf(e, name)).toBe(0);
     expect(e.get("udp_unreachable_sent_total", { destination: name })[0]?.labels.group).toBe("lan");
-    expect(e.value("app_inventory_targets", { inventory: "hostlist" })).toBe(1);
+    expect(e.value("netprobify_inventory_targets", { inventory: "hostlist" })).toBe(1);
   }, 60_000);
 
   test("a file inventory: a file's target appears with loss 0, and vanishes when the file is removed", async () => {
@@ -153,7 +153,7 @@ inventories:
     const e = await d!.waitFor(`${name} probed`, (x) => (sentOf(x, name) ?? 0) >= 4 && x, { timeoutMs: 30_000 });
     expect(lossOf(e, name)).toBe(0);
     unlinkSync(file);
-    await d!.waitFor(`${name} gone`, (x) => sentOf(x, name) === undefined && x.value("app_inventory_targets", { inventory: "files" }) === 0, {
+    await d!.waitFor(`${name} gone`, (x) => sentOf(x, name) === undefined && x.value("netprobify_inventory_targets", { inventory: "files" }) === 0, {
       timeoutMs: 30_000,
     });
   }, 90_000);
@@ -224,12 +224,12 @@ inventories:
   test("a custom module that crashes again and again is counted and restarted; probing goes on, its last list stays", async () => {
     const before = await d!.scrape();
     const staticBefore = sentOf(before, "static_icmp") ?? 0;
-    const errorsBefore = before.value("app_inventory_errors_total", { inventory: "crasher" }) ?? 0;
+    const errorsBefore = before.value("netprobify_inventory_errors_total", { inventory: "crasher" }) ?? 0;
     const crasherName = `crasher_${h.v6.host.replaceAll(":", "_")}`;
     const e = await d!.waitFor(
       "the crasher to fail twice more while the static target keeps being probed",
       (x) =>
-        (x.value("app_inventory_errors_total", { inventory: "crasher" }) ?? 0) >= errorsBefore + 2 &&
+        (x.value("netprobify_inventory_errors_total", { inventory: "crasher" }) ?? 0) >= errorsBefore + 2 &&
         (sentOf(x, "static_icmp") ?? 0) > staticBefore &&
         x,
       { timeoutMs: 40_000 },
@@ -247,8 +247,8 @@ inventories:
     d!.signal("SIGHUP");
     const name = `more_${h.v4.host}`;
     const e = await d!.waitFor(`${name} probed after the reload`, (x) => (sentOf(x, name) ?? 0) >= 2 && x, { timeoutMs: 30_000 });
-    expect(e.value("app_inventory_targets", { inventory: "more" })).toBe(1);
-    expect(e.value("app_inventory_targets", { inventory: "files" })).toBeUndefined();
+    expect(e.value("netprobify_inventory_targets", { inventory: "more" })).toBe(1);
+    expect(e.value("netprobify_inventory_targets", { inventory: "files" })).toBeUndefined();
     expect(e.value("app_reload_conf_failed_status")).toBe(0);
 
     const apiYaml = readFileSync(join(workDir, "api.yaml"), "utf8");

@@ -61,7 +61,7 @@ test("reload_conf_interval shorter than an iteration: every iteration is publish
   // Whole iterations only: 10 probes each, never a partial or dropped one.
   expect(sentSeen.every((n) => n % 10 === 0)).toBe(true);
   expect(e.value("app_reload_conf_failed_status", { probe_name: "nb-unattended" })).toBe(0);
-  expect(e.value("app_worker_restarts_total", { probe_name: "nb-unattended" })).toBe(0);
+  expect(e.value("netprobify_worker_restarts_total", { probe_name: "nb-unattended" })).toBe(0);
   expect(count(d, "configuration reloaded")).toBe(0);
 
   // Iterations run back to back here (1.5 s for a 1 s interval): a change lands mid-iteration.

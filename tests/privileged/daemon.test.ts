@@ -325,7 +325,7 @@ describe("daemon against a test host: 3 types x 2 families x 2 groups", () => {
 
   test("histograms: one per type, group and family; cumulative buckets on the default bounds; +Inf = _count = answered probes", () => {
     for (const type of ["TCPsyn", "ICMPping", "UDPunreachable"] as const) {
-      const fam = `${PREFIX[type]}_round_trip_histogram_seconds`;
+      const fam = `${PREFIX[type]}_round_trip_duration_seconds`;
       expect(m.families.get(fam)?.type).toBe("histogram");
       for (const group of ["grp_a", "grp_b"]) {
         for (const family of [4, 6] as const) {
@@ -435,14 +435,14 @@ describe("daemon against a test host: 3 types x 2 families x 2 groups", () => {
     expect({
       reload: m.value("app_reload_conf_failed_status", pn),
       timedOut: m.value("app_process_timed_out_total", pn),
-      restarts: m.value("app_worker_restarts_total", pn),
-      dropped: m.value("app_capture_dropped_total", pn),
-      sendErrors: m.value("app_send_errors_total", pn),
-      degraded: m.value("app_iteration_degraded", pn),
+      restarts: m.value("netprobify_worker_restarts_total", pn),
+      dropped: m.value("netprobify_capture_dropped_total", pn),
+      sendErrors: m.value("netprobify_send_errors_total", pn),
+      degraded: m.value("netprobify_iteration_degraded", pn),
       dupFamily: m.families.get("app_target_name_dup_total")?.type,
     }).toEqual({ reload: 0, timedOut: 0, restarts: 0, dropped: 0, sendErrors: 0, degraded: 0, dupFamily: "counter" });
     // (Its size is part of "degraded" above.)
-    expect(m.value("app_send_lag_seconds", pn)! >= 0).toBe(true);
+    expect(m.value("netprobify_send_lag_seconds", pn)! >= 0).toBe(true);
   });
 
   test("netprobify_info{version, bun_version, libpcap_version} = 1", () => {

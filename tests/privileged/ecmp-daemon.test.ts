@@ -116,9 +116,9 @@ describe("daemon: one ECMP path of 16 down shows in *_paths_down and *_path_loss
   });
 
   test("the iteration was clean: nothing dropped by the prober's own capture, nothing unsent, no send lag worth a mark", () => {
-    expect(metrics.value("app_iteration_degraded", { probe_name: PROBE_NAME })).toBe(0);
-    expect(metrics.value("app_capture_dropped_total", { probe_name: PROBE_NAME })).toBe(0);
-    expect(metrics.value("app_send_errors_total", { probe_name: PROBE_NAME })).toBe(0);
+    expect(metrics.value("netprobify_iteration_degraded", { probe_name: PROBE_NAME })).toBe(0);
+    expect(metrics.value("netprobify_capture_dropped_total", { probe_name: PROBE_NAME })).toBe(0);
+    expect(metrics.value("netprobify_send_errors_total", { probe_name: PROBE_NAME })).toBe(0);
   });
 
   test("TCPsyn and UDPunreachable behind the broken member (v4, v6): paths_down 1, path_loss_ratio_max 1, loss ratio exactly 1/16", () => {

@@ -4,7 +4,7 @@
  *
  * The compiled binary with `setcap cap_net_raw+ep`, started by `nobody` on files nobody controls:
  * - a custom module in nobody's own directory is refused, logged once, counted in
- *   app_inventory_errors_total, and probing goes on;
+ *   netprobify_inventory_errors_total, and probing goes on;
  * - a module in a root-owned directory runs, but its AF_PACKET socket fails with EPERM, and every
  *   thread of its process has empty capability sets and no_new_privs;
  * - a shared object planted where Bun used to extract the embedded libpcap
@@ -205,7 +205,7 @@ ${modules}
     const d = await startDaemon({ bin, dir: work, user: NOBODY, config: config(`  modules: {raw: {out: "${out}"}}`) });
     daemons.push(d);
     await d.waitFor("the refusal counted and the loopback target probed", (e) => {
-      const errors = e.value("app_inventory_errors_total", { inventory: "raw" });
+      const errors = e.value("netprobify_inventory_errors_total", { inventory: "raw" });
       const sent = e.get("icmp_sent_total", { destination: "loopback" })[0]?.value ?? 0;
       return errors === 1 && sent > 0;
     });
@@ -217,7 +217,7 @@ ${modules}
     expect(refusals[0]).toContain("level=ERROR");
     expect(refusals[0]).toContain(`${modules} is owned by nobody (uid 65534)`);
     expect(refusals[0]).toContain("loads code only from files and directories owned by root");
-    expect((await d.scrape()).value("app_inventory_errors_total", { inventory: "raw" })).toBe(1);
+    expect((await d.scrape()).value("netprobify_inventory_errors_total", { inventory: "raw" })).toBe(1);
     expect(existsSync(out)).toBe(false);
     expect(inventoryChildren(d.pid)).toEqual([]);
     await d.stop({ keepDir: true });
@@ -243,7 +243,7 @@ ${modules}
     expectConfined(result.pid);
     // The prober itself keeps what it needs.
     expect(parseCapabilities(readFileSync(`/proc/${d.pid}/status`, "utf8")).effective).toBe(1n << 13n);
-    expect((await d.scrape()).value("app_inventory_errors_total", { inventory: "raw" })).toBe(0);
+    expect((await d.scrape()).value("netprobify_inventory_errors_total", { inventory: "raw" })).toBe(0);
     await d.stop({ keepDir: true });
   });
 

@@ -1,15 +1,15 @@
 /**
  * Self-checks (issue 5, item 4): the prober must never report its own failure as network loss.
  * Capture drops, send errors and sending lag are counted, and an iteration in which the prober
- * itself may have lost replies is marked app_iteration_degraded 1.
+ * itself may have lost replies is marked netprobify_iteration_degraded 1.
  *
  * Engine: a capture ring overloaded on purpose reports its drops (BatchStats.captureDropped), and
  * every probe it then counts lost or untimed is covered by a counted drop, while the root-side
  * veth's own counter shows every answer arrived; a clean run drops nothing.
  *
  * Daemon (bun src/main.ts CONFIG as a process): NETPROBIFY_CAPTURE_BUFFER_MB=0.0625 under a heavy
- * config gives app_capture_dropped_total > 0 and app_iteration_degraded 1; a normal config keeps
- * app_iteration_degraded 0 over clean iterations. An egress interface deleted in the middle of a
+ * config gives netprobify_capture_dropped_total > 0 and netprobify_iteration_degraded 1; a normal config keeps
+ * netprobify_iteration_degraded 0 over clean iterations. An egress interface deleted in the middle of a
  * batch: its failed sends are counted and mark that iteration, the other targets (one of them in
  * the same Worker) lose nothing, /metrics keeps answering. When the interface comes back under the
  * same name, its target must be probed again.
@@ -181,11 +181,11 @@ function view(e: Exposition): IterationView {
   return {
     sent: sum(e, "tcpsyn_sent_total") + sum(e, "icmp_sent_total"),
     lost: sum(e, "tcpsyn_loss_total") + sum(e, "icmp_loss_total"),
-    degraded: app(e, "app_iteration_degraded"),
-    dropped: app(e, "app_capture_dropped_total"),
-    sendErrors: app(e, "app_send_errors_total"),
-    lagS: app(e, "app_send_lag_seconds"),
-    restarts: app(e, "app_worker_restarts_total"),
+    degraded: app(e, "netprobify_iteration_degraded"),
+    dropped: app(e, "netprobify_capture_dropped_total"),
+    sendErrors: app(e, "netprobify_send_errors_total"),
+    lagS: app(e, "netprobify_send_lag_seconds"),
+    restarts: app(e, "netprobify_worker_restarts_total"),
     timedOut: app(e, "app_process_timed_out_total"),
     e,
   };
@@ -195,7 +195,7 @@ function view(e: Exposition): IterationView {
 async function nextIteration(d: DaemonProcess, sentBefore: number, timeoutMs = 30_000): Promise<IterationView> {
   const e = await d.waitFor(
     `an iteration beyond ${sentBefore} probes sent`,
-    (x) => (x.value("app_iteration_degraded", { probe_name: PROBE_NAME }) !== undefined && view(x).sent > sentBefore ? x : undefined),
+    (x) => (x.value("netprobify_iteration_degraded", { probe_name: PROBE_NAME }) !== undefined && view(x).sent > sentBefore ? x : undefined),
     { timeoutMs, everyMs: 50 },
   );
   return view(e);
@@ -251,7 +251,7 @@ function configYaml(o: {
   ].join("\n");
 }
 
-describe("daemon: app_iteration_degraded tells the prober's trouble from the network's", () => {
+describe("daemon: netprobify_iteration_degraded tells the prober's trouble from the network's", () => {
   let net: TestNet;
   let h0: TestHost;
   let h1: TestHost;
@@ -287,7 +287,7 @@ describe("daemon: app_iteration_degraded tells the prober's trouble from the net
   const heavyTargets = (packets: number): [string, string, number, number][] =>
     [0, 1, 2, 3].map((i) => [`t${i}`, i === 0 ? h0.v4.host : h0.v4.routedPrefix.replace(/0\/24$/, String(10 + i)), h0.closedPort, packets]);
 
-  test("capture ring of 64 KiB (NETPROBIFY_CAPTURE_BUFFER_MB=0.0625), 2 Workers x 2 targets x 5,000 unpaced probes: app_capture_dropped_total > 0 and app_iteration_degraded 1; its loss is covered by the drops", async () => {
+  test("capture ring of 64 KiB (NETPROBIFY_CAPTURE_BUFFER_MB=0.0625), 2 Workers x 2 targets x 5,000 unpaced probes: netprobify_capture_dropped_total > 0 and netprobify_iteration_degraded 1; its loss is covered by the drops", async () => {
     // ICMP echo: each engine's TCP capture keeps only its own sequence window, but every engine
     // captures all ICMP, so the other Worker's echoes and replies fill this ring too.
     const d = await start(configYaml({ interval: 4, intervalPackets: 0, nbProc: 2, ports: [20000, 29999], targets: heavyTargets(5000), type: "ICMPping" }), {
@@ -321,7 +321,7 @@ describe("daemon: app_iteration_degraded tells the prober's trouble from the net
     for (const s of seen) expect({ sent: s.sent, lost: s.lost, dropped: s.dropped, sendErrors: s.sendErrors }).toEqual({ sent: 20_000, lost: 0, dropped: 0, sendErrors: 0 });
   }, 120_000);
 
-  test("a normal config (paced, default ring): app_iteration_degraded 0 and every self-check counter 0 over 3 clean iterations", async () => {
+  test("a normal config (paced, default ring): netprobify_iteration_degraded 0 and every self-check counter 0 over 3 clean iterations", async () => {
     const d = await start(
       configYaml({ interval: 2, intervalPackets: 0.002, nbProc: 2, ports: [30000, 30015], targets: heavyTargets(100) }),
     );

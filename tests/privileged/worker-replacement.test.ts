@@ -1,7 +1,7 @@
 /**
  * Replacing engine Workers must give back everything the old one held: its capture ring (a
  * mapping of captureBufferBytes), its pcap, raw and netlink sockets, and its count in
- * app_worker_restarts_total must be one per replacement. 200 batches overrun their time limit
+ * netprobify_worker_restarts_total must be one per replacement. 200 batches overrun their time limit
  * on purpose; after each, the pool has stopped the Worker and starts another at the next batch
  * (the loop is tests/support/worker-replacement.ts, which scripts/soak.ts runs 1,000 times).
  *

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeHandler, serveMetrics, type MetricsSource } from "../../src/daemon/http.ts";
+import { makeHandler, serveMetrics, type DaemonControl, type MetricsSource } from "../../src/daemon/http.ts";
 import { createApi, serveApi, type Lookup } from "../../src/inventory/api.ts";
 import { parseApiConfigText } from "../../src/inventory/api-config.ts";
 import { setLogSink } from "../../src/log.ts";
@@ -32,7 +32,14 @@ export function startMetricsTarget(): RunningTarget {
     if (/ level=(ERROR|CRITICAL) /.test(l)) errors.push(l);
   });
   let handled = 0;
-  const handler = makeHandler(source, METRICS_CREDENTIALS);
+  // A daemon that is healthy, ready and accepts every reload: its routes are fuzzed too.
+  const control: DaemonControl = {
+    unhealthy: () => null,
+    notReady: () => null,
+    reload: async () => ({ ok: true, lines: ["configuration unchanged: nothing to reload"] }),
+    apiListener: () => ({ address: "0.0.0.0", port: 9 }),
+  };
+  const handler = makeHandler(source, METRICS_CREDENTIALS, control);
   const server = serveMetrics({
     hostname: "127.0.0.1",
     port: 0,
@@ -45,7 +52,7 @@ export function startMetricsTarget(): RunningTarget {
   return {
     name: "metrics listener (serveMetrics, Basic auth on)",
     port: server.port!,
-    routes: { "/metrics": ["GET", "HEAD"], "/": ["GET", "HEAD"] },
+    routes: { "/metrics": ["GET", "HEAD"], "/": ["GET", "HEAD"], "/-/healthy": ["GET", "HEAD"], "/-/ready": ["GET", "HEAD"], "/-/reload": ["POST"] },
     auth,
     normal: {
       request: `GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\n\r\n`,
