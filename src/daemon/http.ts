@@ -8,6 +8,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { BAD_HOST, badRequest, internalError, productionServeOptions, requestUrl } from "../http-server.ts";
 import { describeError } from "../inventory/runner.ts";
 import { logger } from "../log.ts";
+import type { Transport } from "../web/tls.ts";
 
 const log = logger("http");
 
@@ -109,6 +110,8 @@ export interface MetricsServerOptions {
   port: number;
   /** {@link makeHandler}'s handler. */
   fetch: (req: Request) => Promise<Response>;
+  /** TLS and HTTP/2 from the web config (src/web/listener.ts); none: plain HTTP/1.1. */
+  transport?: Transport;
 }
 
 /**
@@ -119,6 +122,7 @@ export interface MetricsServerOptions {
 export function serveMetrics(o: MetricsServerOptions): Server<undefined> {
   return Bun.serve({
     ...productionServeOptions((message) => log.error(message)),
+    ...o.transport,
     hostname: o.hostname,
     port: o.port,
     fetch: o.fetch,
