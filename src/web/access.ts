@@ -28,7 +28,7 @@ export interface AccessSettings {
 export const NO_ACCESS_RULES: AccessSettings = { users: null, headers: [], rateLimit: null };
 
 /** A bcrypt hash (cost 10) of a random password nobody knows: what an unknown user is checked against. */
-const UNKNOWN_USER_HASH = "$2y$10$ZnMa9i4CyXo5yJ0D1TnFq.sYZRaS5fPyBFjsOxqhF2mzGzphc4o8S";
+export const UNKNOWN_USER_HASH = "$2y$10$ZnMa9i4CyXo5yJ0D1TnFq.sYZRaS5fPyBFjsOxqhF2mzGzphc4o8S";
 /** Verdicts kept; the oldest goes first. */
 const CACHE_ENTRIES = 256;
 /** Hash checks waiting at once beyond which a request is answered 429 instead of queued. */
@@ -57,20 +57,30 @@ export function basicCredentials(header: string | null): { user: string; passwor
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/** Test seams; the defaults are what the daemon runs with. */
+export interface AccessOptions {
+  /** A monotonic clock in ms, for the rate limit. */
+  now?: () => number;
+  /** Checks a password against a bcrypt hash. */
+  verify?: (password: string, hash: string) => Promise<boolean>;
+}
+
 export class Access {
   readonly #settings: AccessSettings;
   readonly #now: () => number;
+  readonly #verify: (password: string, hash: string) => Promise<boolean>;
   readonly #cache = new Map<string, boolean>();
   #checks: Promise<unknown> = Promise.resolve();
   #waiting = 0;
   #tokens: number;
   #refilledAt: number;
 
-  constructor(settings: AccessSettings, now: () => number = () => performance.now()) {
+  constructor(settings: AccessSettings, options: AccessOptions = {}) {
     this.#settings = settings;
-    this.#now = now;
+    this.#now = options.now ?? (() => performance.now());
+    this.#verify = options.verify ?? ((password, hash) => Bun.password.verify(password, hash));
     this.#tokens = settings.rateLimit?.burst ?? 0;
-    this.#refilledAt = now();
+    this.#refilledAt = this.#now();
   }
 
   get authenticates(): boolean {
@@ -115,7 +125,7 @@ export class Access {
     if (cached !== undefined) return cached;
     if (this.#waiting >= MAX_WAITING_CHECKS) return "busy";
     this.#waiting++;
-    const check = this.#checks.then(() => Bun.password.verify(given.password, hash ?? UNKNOWN_USER_HASH).catch(() => false));
+    const check = this.#checks.then(() => this.#verify(given.password, hash ?? UNKNOWN_USER_HASH).catch(() => false));
     this.#checks = check;
     let ok: boolean;
     try {
