@@ -3,6 +3,7 @@
  * /metrics, reloads on SIGHUP and every reload_conf_interval, and stops cleanly on SIGTERM/SIGINT.
  * The main thread plans and publishes; the engine Workers touch the packets.
  */
+import { Counter } from "prom-client";
 import { DEFAULT_CONFIG_SOURCE } from "../config/default-config.ts";
 import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
@@ -124,6 +125,8 @@ export class Daemon {
   #listening: Listening | null = null;
   /** The installed web config (null: none given). */
   #web: WebSettings | null = null;
+  /** Certificate file changes the metrics listener could not apply (the API counts its own in app_inventory_errors_total). */
+  readonly #certificateErrors: Counter;
   /** The metrics listener's handler: Basic auth, headers and rate limit of the web config around makeHandler's. */
   #handler: (request: Request) => Promise<Response>;
   #stopping = false;
@@ -166,6 +169,12 @@ export class Daemon {
     this.#dynamic = new DynamicTargets(logger("inventory"));
     this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
     this.#handler = this.#handlerFor(null);
+    this.#certificateErrors = new Counter({
+      name: "netprobify_tls_certificate_errors_total",
+      help: "Changes of the web config's certificate files the metrics listener could not apply (unreadable, not parsing, a key not matching, the port not bindable): the certificate in use stayed.",
+      registers: [this.#metrics.registry],
+    });
+    this.#certificateErrors.inc(0);
   }
 
   /**
@@ -254,7 +263,13 @@ export class Daemon {
         settings: at.settings,
         port: at.port,
         bind: (transport, port) => serveMetrics({ hostname: at.address, port, fetch: (request) => this.#handler(request), transport }),
-        log: (level, message, fields) => (level === "ERROR" ? log.error(message, fields) : level === "WARNING" ? log.warning(message, fields) : log.info(message, fields)),
+        log: (level, message, fields) => {
+          if (level === "ERROR") {
+            log.error(message, fields);
+            this.#certificateErrors.inc();
+          } else if (level === "WARNING") log.warning(message, fields);
+          else log.info(message, fields);
+        },
       });
     } catch (e) {
       throw new ListenError(`${at.address}:${at.port}`, e instanceof Error ? e.message : String(e));

@@ -31,9 +31,8 @@ export interface ListenerOptions {
   readonly port: number;
   /** Binds one server on `port` with `transport`; throws what Bun.serve throws. */
   readonly bind: (transport: Transport, port: number) => Server<undefined>;
+  /** ERROR lines are the certificate changes that could not be applied, each told once: callers count them. */
   readonly log: ListenerLog;
-  /** A certificate change that could not be applied (besides its log line): counted by the caller. */
-  readonly onCertificateError?: (message: string) => void;
   readonly checkEveryMs?: number;
 }
 
@@ -53,7 +52,7 @@ export class HttpListener {
   #stamp = "";
   #port: number;
   #timer: ReturnType<typeof setInterval> | null = null;
-  /** The last problem logged, so a state that persists is told once. */
+  /** The last problem told, with the files' stamp: a state that persists is told once, each new change again. */
   #lastProblem: string | null = null;
   #stopped = false;
 
@@ -165,9 +164,9 @@ export class HttpListener {
   }
 
   #problem(message: string): void {
-    this.o.onCertificateError?.(message);
-    if (message === this.#lastProblem) return;
-    this.#lastProblem = message;
+    const key = `${this.#stamp}\n${message}`;
+    if (key === this.#lastProblem) return;
+    this.#lastProblem = key;
     this.o.log("ERROR", message, { listener: this.o.name, port: this.#port });
   }
 }

@@ -10,17 +10,18 @@
  *    (a new header; then new TLS settings on the same port);
  * 4. a bad web config at start: exit 65 with FILE:LINE:COL (a missing certificate, a key that is
  *    not the certificate's, an unknown field, a malformed bcrypt hash);
- * 5. PROM_USER/PROM_PASSWORD still apply over TLS when the web config has no basic_auth_users.
+ * 5. certificate files replaced under the running daemon (a key that does not match first);
+ * 6. PROM_USER/PROM_PASSWORD still apply over TLS when the web config has no basic_auth_users.
  *
  * Certificates are made by openssl in a temporary directory, removed at the end. Needs root (the
  * daemon's raw packets).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, parseExposition, runNetprobify, startDaemon, type DaemonProcess } from "../support/daemon-process.ts";
-import { htpasswdHash, makePki, type Pki } from "../support/pki.ts";
+import { htpasswdHash, makePki, presentedSerial, serialOf, type Pki } from "../support/pki.ts";
 import { requireRoot } from "../support/testnet.ts";
 
 function loopbackConfig(probeName: string): string {
@@ -251,6 +252,32 @@ test("the targets API listens over TLS with the web config's settings; its apike
     // No client certificate: the handshake is refused, as on the metrics listener.
     expect(await httpsGet(apiPort, "/api/targets", { headers: { apikey: "0123456789abcdef0123" } }).then(() => "answered", () => "refused")).toBe("refused");
     expect(d.logLines.some((l) => l.includes('msg="targets API listening"') && l.includes("tls=true"))).toBe(true);
+  } finally {
+    await d.stop();
+  }
+}, 40_000);
+
+test("certificate files replaced under the running daemon: the next connection gets the new one; a key that does not match is counted and the old pair stays", async () => {
+  const d = await startWithWebConfig("tls_server_config:\n  cert_file: live.crt\n  key_file: live.key\n", {
+    files: { "live.crt": pki.read("server.crt"), "live.key": pki.read("server.key") },
+  });
+  const replace = (from: string, to: string) => {
+    writeFileSync(join(d.dir, `${to}.tmp`), pki.read(from));
+    renameSync(join(d.dir, `${to}.tmp`), join(d.dir, to));
+  };
+  const errors = async () => parseExposition(await (await httpsGet(d.port, "/metrics")).text()).value("netprobify_tls_certificate_errors_total");
+  try {
+    const [first, second] = [serialOf(pki.read("server.crt")), serialOf(pki.read("server2.crt"))];
+    expect([await presentedSerial("127.0.0.1", d.port), await errors()]).toEqual([first, 0]);
+    replace("client.key", "live.key");
+    const deadline = Date.now() + 10_000;
+    while ((await errors()) === 0 && Date.now() < deadline) await Bun.sleep(100);
+    expect([await presentedSerial("127.0.0.1", d.port), await errors()]).toEqual([first, 1]);
+    expect(d.logLines.filter((l) => l.includes("certificate files changed but cannot be used"))).toHaveLength(1);
+    replace("server2.crt", "live.crt");
+    replace("server2.key", "live.key");
+    while ((await presentedSerial("127.0.0.1", d.port)) !== second && Date.now() < deadline) await Bun.sleep(100);
+    expect([await presentedSerial("127.0.0.1", d.port), (await httpsGet(d.port, "/metrics")).status]).toEqual([second, 200]);
   } finally {
     await d.stop();
   }
