@@ -21,6 +21,10 @@ export const daemonCommand = defineCommand({
   args: {
     file: { type: "positional", description: "config file (default: netprobify.yaml, then config.yaml, then the built-in self-test)", required: false },
     config: { type: "string", description: "config file, as the positional FILE" },
+    "web.config.file": {
+      type: "string",
+      description: "web config in exporter-toolkit's format: TLS for the metrics and API listeners, Basic auth (bcrypt) and headers for metrics",
+    },
   },
 });
 
@@ -46,7 +50,7 @@ function startErrorCode(e: unknown): { code: number; unexpected: boolean } {
   return { code: EXIT_SOFTWARE, unexpected: true };
 }
 
-export async function runDaemon(args: { file?: string; config?: string }): Promise<number> {
+export async function runDaemon(args: { file?: string; config?: string; "web.config.file"?: string }): Promise<number> {
   if (args.file && args.config && args.file !== args.config) {
     throw new ExitError(EXIT_USAGE, `two config files given: ${args.file} and --config ${args.config}`, true);
   }
@@ -56,7 +60,8 @@ export async function runDaemon(args: { file?: string; config?: string }): Promi
   let started: Daemon | StartFailure;
   try {
     requireRawPacketPrivilege();
-    started = await Daemon.start({ configPath: path });
+    const web = args["web.config.file"];
+    started = await Daemon.start({ configPath: path, webConfigPath: web ? resolve(web) : null });
   } catch (e) {
     const { code, unexpected } = startErrorCode(e);
     const message = e instanceof Error ? e.message : String(e);

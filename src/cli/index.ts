@@ -9,14 +9,33 @@ import { VERSION } from "../version.ts";
 import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { daemonCommand, runDaemon } from "./daemon.ts";
-import { checkFile } from "../daemon/configuration.ts";
+import { checkFiles } from "../daemon/configuration.ts";
 
 type Out = (line: string) => void;
 
 const checkCommand = defineCommand({
-  meta: { name: "check", description: "Validate a config file without probing or resolving names" },
-  args: { file: { type: "positional", description: "config file", required: true } },
+  meta: { name: "check", description: "Validate a config file, a web config, or both, without probing or resolving names" },
+  args: {
+    file: { type: "positional", description: "config file (may be left out when --web.config.file is given)", required: false },
+    "web.config.file": { type: "string", description: "web config to validate too, its certificate files read and checked" },
+  },
 });
+
+/** Options that take a value: the word after one is its value, not a positional FILE. */
+const VALUE_OPTIONS = new Set(["--config", "--web.config.file"]);
+const positionals = (argv: string[]) => argv.filter((a, i) => !a.startsWith("-") && !VALUE_OPTIONS.has(argv[i - 1] ?? ""));
+
+/** The value of --web.config.file (the last one given), undefined without it; a usage error without a value. */
+function webConfigOption(argv: string[]): string | undefined {
+  const name = "--web.config.file";
+  let value: string | undefined;
+  argv.forEach((a, i) => {
+    if (a === name) value = argv[i + 1] ?? "";
+    else if (a.startsWith(`${name}=`)) value = a.slice(name.length + 1);
+  });
+  if (value !== undefined && (value === "" || value.startsWith("-"))) throw new ExitError(EXIT_USAGE, `${name} needs a file`, true);
+  return value;
+}
 
 // citty reads "-6" as a number; the prober's -4/-6 are flags.
 function normaliseFamilyFlags(argv: string[]): string[] {
@@ -85,9 +104,12 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
       cmd = checkCommand as CommandDef<ArgsDef>;
       const rest = argv.slice(1);
       rejectUnknownOptions(cmd, rest);
-      const files = rest.filter((a) => !a.startsWith("-"));
-      if (files.length !== 1) throw new ExitError(EXIT_USAGE, "check takes one config file", true);
-      const r = await checkFile(files[0]!);
+      const files = positionals(rest);
+      const web = webConfigOption(rest);
+      if (files.length > 1 || (files.length === 0 && web === undefined)) {
+        throw new ExitError(EXIT_USAGE, "check takes one config file, and --web.config.file FILE for a web config", true);
+      }
+      const r = await checkFiles({ config: files[0], web });
       for (const line of r.lines) (r.exitCode === 0 ? out : err)(line);
       return r.exitCode;
     }
@@ -95,15 +117,16 @@ export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<num
     cmd = daemonCommand as CommandDef<ArgsDef>;
     if (argv.includes("--help") || argv.includes("-h")) {
       out(await renderUsage(cmd));
-      out(`\nOther commands: check FILE, probe DEST --type ${PROBE_TYPE_LIST.map((t) => t.name).join("|")} (see probe --help), --version`);
+      out(`\nOther commands: check [FILE] [--web.config.file WEB], probe DEST --type ${PROBE_TYPE_LIST.map((t) => t.name).join("|")} (see probe --help), --version`);
       return 0;
     }
     rejectUnknownOptions(cmd, argv);
-    const positional = argv.filter((a, i) => !a.startsWith("-") && argv[i - 1] !== "--config");
+    webConfigOption(argv);
+    const positional = positionals(argv);
     if (positional.length > 1) throw new ExitError(EXIT_USAGE, `one config file at most, not ${positional.join(" ")}`, true);
     let code = 0;
     await runCommand(
-      { ...cmd, run: async ({ args }) => void (code = await runDaemon(args as { file?: string; config?: string })) },
+      { ...cmd, run: async ({ args }) => void (code = await runDaemon(args as Parameters<typeof runDaemon>[0])) },
       { rawArgs: argv },
     );
     return code;

@@ -3,7 +3,6 @@
  * /metrics, reloads on SIGHUP and every reload_conf_interval, and stops cleanly on SIGTERM/SIGINT.
  * The main thread plans and publishes; the engine Workers touch the packets.
  */
-import type { Server } from "bun";
 import { DEFAULT_CONFIG_SOURCE } from "../config/default-config.ts";
 import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
@@ -23,6 +22,10 @@ import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
 import type { InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
+import { Access, NO_ACCESS_RULES } from "../web/access.ts";
+import type { WebSettings } from "../web/config.ts";
+import { HttpListener } from "../web/listener.ts";
+import type { ListenerSettings } from "../web/tls.ts";
 
 const log = logger("daemon");
 
@@ -45,6 +48,8 @@ export class ListenError extends Error {
 export interface DaemonOptions {
   /** The config file, or null for the built-in default. */
   configPath: string | null;
+  /** --web.config.file: TLS for both listeners, Basic auth and headers for the metrics one. */
+  webConfigPath?: string | null;
   lookup?: LookupFn;
 }
 
@@ -52,12 +57,13 @@ export interface DaemonOptions {
 const FINGERPRINT_MAX_BYTES = 64 << 20;
 
 /**
- * What a reload reads: the config file and api.yaml beside it. Two equal fingerprints mean
- * nothing to reload. null when a file cannot be fingerprinted (the load says why).
+ * What a reload reads: the config file, api.yaml beside it and the web config. Two equal
+ * fingerprints mean nothing to reload. null when a file cannot be fingerprinted (the load says
+ * why). The certificate files are not in it: the listeners follow them themselves.
  */
-function fingerprint(configPath: string): string | null {
+function fingerprint(configPath: string, webConfigPath: string | null): string | null {
   const parts: string[] = [];
-  for (const path of [configPath, join(dirname(configPath), "api.yaml")]) {
+  for (const path of [configPath, join(dirname(configPath), "api.yaml"), ...(webConfigPath ? [webConfigPath] : [])]) {
     let size: number;
     try {
       const st = statSync(path);
@@ -76,11 +82,18 @@ function fingerprint(configPath: string): string | null {
   return parts.join("|");
 }
 
+/** What the metrics listener was opened with: a reload that changes none of it keeps the listener. */
+interface Listening {
+  address: string;
+  port: number;
+  settings: ListenerSettings | null;
+}
+
 /** A reload that passed every check, waiting for the end of the iteration in flight. */
 interface PendingReload {
   loaded: Loaded;
   /** The new metrics listener, already bound, when the address or port changed. */
-  server: Server<undefined> | null;
+  server: { listener: HttpListener; listening: Listening } | null;
 }
 
 /** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
@@ -110,7 +123,12 @@ export class Daemon {
   #apiListener: { address: string; port: number } | null = null;
   readonly #pool: WorkerPool;
   readonly #resolver: Resolver;
-  #server: Server<undefined> | null = null;
+  #server: HttpListener | null = null;
+  #listening: Listening | null = null;
+  /** The installed web config (null: none given). */
+  #web: WebSettings | null = null;
+  /** The metrics listener's handler: Basic auth, headers and rate limit of the web config around makeHandler's. */
+  #handler: (request: Request) => Promise<Response>;
   #stopping = false;
   #wake: (() => void) | null = null;
   #reloadTimer: LongTimer | null = null;
@@ -134,6 +152,7 @@ export class Daemon {
   private constructor(
     config: Config,
     readonly configPath: string | null,
+    readonly webConfigPath: string | null,
     lookup: LookupFn,
   ) {
     this.#config = config;
@@ -149,6 +168,16 @@ export class Daemon {
     });
     this.#dynamic = new DynamicTargets(logger("inventory"));
     this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+    this.#handler = this.#handlerFor(null);
+  }
+
+  /**
+   * The metrics handler for a web config: its basic_auth_users replace PROM_USER/PROM_PASSWORD,
+   * which still apply without them (and without a web config).
+   */
+  #handlerFor(web: WebSettings | null): (request: Request) => Promise<Response> {
+    const access = new Access(web?.access ?? NO_ACCESS_RULES);
+    return access.wrap(makeHandler(this.#metrics, access.authenticates ? null : credentialsFromEnv(), this.#control));
   }
 
   /**
@@ -157,8 +186,9 @@ export class Daemon {
    */
   static async start(opts: DaemonOptions): Promise<Daemon | StartFailure> {
     const source = opts.configPath ?? DEFAULT_CONFIG_SOURCE;
-    const printed = opts.configPath ? fingerprint(opts.configPath) : null;
-    const loaded = await loadAll(opts.configPath);
+    const webConfigPath = opts.webConfigPath ?? null;
+    const printed = opts.configPath ? fingerprint(opts.configPath, webConfigPath) : null;
+    const loaded = await loadAll(opts.configPath, { webConfigPath });
     if ("exitCode" in loaded) return loaded;
     const { config, warnings, inventories } = loaded;
     setLogLevel(config.global.logging_level as LevelName);
@@ -169,13 +199,20 @@ export class Daemon {
       { version: VERSION, config: source, probe_name: config.global.probe_name },
     );
     for (const w of warnings) log.warning(w);
-    const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup);
+    if (loaded.web?.access.users && credentialsFromEnv()) {
+      log.warning("PROM_USER and PROM_PASSWORD are not used: the web config's basic_auth_users apply", { web_config: webConfigPath ?? "" });
+    }
+    const d = new Daemon(config, opts.configPath, webConfigPath, opts.lookup ?? systemLookup);
+    d.#web = loaded.web;
+    d.#handler = d.#handlerFor(loaded.web);
     d.#lastFingerprint = printed;
     await d.#pool.start(config.global.nb_proc, poolOptions(config));
     d.#metrics.setInfo({ version: VERSION, bun: Bun.version, libpcap: d.#pool.libpcap });
     d.#metrics.setProbeName(config.global.probe_name);
     d.#metrics.configLoaded(Date.now() / 1000, config.global.interval);
-    d.#server = d.#listen(config.global.prometheus_address, config.global.prometheus_port);
+    const listening = { address: config.global.prometheus_address, port: config.global.prometheus_port, settings: loaded.web?.listener ?? null };
+    d.#server = d.#listen(listening, loaded.web);
+    d.#listening = listening;
     d.#resolver.sync(config);
     d.#applyInventories(inventories);
     d.#scheduleReloads();
@@ -205,39 +242,60 @@ export class Daemon {
   }
 
   /** Opens a metrics listener; the caller closes the one it replaces. */
-  #listen(address: string, port: number): Server<undefined> {
-    let server: Server<undefined>;
+  #listen(at: Listening, web: WebSettings | null): HttpListener {
+    let server: HttpListener;
     try {
-      server = serveMetrics({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv(), this.#control) });
+      server = HttpListener.open({
+        name: "metrics",
+        settings: at.settings,
+        port: at.port,
+        bind: (transport, port) => serveMetrics({ hostname: at.address, port, fetch: (request) => this.#handler(request), transport }),
+        log: (level, message, fields) => {
+          if (level === "ERROR") {
+            log.error(message, fields);
+            // The API counts its own in netprobify_inventory_errors_total.
+            this.#metrics.certificateFailed();
+          } else if (level === "WARNING") log.warning(message, fields);
+          else log.info(message, fields);
+        },
+      });
     } catch (e) {
-      throw new ListenError(`${address}:${port}`, e instanceof Error ? e.message : String(e));
+      throw new ListenError(`${at.address}:${at.port}`, e instanceof Error ? e.message : String(e));
     }
-    log.info("serving metrics", { address, port, path: "/metrics" });
+    const auth = web?.access.users ? "basic_auth_users" : credentialsFromEnv() ? "PROM_USER" : "none";
+    log.info("serving metrics", { address: at.address, port: at.port, path: "/metrics", tls: server.tls, auth });
     return server;
   }
 
   /**
    * The listener a reload moves to, bound before the running one closes so a failure leaves
-   * metrics served where they were. Only the same port on an overlapping address (0.0.0.0 to
-   * 127.0.0.1) cannot be held twice: there the old one is closed first and reopened on failure.
+   * metrics served where they were. Only the same port on the same or an overlapping address
+   * (0.0.0.0 to 127.0.0.1, or new TLS settings) cannot be held twice: there the running one is
+   * closed first (its requests in flight finish), the new one takes its place at once, and the
+   * old one comes back if the new one cannot open. Null when the listener stays (or was swapped).
    */
-  #listenForReload(old: Config, c: Config): Server<undefined> | null {
-    const { prometheus_address: address, prometheus_port: port } = c.global;
-    if (address === old.global.prometheus_address && port === old.global.prometheus_port) return null;
-    try {
-      return this.#listen(address, port);
-    } catch (e) {
-      const current = this.#server;
-      if (!(e instanceof ListenError) || !current || current.port !== port) throw e;
+  #listenForReload(c: Config, web: WebSettings | null): PendingReload["server"] {
+    const next: Listening = { address: c.global.prometheus_address, port: c.global.prometheus_port, settings: web?.listener ?? null };
+    const current = this.#listening;
+    const same = current && next.address === current.address && next.port === current.port;
+    if (same && JSON.stringify(next.settings) === JSON.stringify(current.settings)) return null;
+    if (!same || !current) {
+      try {
+        return { listener: this.#listen(next, web), listening: next };
+      } catch (e) {
+        if (!(e instanceof ListenError) || !current || current.port !== next.port) throw e;
+      }
     }
-    this.#server?.stop(true);
+    this.#server?.stop(false);
     this.#server = null;
     try {
-      return this.#listen(address, port);
+      this.#server = this.#listen(next, web);
+      this.#listening = next;
     } catch (e) {
-      this.#server = this.#listen(old.global.prometheus_address, old.global.prometheus_port);
+      if (current) this.#server = this.#listen(current, this.#web);
       throw e;
     }
+    return null;
   }
 
   #scheduleReloads(): void {
@@ -294,11 +352,11 @@ export class Daemon {
       this.#reloadFailed = true;
       this.#metrics.reloadFailed();
       // An accepted file not installed yet is no longer what is on disk: it is dropped too.
-      this.#pending?.server?.stop(true);
+      this.#pending?.server?.listener.stop(true);
       this.#pending = null;
       return { ok: false, lines };
     };
-    const printed = fingerprint(path);
+    const printed = fingerprint(path, this.webConfigPath);
     // An explicit reload retries a failed one whatever the files: the failure may have been the
     // machine's (a port in use) rather than the file's.
     if (printed !== null && printed === this.#lastFingerprint && (quiet || !this.#reloadFailed)) {
@@ -310,14 +368,14 @@ export class Daemon {
     this.#lastFingerprint = printed;
     let pending: PendingReload;
     try {
-      const loaded = await loadAll(path);
+      const loaded = await loadAll(path, { webConfigPath: this.webConfigPath });
       if ("exitCode" in loaded) return fail(loaded.lines);
       // loadAll refuses what the planner could not run (the schema's limits): nothing to plan here.
       const c = loaded.config;
       // A reload accepted earlier but not installed yet is superseded, its listener with it.
-      this.#pending?.server?.stop(true);
+      this.#pending?.server?.listener.stop(true);
       this.#pending = null;
-      pending = { loaded, server: this.#listenForReload(this.#config, c) };
+      pending = { loaded, server: this.#listenForReload(c, loaded.web) };
     } catch (e) {
       return fail([e instanceof Error ? e.message : String(e)]);
     }
@@ -350,8 +408,11 @@ export class Daemon {
       this.#metrics.configLoaded(Date.now() / 1000, c.global.interval);
       if (pending.server) {
         this.#server?.stop(true);
-        this.#server = pending.server;
+        this.#server = pending.server.listener;
+        this.#listening = pending.server.listening;
       }
+      this.#web = pending.loaded.web;
+      this.#handler = this.#handlerFor(pending.loaded.web);
       this.#applyInventories(pending.loaded.inventories);
       this.#mergeDynamic();
       await this.#pool.resize(c.global.nb_proc, poolOptions(c));
@@ -481,7 +542,7 @@ export class Daemon {
     }
     await Promise.all([this.#pool.close(), this.#inventories.stop()]);
     this.#reloadTimer?.cancel();
-    this.#pending?.server?.stop(true);
+    this.#pending?.server?.listener.stop(true);
     this.#pending = null;
     this.#server?.stop(true);
     this.#resolveStopped();
