@@ -42,10 +42,28 @@ export class ListenError extends Error {
   }
 }
 
+/** A metrics listener's address given on the command line (--web.listen-address). */
+export interface ListenAddress {
+  /** What Bun.serve binds: an address or a name; "::" for every address. */
+  hostname: string;
+  port: number;
+  /** As the user wrote it, for the log. */
+  text: string;
+}
+
 export interface DaemonOptions {
   /** The config file, or null for the built-in default. */
   configPath: string | null;
   lookup?: LookupFn;
+  /** --web.listen-address: these listeners instead of the config's address and port, for good. */
+  listen?: readonly ListenAddress[] | null;
+  /** --log.level: this level instead of the config's logging_level, at start and after reloads. */
+  logLevel?: LevelName | null;
+}
+
+/** host:port, an IPv6 address in brackets. */
+function hostPort(hostname: string, port: number): string {
+  return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
 }
 
 /** Files larger than this are not fingerprinted (the loader reports them). */
@@ -110,7 +128,12 @@ export class Daemon {
   #apiListener: { address: string; port: number } | null = null;
   readonly #pool: WorkerPool;
   readonly #resolver: Resolver;
-  #server: Server<undefined> | null = null;
+  /** The metrics listeners: the config's one, or one per --web.listen-address. */
+  #servers: Server<undefined>[] = [];
+  /** --web.listen-address, which a reload does not move; null: the config's address and port. */
+  readonly #listenFlag: readonly ListenAddress[] | null;
+  /** --log.level, which the config's logging_level does not override; null: the config's. */
+  readonly #logLevelFlag: LevelName | null;
   #stopping = false;
   #wake: (() => void) | null = null;
   #reloadTimer: LongTimer | null = null;
@@ -135,7 +158,10 @@ export class Daemon {
     config: Config,
     readonly configPath: string | null,
     lookup: LookupFn,
+    flags: Pick<DaemonOptions, "listen" | "logLevel">,
   ) {
+    this.#listenFlag = flags.listen && flags.listen.length > 0 ? flags.listen : null;
+    this.#logLevelFlag = flags.logLevel ?? null;
     this.#config = config;
     this.#effective = config;
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
@@ -161,21 +187,32 @@ export class Daemon {
     const loaded = await loadAll(opts.configPath);
     if ("exitCode" in loaded) return loaded;
     const { config, warnings, inventories } = loaded;
-    setLogLevel(config.global.logging_level as LevelName);
+    const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup, opts);
+    setLogLevel(d.#logLevel(config));
+    const security = d.#listenerSecurity();
     log.info(
       opts.configPath
         ? "starting"
         : "starting on the built-in default config (no file given, no netprobify.yaml or config.yaml here): probing this host over loopback",
-      { version: VERSION, config: source, probe_name: config.global.probe_name },
+      {
+        version: VERSION,
+        config: source,
+        probe_name: config.global.probe_name,
+        listen: d.#listenAddresses(config).join(","),
+        tls: security.tls,
+        auth: security.auth,
+      },
     );
     for (const w of warnings) log.warning(w);
-    const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup);
     d.#lastFingerprint = printed;
     await d.#pool.start(config.global.nb_proc, poolOptions(config));
     d.#metrics.setInfo({ version: VERSION, bun: Bun.version, libpcap: d.#pool.libpcap });
     d.#metrics.setProbeName(config.global.probe_name);
     d.#metrics.configLoaded(Date.now() / 1000, config.global.interval);
-    d.#server = d.#listen(config.global.prometheus_address, config.global.prometheus_port);
+    const flag = d.#listenFlag;
+    d.#servers = flag
+      ? flag.map((a) => d.#listen(a.hostname, a.port))
+      : [d.#listen(config.global.prometheus_address, config.global.prometheus_port)];
     d.#resolver.sync(config);
     d.#applyInventories(inventories);
     d.#scheduleReloads();
@@ -184,12 +221,28 @@ export class Daemon {
 
   #applyInventories(plan: InventoryPlan): void {
     for (const w of plan.warnings) log.warning(w);
-    this.#inventories.apply(plan.specs);
+    // An inventory filters its own log lines at the level it is given: --log.level's, if any.
+    const level = this.#logLevelFlag;
+    this.#inventories.apply(level ? plan.specs.map((s) => ({ ...s, logLevel: level })) : plan.specs);
     const api = plan.specs.find((s) => s.kind === "api")?.options;
     this.#apiListener =
       api && typeof api.listen_address === "string" && typeof api.listen_port === "number"
         ? { address: api.listen_address, port: api.listen_port }
         : null;
+  }
+
+  #logLevel(c: Config): LevelName {
+    return this.#logLevelFlag ?? (c.global.logging_level as LevelName);
+  }
+
+  /** Where metrics are served, as host:port. */
+  #listenAddresses(c: Config): string[] {
+    return this.#listenFlag?.map((a) => a.text) ?? [hostPort(c.global.prometheus_address, c.global.prometheus_port)];
+  }
+
+  /** What the start line says of the metrics listeners. */
+  #listenerSecurity(): { tls: boolean; auth: boolean } {
+    return { tls: false, auth: credentialsFromEnv() !== null };
   }
 
   /**
@@ -224,18 +277,25 @@ export class Daemon {
   #listenForReload(old: Config, c: Config): Server<undefined> | null {
     const { prometheus_address: address, prometheus_port: port } = c.global;
     if (address === old.global.prometheus_address && port === old.global.prometheus_port) return null;
+    if (this.#listenFlag) {
+      log.warning("prometheus_address or prometheus_port changed in the config, but --web.listen-address is given: the listeners stay", {
+        config_listen: hostPort(address, port),
+        listen: this.#listenAddresses(c).join(","),
+      });
+      return null;
+    }
     try {
       return this.#listen(address, port);
     } catch (e) {
-      const current = this.#server;
+      const current = this.#servers[0];
       if (!(e instanceof ListenError) || !current || current.port !== port) throw e;
     }
-    this.#server?.stop(true);
-    this.#server = null;
+    for (const s of this.#servers) s.stop(true);
+    this.#servers = [];
     try {
       return this.#listen(address, port);
     } catch (e) {
-      this.#server = this.#listen(old.global.prometheus_address, old.global.prometheus_port);
+      this.#servers = [this.#listen(old.global.prometheus_address, old.global.prometheus_port)];
       throw e;
     }
   }
@@ -254,7 +314,7 @@ export class Daemon {
   }
 
   get port(): number {
-    return this.#server?.port ?? 0;
+    return this.#servers[0]?.port ?? 0;
   }
 
   /** What the metrics listener's /-/healthy, /-/ready, /-/reload and landing page ask. */
@@ -344,13 +404,13 @@ export class Daemon {
       const c = pending.loaded.config;
       for (const w of pending.loaded.warnings) log.warning(w);
       this.#config = c;
-      setLogLevel(c.global.logging_level as LevelName);
+      setLogLevel(this.#logLevel(c));
       this.#metrics.setProbeName(c.global.probe_name);
       this.#reloadFailed = false;
       this.#metrics.configLoaded(Date.now() / 1000, c.global.interval);
       if (pending.server) {
-        this.#server?.stop(true);
-        this.#server = pending.server;
+        for (const s of this.#servers) s.stop(true);
+        this.#servers = [pending.server];
       }
       this.#applyInventories(pending.loaded.inventories);
       this.#mergeDynamic();
@@ -483,7 +543,7 @@ export class Daemon {
     this.#reloadTimer?.cancel();
     this.#pending?.server?.stop(true);
     this.#pending = null;
-    this.#server?.stop(true);
+    for (const s of this.#servers) s.stop(true);
     this.#resolveStopped();
   }
 
