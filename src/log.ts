@@ -72,13 +72,15 @@ export function logger(module: string): Logger {
   };
 }
 
+/** Where runtime warnings go: one listener however often logRuntimeWarnings is called. */
+let warningsTo: Logger | null = null;
+
 /**
  * Runtime warnings (a deprecation, MaxListenersExceeded, a timer too long) become log lines
  * instead of Bun's own "(node:PID) ..." text. The compiled binary runs with --no-warnings
  * (build.ts), which silences that text but still emits the event; `bun src/main.ts` prints it too.
  */
 export function logRuntimeWarnings(log: Logger = logger("runtime")): void {
-  process.on("warning", (w: Error & { code?: string }) => {
-    log.warning(w.message, { warning: w.name, code: w.code });
-  });
+  if (!warningsTo) process.on("warning", (w: Error & { code?: string }) => warningsTo?.warning(w.message, { warning: w.name, code: w.code }));
+  warningsTo = log;
 }
