@@ -6,7 +6,7 @@
 import { lookup } from "node:dns/promises";
 import { defineCommand } from "citty";
 import { EngineClient } from "../engine/engine-client.ts";
-import { REPLY_NAMES, type BatchResult, type BatchStats, type ProbeTarget } from "../engine/probe-engine.ts";
+import { REPLY_NAMES, SLOT_UNSENT, type BatchResult, type BatchStats, type ProbeTarget } from "../engine/probe-engine.ts";
 import { paths, pathHealth, percentile, summarize, type RangeSummary } from "../engine/stats.ts";
 import { type Family } from "../packet/address.ts";
 import type { ProbeType } from "../probes/probe-type.ts";
@@ -198,6 +198,8 @@ export interface ProbeReport {
   interrupted: boolean;
   /** Probes the run was to send: count x destinations. */
   planned: number;
+  /** Probes an interrupted run never reached: in no figure. */
+  notSent: number;
   /** Destinations that answered at least once. */
   answered: number;
 }
@@ -243,7 +245,12 @@ export function buildReport(o: ProbeOptions, targets: ProbeTarget[], r: BatchRes
       paths: pathList.length,
     });
   }
-  return { destinations, stats: r.stats, interrupted, planned: targets.reduce((n, t) => n + t.count, 0), answered };
+  // SLOT_UNSENT is a probe that failed to leave (counted in sendErrors) or one an abort kept
+  // from being tried: the latter are the rest.
+  let unsent = 0;
+  for (let s = 0; s < r.status.length; s++) if (r.status[s] === SLOT_UNSENT) unsent++;
+  const notSent = unsent - r.stats.sendErrors;
+  return { destinations, stats: r.stats, interrupted, planned: targets.reduce((n, t) => n + t.count, 0), notSent, answered };
 }
 
 /** Milliseconds with microsecond resolution: every RTT column is in ms (its header says so). */
@@ -285,8 +292,8 @@ export function renderTable(o: ProbeOptions, report: ProbeReport): string {
   lines.push("", `answers: ${[...answers].map(([k, v]) => `${v} ${k}`).join(", ") || "none"}`);
   if (report.interrupted) {
     lines.push(
-      st.notSent > 0
-        ? `interrupted: the ${st.notSent} of ${report.planned} probe(s) not sent yet are not counted`
+      report.notSent > 0
+        ? `interrupted: the ${report.notSent} of ${report.planned} probe(s) not sent yet are not counted`
         : "interrupted while waiting for the last answers: the probes not answered yet count as lost",
     );
   }
@@ -318,7 +325,7 @@ export function renderJson(o: ProbeOptions, report: ProbeReport): string {
     dscp: o.dscp,
     interrupted: report.interrupted,
     probes_planned: report.planned,
-    probes_not_sent: st.notSent,
+    probes_not_sent: report.notSent,
     send_errors: st.sendErrors,
     capture_dropped: st.captureDropped,
     untimed_answers: st.txMissing,

@@ -22,7 +22,7 @@ function options(argv: string[]) {
  * Two destinations of `count` slots each; RTTs in ns per slot (NaN when not answered), source
  * ports alternating 65000/65001.
  */
-function batch(status: number[][], rttUs: number[][], notSent = 0): BatchResult {
+function batch(status: number[][], rttUs: number[][]): BatchResult {
   const flat = status.flat();
   const n = flat.length;
   const starts = [0];
@@ -38,7 +38,7 @@ function batch(status: number[][], rttUs: number[][], notSent = 0): BatchResult 
     portMismatch: new Uint32Array(status.length),
     timeOutOfOrder: new Uint32Array(status.length),
     unroutable: status.map(() => ""),
-    stats: { ...emptyBatchStats(), notSent },
+    stats: emptyBatchStats(),
   };
 }
 
@@ -66,10 +66,19 @@ describe("the table", () => {
 
   test("interrupted: the probes not sent yet are in no column, and a line says how many were left out", () => {
     const o = options(["198.18.0.1", "--type", "icmp", "--count", "6"]);
-    const r = batch([[A, A, L, U, U, U]], [[20, 30, N, N, N, N]], 3);
+    const r = batch([[A, A, L, U, U, U]], [[20, 30, N, N, N, N]]);
     const text = renderTable(o, buildReport(o, buildTargets(o, 4, ["198.18.0.1"]), r, true));
     expect(text.split("\n")[1]!.split(/\s+/).slice(0, 4)).toEqual(["198.18.0.1", "3", "1", "33.3"]);
     expect(text).toContain("interrupted: the 3 of 6 probe(s) not sent yet are not counted");
+  });
+
+  test("interrupted after a send error: the probe that failed to leave is a send error, not one of those not reached", () => {
+    const o = options(["198.18.0.1", "--type", "icmp", "--count", "4"]);
+    const r = batch([[A, U, U, U]], [[20, N, N, N]]);
+    r.stats.sendErrors = 1;
+    const text = renderTable(o, buildReport(o, buildTargets(o, 4, ["198.18.0.1"]), r, true));
+    expect(text).toContain("interrupted: the 2 of 4 probe(s) not sent yet are not counted");
+    expect(text).toContain("warning: 1 probe(s) could not be sent: not counted as sent or lost");
   });
 });
 
@@ -87,7 +96,6 @@ describe("--json", () => {
         [10, 20, 30, 40],
         [50, N, N, N],
       ],
-      2,
     );
     const text = renderJson(o, buildReport(o, targets, r, true));
     expect(text.split("\n").length).toBe(1);

@@ -141,7 +141,7 @@ describe("netprobify probe (runCli)", () => {
     clearTimeout(killer);
     await reader;
     const stderr = await new Response(proc.stderr).text();
-    const wire = decodeCapture(await cap.stop(), cap.linktype!).filter((p) => isProbe(p, { kind: "icmp", family: 4, dst, dstPort: 0 } as ProbeTarget));
+    const wire = decodeCapture(await cap.stop(), cap.linktype!).filter((p) => isProbe(p, { type: "ICMPping", family: 4, dst, dstPort: 0 } as ProbeTarget));
     expect({ code, signal: proc.signalCode, stderr: stderr.split("\n").filter((l) => l && !l.includes("resolved next hop")) }).toEqual({ code: 0, signal: null, stderr: [] });
     const out = stdout.split("\n");
     const [row, ...more] = rows(out, dst);
