@@ -29,6 +29,9 @@ run([
   // before main) must not steer the binary, least of all a setcap'd one started by another user.
   "--no-compile-autoload-dotenv",
   "--no-compile-autoload-bunfig",
+  // Runtime warnings reach the log through process.on("warning") (src/log.ts); without this
+  // flag Bun would also print its own "(node:PID) ..." text on stderr, outside the log format.
+  "--compile-exec-argv=--no-warnings",
   "src/main.ts",
   "src/engine/engine-worker.ts",
   "src/config/load-worker.ts",

@@ -22,7 +22,7 @@ export class ExitError extends Error {
   constructor(
     readonly exitCode: number,
     message: string,
-    /** Print the command's usage after the message (bad arguments). */
+    /** A bad argument: the line points to the command's --help. */
     readonly showUsage = false,
   ) {
     super(message);

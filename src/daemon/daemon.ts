@@ -45,12 +45,30 @@ export class ListenError extends Error {
   }
 }
 
+/** A metrics listener's address given on the command line (--web.listen-address). */
+export interface ListenAddress {
+  /** What Bun.serve binds: an address or a name; "::" for every address. */
+  hostname: string;
+  port: number;
+  /** As the user wrote it, for the log. */
+  text: string;
+}
+
+/** host:port, an IPv6 address in brackets. */
+function hostPort(hostname: string, port: number): string {
+  return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+}
+
 export interface DaemonOptions {
   /** The config file, or null for the built-in default. */
   configPath: string | null;
   /** --web.config.file: TLS for both listeners, Basic auth and headers for the metrics one. */
   webConfigPath?: string | null;
   lookup?: LookupFn;
+  /** --web.listen-address: these listeners instead of the config's address and port, for good. */
+  listen?: readonly ListenAddress[] | null;
+  /** --log.level: this level instead of the config's logging_level, at start and after reloads. */
+  logLevel?: LevelName | null;
 }
 
 /** Files larger than this are not fingerprinted (the loader reports them). */
@@ -82,7 +100,7 @@ function fingerprint(configPath: string, webConfigPath: string | null): string |
   return parts.join("|");
 }
 
-/** What the metrics listener was opened with: a reload that changes none of it keeps the listener. */
+/** What a metrics listener was opened with: a reload that changes none of it keeps the listener. */
 interface Listening {
   address: string;
   port: number;
@@ -92,8 +110,13 @@ interface Listening {
 /** A reload that passed every check, waiting for the end of the iteration in flight. */
 interface PendingReload {
   loaded: Loaded;
-  /** The new metrics listener, already bound, when the address or port changed. */
-  server: { listener: HttpListener; listening: Listening } | null;
+  /** The new metrics listeners, already bound, when an address, port or TLS setting changed. */
+  server: { listeners: HttpListener[]; listening: Listening[] } | null;
+}
+
+/** How the metrics listeners authenticate, for the log. */
+function authKind(web: WebSettings | null): string {
+  return web?.access.users ? "basic_auth_users" : credentialsFromEnv() ? "PROM_USER" : "none";
 }
 
 /** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
@@ -123,8 +146,13 @@ export class Daemon {
   #apiListener: { address: string; port: number } | null = null;
   readonly #pool: WorkerPool;
   readonly #resolver: Resolver;
-  #server: HttpListener | null = null;
-  #listening: Listening | null = null;
+  /** The metrics listeners: the config's one, or one per --web.listen-address. */
+  #servers: HttpListener[] = [];
+  #listening: Listening[] = [];
+  /** --web.listen-address, which a reload does not move; null: the config's address and port. */
+  readonly #listenFlag: readonly ListenAddress[] | null;
+  /** --log.level, which the config's logging_level does not override; null: the config's. */
+  readonly #logLevelFlag: LevelName | null;
   /** The installed web config (null: none given). */
   #web: WebSettings | null = null;
   /** The metrics listener's handler: Basic auth, headers and rate limit of the web config around makeHandler's. */
@@ -154,7 +182,10 @@ export class Daemon {
     readonly configPath: string | null,
     readonly webConfigPath: string | null,
     lookup: LookupFn,
+    flags: Pick<DaemonOptions, "listen" | "logLevel">,
   ) {
+    this.#listenFlag = flags.listen && flags.listen.length > 0 ? flags.listen : null;
+    this.#logLevelFlag = flags.logLevel ?? null;
     this.#config = config;
     this.#effective = config;
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
@@ -191,28 +222,34 @@ export class Daemon {
     const loaded = await loadAll(opts.configPath, { webConfigPath });
     if ("exitCode" in loaded) return loaded;
     const { config, warnings, inventories } = loaded;
-    setLogLevel(config.global.logging_level as LevelName);
+    const d = new Daemon(config, opts.configPath, webConfigPath, opts.lookup ?? systemLookup, opts);
+    d.#web = loaded.web;
+    setLogLevel(d.#logLevel(config));
     log.info(
       opts.configPath
         ? "starting"
         : "starting on the built-in default config (no file given, no netprobify.yaml or config.yaml here): probing this host over loopback",
-      { version: VERSION, config: source, probe_name: config.global.probe_name },
+      {
+        version: VERSION,
+        config: source,
+        probe_name: config.global.probe_name,
+        listen: d.#listenAddresses(config).join(","),
+        tls: loaded.web?.listener != null,
+        auth: authKind(loaded.web),
+      },
     );
     for (const w of warnings) log.warning(w);
     if (loaded.web?.access.users && credentialsFromEnv()) {
       log.warning("PROM_USER and PROM_PASSWORD are not used: the web config's basic_auth_users apply", { web_config: webConfigPath ?? "" });
     }
-    const d = new Daemon(config, opts.configPath, webConfigPath, opts.lookup ?? systemLookup);
-    d.#web = loaded.web;
     d.#handler = d.#handlerFor(loaded.web);
     d.#lastFingerprint = printed;
     await d.#pool.start(config.global.nb_proc, poolOptions(config));
     d.#metrics.setInfo({ version: VERSION, bun: Bun.version, libpcap: d.#pool.libpcap });
     d.#metrics.setProbeName(config.global.probe_name);
     d.#metrics.configLoaded(Date.now() / 1000, config.global.interval);
-    const listening = { address: config.global.prometheus_address, port: config.global.prometheus_port, settings: loaded.web?.listener ?? null };
-    d.#server = d.#listen(listening, loaded.web);
-    d.#listening = listening;
+    d.#listening = d.#listenTargets(config, loaded.web);
+    d.#servers = d.#bindAll(d.#listening, loaded.web);
     d.#resolver.sync(config);
     d.#applyInventories(inventories);
     d.#scheduleReloads();
@@ -221,7 +258,9 @@ export class Daemon {
 
   #applyInventories(plan: InventoryPlan): void {
     for (const w of plan.warnings) log.warning(w);
-    this.#inventories.apply(plan.specs);
+    // An inventory filters its own log lines at the level it is given: --log.level's, if any.
+    const level = this.#logLevelFlag;
+    this.#inventories.apply(level ? plan.specs.map((s) => ({ ...s, logLevel: level })) : plan.specs);
     const api = plan.specs.find((s) => s.kind === "api")?.options;
     this.#apiListener =
       api && typeof api.listen_address === "string" && typeof api.listen_port === "number"
@@ -239,6 +278,34 @@ export class Daemon {
     if (merged.config.targets !== this.#effective.targets) this.#resolver.sync(merged.config);
     this.#effective = merged.config;
     return merged.config;
+  }
+
+  #logLevel(c: Config): LevelName {
+    return this.#logLevelFlag ?? (c.global.logging_level as LevelName);
+  }
+
+  /** Where metrics are served, as host:port. */
+  #listenAddresses(c: Config): string[] {
+    return this.#listenFlag?.map((a) => a.text) ?? [hostPort(c.global.prometheus_address, c.global.prometheus_port)];
+  }
+
+  /** The metrics listeners a config asks for: --web.listen-address's when given, else the config's address and port. */
+  #listenTargets(c: Config, web: WebSettings | null): Listening[] {
+    const settings = web?.listener ?? null;
+    if (this.#listenFlag) return this.#listenFlag.map((a) => ({ address: a.hostname, port: a.port, settings }));
+    return [{ address: c.global.prometheus_address, port: c.global.prometheus_port, settings }];
+  }
+
+  /** Opens every listener of `targets`, or none: one that fails closes those already open. */
+  #bindAll(targets: Listening[], web: WebSettings | null): HttpListener[] {
+    const open: HttpListener[] = [];
+    try {
+      for (const t of targets) open.push(this.#listen(t, web));
+    } catch (e) {
+      for (const l of open) l.stop(true);
+      throw e;
+    }
+    return open;
   }
 
   /** Opens a metrics listener; the caller closes the one it replaces. */
@@ -262,37 +329,46 @@ export class Daemon {
     } catch (e) {
       throw new ListenError(`${at.address}:${at.port}`, e instanceof Error ? e.message : String(e));
     }
-    const auth = web?.access.users ? "basic_auth_users" : credentialsFromEnv() ? "PROM_USER" : "none";
-    log.info("serving metrics", { address: at.address, port: at.port, path: "/metrics", tls: server.tls, auth });
+    log.info("serving metrics", { address: at.address, port: at.port, path: "/metrics", tls: server.tls, auth: authKind(web) });
     return server;
   }
 
   /**
-   * The listener a reload moves to, bound before the running one closes so a failure leaves
+   * The listeners a reload moves to, bound before the running ones close so a failure leaves
    * metrics served where they were. Only the same port on the same or an overlapping address
-   * (0.0.0.0 to 127.0.0.1, or new TLS settings) cannot be held twice: there the running one is
-   * closed first (its requests in flight finish), the new one takes its place at once, and the
-   * old one comes back if the new one cannot open. Null when the listener stays (or was swapped).
+   * (0.0.0.0 to 127.0.0.1, or new TLS settings) cannot be held twice: there the running ones are
+   * closed first (their requests in flight finish), the new ones take their place at once, and
+   * the old ones come back if the new ones cannot open. Null when the listeners stay (or were
+   * swapped). With --web.listen-address, a change of the config's address or port is logged and
+   * the flag's listeners stay (new TLS settings still apply to them).
    */
-  #listenForReload(c: Config, web: WebSettings | null): PendingReload["server"] {
-    const next: Listening = { address: c.global.prometheus_address, port: c.global.prometheus_port, settings: web?.listener ?? null };
+  #listenForReload(old: Config, c: Config, web: WebSettings | null): PendingReload["server"] {
+    const moved = c.global.prometheus_address !== old.global.prometheus_address || c.global.prometheus_port !== old.global.prometheus_port;
+    if (this.#listenFlag && moved) {
+      log.warning("prometheus_address or prometheus_port changed in the config, but --web.listen-address is given: the listeners stay", {
+        config_listen: hostPort(c.global.prometheus_address, c.global.prometheus_port),
+        listen: this.#listenAddresses(c).join(","),
+      });
+    }
+    const next = this.#listenTargets(c, web);
     const current = this.#listening;
-    const same = current && next.address === current.address && next.port === current.port;
-    if (same && JSON.stringify(next.settings) === JSON.stringify(current.settings)) return null;
-    if (!same || !current) {
+    const key = (l: Listening[]) => JSON.stringify(l.map((x) => [x.address, x.port]));
+    const same = key(next) === key(current);
+    if (same && JSON.stringify(next) === JSON.stringify(current)) return null;
+    if (!same) {
       try {
-        return { listener: this.#listen(next, web), listening: next };
+        return { listeners: this.#bindAll(next, web), listening: next };
       } catch (e) {
-        if (!(e instanceof ListenError) || !current || current.port !== next.port) throw e;
+        if (!(e instanceof ListenError) || !next.some((n) => current.some((x) => x.port === n.port))) throw e;
       }
     }
-    this.#server?.stop(false);
-    this.#server = null;
+    for (const s of this.#servers) s.stop(false);
+    this.#servers = [];
     try {
-      this.#server = this.#listen(next, web);
+      this.#servers = this.#bindAll(next, web);
       this.#listening = next;
     } catch (e) {
-      if (current) this.#server = this.#listen(current, this.#web);
+      this.#servers = this.#bindAll(current, this.#web);
       throw e;
     }
     return null;
@@ -312,7 +388,7 @@ export class Daemon {
   }
 
   get port(): number {
-    return this.#server?.port ?? 0;
+    return this.#servers[0]?.port ?? 0;
   }
 
   /** What the metrics listener's /-/healthy, /-/ready, /-/reload and landing page ask. */
@@ -352,7 +428,7 @@ export class Daemon {
       this.#reloadFailed = true;
       this.#metrics.reloadFailed();
       // An accepted file not installed yet is no longer what is on disk: it is dropped too.
-      this.#pending?.server?.listener.stop(true);
+      for (const l of this.#pending?.server?.listeners ?? []) l.stop(true);
       this.#pending = null;
       return { ok: false, lines };
     };
@@ -373,9 +449,9 @@ export class Daemon {
       // loadAll refuses what the planner could not run (the schema's limits): nothing to plan here.
       const c = loaded.config;
       // A reload accepted earlier but not installed yet is superseded, its listener with it.
-      this.#pending?.server?.listener.stop(true);
+      for (const l of this.#pending?.server?.listeners ?? []) l.stop(true);
       this.#pending = null;
-      pending = { loaded, server: this.#listenForReload(c, loaded.web) };
+      pending = { loaded, server: this.#listenForReload(this.#config, c, loaded.web) };
     } catch (e) {
       return fail([e instanceof Error ? e.message : String(e)]);
     }
@@ -402,13 +478,13 @@ export class Daemon {
       const c = pending.loaded.config;
       for (const w of pending.loaded.warnings) log.warning(w);
       this.#config = c;
-      setLogLevel(c.global.logging_level as LevelName);
+      setLogLevel(this.#logLevel(c));
       this.#metrics.setProbeName(c.global.probe_name);
       this.#reloadFailed = false;
       this.#metrics.configLoaded(Date.now() / 1000, c.global.interval);
       if (pending.server) {
-        this.#server?.stop(true);
-        this.#server = pending.server.listener;
+        for (const l of this.#servers) l.stop(true);
+        this.#servers = pending.server.listeners;
         this.#listening = pending.server.listening;
       }
       this.#web = pending.loaded.web;
@@ -542,9 +618,9 @@ export class Daemon {
     }
     await Promise.all([this.#pool.close(), this.#inventories.stop()]);
     this.#reloadTimer?.cancel();
-    this.#pending?.server?.listener.stop(true);
+    for (const l of this.#pending?.server?.listeners ?? []) l.stop(true);
     this.#pending = null;
-    this.#server?.stop(true);
+    for (const l of this.#servers) l.stop(true);
     this.#resolveStopped();
   }
 

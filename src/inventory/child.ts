@@ -94,10 +94,10 @@ function checkEveryImport(): void {
   });
 }
 
-export function runInventoryChild(argv: readonly string[]): Promise<number> {
+export function runInventoryChild(argv: readonly string[], err: (line: string) => void): Promise<number> {
   return new Promise((resolve) => {
     if (!process.send) {
-      process.stderr.write("netprobify: __inventory is started by the prober, not by hand\n");
+      err("netprobify: __inventory is started by the prober, not by hand");
       resolve(64);
       return;
     }
@@ -122,6 +122,8 @@ export function runInventoryChild(argv: readonly string[]): Promise<number> {
       return;
     }
     if (privileged) checkEveryImport();
+    // A runtime warning in the module is the prober's log line, as the module's own log calls are.
+    process.on("warning", (w: Error & { code?: string }) => send({ kind: "log", level: "WARNING", message: w.message, fields: { warning: w.name, code: w.code } }));
     process.on("uncaughtException", (e) => fail(`uncaught: ${describeError(e)}`));
     process.on("unhandledRejection", (e) => fail(`unhandled rejection: ${describeError(e)}`));
     // No orphans: when the prober goes, so does every inventory.
