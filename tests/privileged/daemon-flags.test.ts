@@ -84,7 +84,7 @@ describe("--config.file, --web.listen-address (twice), --log.level debug, --log.
   test("every log line is one JSON object; the start line names both listeners, tls and auth; DEBUG lines despite the config's WARNING", () => {
     const lines = json();
     expect(lines.every((l) => typeof l.ts === "string" && typeof l.level === "string" && typeof l.module === "string" && typeof l.msg === "string")).toBe(true);
-    expect(lines[0]).toMatchObject({ level: "INFO", module: "daemon", msg: "starting", probe_name: "nb-flags", listen: `127.0.0.1:${ports.v4},[::1]:${ports.v6}`, tls: false, auth: false });
+    expect(lines[0]).toMatchObject({ level: "INFO", module: "daemon", msg: "starting", probe_name: "nb-flags", listen: `127.0.0.1:${ports.v4},[::1]:${ports.v6}`, tls: false, auth: "none" });
     expect(lines.filter((l) => l.msg === "serving metrics").map((l) => [l.address, l.port])).toEqual([
       ["127.0.0.1", ports.v4],
       ["::1", ports.v6],

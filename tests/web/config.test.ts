@@ -344,9 +344,9 @@ describe("the command line: check [FILE] [--web.config.file WEB], and the daemon
   test("usage errors (64): nothing to check, two files, the flag without its file", async () => {
     expect((await cli(["check"])).code).toBe(64);
     expect((await cli(["check", "a.yaml", "b.yaml"])).code).toBe(64);
-    expect(await cli(["check", "--web.config.file"])).toMatchObject({ code: 64, err: "netprobify: --web.config.file needs a file" });
-    expect(await cli(["check", "x.yaml", "--web.config.file="])).toMatchObject({ code: 64, err: "netprobify: --web.config.file needs a file" });
-    expect(await cli(["x.yaml", "--web.config.file"])).toMatchObject({ code: 64, err: "netprobify: --web.config.file needs a file" });
+    expect(await cli(["check", "--web.config.file"])).toMatchObject({ code: 64, err: "netprobify: --web.config.file needs a value (see netprobify check --help)" });
+    expect(await cli(["check", "x.yaml", "--web.config.file="])).toMatchObject({ code: 64, err: "netprobify: --web.config.file needs a value (see netprobify check --help)" });
+    expect(await cli(["x.yaml", "--web.config.file"])).toMatchObject({ code: 64, err: "netprobify: --web.config.file needs a value (see netprobify --help)" });
   });
 
   test("--help names the flag", async () => {
