@@ -7,7 +7,8 @@
  * iteration too large to hold) is refused by the schema, with the figures, before it gets there.
  */
 import { dirname, resolve } from "node:path";
-import { formatIssue, loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import { loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import { formatIssue } from "../config/validate-yaml.ts";
 import { withoutPrototype, type Config } from "../config/schema.ts";
 import { EXIT_DATAERR, EXIT_NOINPUT } from "../cli/exit.ts";
 import { logger } from "../log.ts";

@@ -20,7 +20,9 @@ import {
   MAX_PROBES_PER_ITERATION,
   MAX_TARGETS,
 } from "../../src/config/limits.ts";
-import { formatIssue, parseConfigText, validateValue, type ParseResult } from "../../src/config/load.ts";
+import { parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { validateValue } from "../../src/config/validate.ts";
+import { formatIssue } from "../../src/config/validate-yaml.ts";
 import { ConfigSchema, InventoryListSchema } from "../../src/config/schema.ts";
 import { checkFile, loadAll } from "../../src/daemon/configuration.ts";
 import { addressesOverlap, parseApiConfigText } from "../../src/inventory/api-config.ts";

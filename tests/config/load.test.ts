@@ -3,14 +3,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  findConfigFile,
-  formatIssue,
-  loadConfigFile,
-  loadDefaultConfig,
-  parseConfigText,
-  type ParseResult,
-} from "../../src/config/load.ts";
+import { findConfigFile, loadConfigFile, loadDefaultConfig, parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { formatIssue } from "../../src/config/validate-yaml.ts";
 import { DEFAULT_HISTOGRAM_BUCKETS } from "../../src/config/schema.ts";
 import { checkFile } from "../../src/daemon/configuration.ts";
 

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { parse } from "yaml";
 import { CONFIG_ROOT, configJsonSchema, knownKeys, schemaAt, type Json } from "../../src/config/describe.ts";
-import { targetGroups, parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { targetGroups } from "../../src/config/iteration.ts";
 import {
   ConfigSchema,
   DEFAULT_HISTOGRAM_BUCKETS,
@@ -32,7 +33,7 @@ test("names: the original's pattern, nothing more", () => {
   for (const bad of ["", "Lab", "a b", "é", "a/b", "a:b"]) expect(NAME_PATTERN.test(bad)).toBe(false);
 });
 
-test("the schema alone rejects unknown fields, without load.ts", () => {
+test("the schema alone rejects unknown fields, without validate.ts", () => {
   const group = v.safeParse(GroupSchema, { src_port_a: 65000, bogus: 1 });
   expect(group.success).toBe(false);
   expect(group.issues?.[0]?.path?.map((p) => p.key)).toEqual(["bogus"]);
@@ -193,7 +194,7 @@ test("the example config sets every field of every map, and every target type", 
   expect([...types].sort()).toEqual([...TARGET_TYPES].sort());
 });
 
-test("ConfigSchema parses without load.ts too (for callers holding plain data)", () => {
+test("ConfigSchema parses without validate.ts too (for callers holding plain data)", () => {
   const result = v.safeParse(ConfigSchema, {
     global: { probe_name: "p", interval: 1, nb_proc: 1, logging_level: "INFO", prometheus_port: 8000, dns_update_interval: 0 },
     groups: {},

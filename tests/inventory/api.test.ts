@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatProblem, validateValue } from "../../src/config/load.ts";
+import { formatProblem, validateValue } from "../../src/config/validate.ts";
 import { BAD_HOST } from "../../src/http-server.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
 import { createApi, MAX_BODY_BYTES, start, systemLookup, type Api, type Lookup } from "../../src/inventory/api.ts";

@@ -5,7 +5,8 @@
  */
 import { recordLog, type LogLine } from "../support/log-recorder.ts";
 import { describe, expect, test } from "bun:test";
-import { parseConfigText, validateValue, formatProblem } from "../../src/config/load.ts";
+import { parseConfigText } from "../../src/config/load.ts";
+import { validateValue, formatProblem } from "../../src/config/validate.ts";
 import { InventoryListSchema, type Config, type InventoryTarget } from "../../src/config/schema.ts";
 import { DynamicTargets, inventoryNames, nameTail } from "../../src/inventory/merge.ts";
 import type { InventoryList } from "../../src/inventory/supervisor.ts";

@@ -4,7 +4,9 @@
  * with the exact FILE:LINE:COL lines `netprobify check` prints.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { formatIssue, formatProblem, parseConfigText, validateValue } from "../../src/config/load.ts";
+import { parseConfigText } from "../../src/config/load.ts";
+import { formatProblem, validateValue } from "../../src/config/validate.ts";
+import { formatIssue } from "../../src/config/validate-yaml.ts";
 import { creationSeconds, InventoryListSchema, lifetimeSeconds, MAX_INVENTORY_TARGETS } from "../../src/config/schema.ts";
 
 describe("lifetimeSeconds", () => {
