@@ -5,9 +5,9 @@
  */
 import { join } from "node:path";
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from "./default-config.ts";
-import { targetGroups } from "./iteration.ts";
 import { ConfigSchema, type Config } from "./schema.ts";
 import { readSettingsFile } from "./settings-file.ts";
+import { targetGroups } from "../daemon/group-membership.ts";
 import { formatPath, isPlainMap, type Issue, type Key } from "./validate.ts";
 import { formatWarnings, parseYamlText, type ConfigIssue, type Locator, type Warning } from "./validate-yaml.ts";
 

@@ -4,7 +4,6 @@ import * as v from "valibot";
 import { parse } from "yaml";
 import { CONFIG_ROOT, configJsonSchema, knownKeys, schemaAt, type Json } from "../../src/config/describe.ts";
 import { parseConfigText, type ParseResult } from "../../src/config/load.ts";
-import { targetGroups } from "../../src/config/iteration.ts";
 import {
   ConfigSchema,
   DEFAULT_HISTOGRAM_BUCKETS,
@@ -105,29 +104,6 @@ function parsed(text: string): Extract<ParseResult, { ok: true }> {
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result;
 }
-
-test("targetGroups: auto-registration, register_to, and exclude_from winning over both", () => {
-  const { config } = parsed(`
-global: {probe_name: t, interval: 30, nb_proc: 1, logging_level: INFO, prometheus_port: 8000, dns_update_interval: 0}
-groups:
-  open: {}
-  closed: {permit_target_auto_register: false}
-targets:
-  auto: {type: ICMPping, destination: 198.18.0.1}
-  invited: {type: ICMPping, destination: 198.18.0.1, explicit_groups: {register_to: [closed]}}
-  only-invited: {type: ICMPping, destination: 198.18.0.1, auto_register_to_groups: false, explicit_groups: {register_to: [closed]}}
-  excluded: {type: ICMPping, destination: 198.18.0.1, explicit_groups: {register_to: [closed], exclude_from: [closed, open]}}
-`);
-  const groupsOf = (name: string) => {
-    const target = config.targets[name];
-    if (!target) throw new Error(name);
-    return targetGroups(config, target);
-  };
-  expect(groupsOf("auto")).toEqual(["open"]);
-  expect(groupsOf("invited")).toEqual(["open", "closed"]);
-  expect(groupsOf("only-invited")).toEqual(["closed"]);
-  expect(groupsOf("excluded")).toEqual([]);
-});
 
 /** Every property schema in the JSON Schema, with its path. */
 function properties(schema: Json, path: string): [string, Json][] {
