@@ -141,7 +141,13 @@ const OPERATORS: Record<string, Operator> = {
   },
   destination(text, random) {
     const value = pick(random, DESTINATIONS);
-    const replaced = text.replace(/destination: [^,}\n]+/g, (m) => (random() < 0.5 ? `destination: ${value}` : m));
+    const replaced = text.replace(/(^[ \t]*)?destination: [^,}\n]+/gm, (m, indent: string | undefined) => {
+      if (random() >= 0.5) return m;
+      // A subnet or range is refused without is_subnet: true; half the time it comes with it, so
+      // that the plan stage still expands what check accepts.
+      const flag = random() < 0.5 ? "" : indent !== undefined ? `\n${indent}is_subnet: true` : ", is_subnet: true";
+      return `${indent ?? ""}destination: ${value}${flag}`;
+    });
     return replaced === text ? `${text}\n` : replaced;
   },
   anchorAlias(text, random) {

@@ -4,6 +4,8 @@
  * `netprobify check` and reloads can call it freely.
  */
 import { join } from "node:path";
+import { LEVELS } from "../log.ts";
+import { destinationForm } from "../targets/destinations.ts";
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from "./default-config.ts";
 import { ConfigSchema, type Config } from "./schema.ts";
 import { readSettingsFile } from "./settings-file.ts";
@@ -65,6 +67,11 @@ function configWarnings(config: Config, data: unknown, locator: Locator): Warnin
   const warn = (keys: Key[], at: Issue["at"], message: string) =>
     warnings.push({ ...locator.position(keys, at), path: formatPath(keys), message });
 
+  const level = config.global.logging_level;
+  if (config.global.verbose === 1 && LEVELS[level] > LEVELS.INFO) {
+    warn(["global", "verbose"], "value", `its per-target lines are INFO lines, which logging_level ${level} leaves out`);
+  }
+
   const rawGroups = isPlainMap(data) && isPlainMap(data.groups) ? data.groups : {};
   for (const [name, raw] of Object.entries(rawGroups)) {
     if (isPlainMap(raw) && "src_ip" in raw) {
@@ -79,6 +86,11 @@ function configWarnings(config: Config, data: unknown, locator: Locator): Warnin
           warn(["targets", name, "explicit_groups", list, i], "value", `group "${group}" does not exist; ignored`);
         }
       });
+    }
+    const form = destinationForm(target.destination);
+    if (target.is_subnet && (form === "address" || form === "hostname")) {
+      const what = form === "address" ? "a single address" : "a hostname (one address)";
+      warn(["targets", name, "is_subnet"], "value", `destination ${JSON.stringify(target.destination)} is ${what}, so is_subnet: true changes nothing`);
     }
     if (targetGroups(config, target).length === 0) {
       warn(["targets", name], "key", "belongs to no group, so it is not probed");

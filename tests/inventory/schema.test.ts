@@ -176,6 +176,19 @@ describe("InventoryListSchema through validateValue", () => {
     expect(validateValue(InventoryListSchema, [{ hostname: "10.0.0.1", destination: "2001:db8::2", type: "ICMPping", address_family: "ipv6" }]).ok).toBe(true);
   });
 
+  test("a subnet or range destination needs is_subnet: true, as in a configured target; the hostname counts when there is no destination", () => {
+    const expected = "true, to probe every address of it; without it the original read the destination as a hostname, which never resolves";
+    expect(problems([
+      { hostname: "racks", type: "ICMPping", destination: "198.18.3.0/26" },
+      { hostname: "198.18.4.1-20", type: "ICMPping" },
+      { hostname: "ok", type: "ICMPping", destination: "198.18.3.0/26", is_subnet: true },
+      { hostname: "one", type: "ICMPping", destination: "198.18.3.1", is_subnet: true },
+    ])).toEqual([
+      `[0].is_subnet: destination "198.18.3.0/26" is a subnet, but is_subnet is not true (${expected})`,
+      `[1].is_subnet: destination "198.18.4.1-20" is a range, but is_subnet is not true (${expected})`,
+    ]);
+  });
+
   test("unknown field", () => {
     expect(problems([{ hostname: "a", type: "ICMPping", colour: "red" }])).toEqual([
       "[0].colour: unknown field (one of type, description, destination, address_family, dont_fragment, is_subnet, nb_packets, threshold, alert_level, state, timeout, dns_update_interval, auto_register_to_groups, explicit_groups, hostname, groups, creation_date, lifetime, dst_port, ip_payload_size)",
