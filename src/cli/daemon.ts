@@ -18,7 +18,7 @@ import type { StartFailure } from "../daemon/configuration.ts";
 import { Daemon, ListenError, type ListenAddress } from "../daemon/daemon.ts";
 import { FLAG_LEVELS, LOG_FORMATS, logger, type LevelName, type Logger, type LogFormat } from "../log.ts";
 import { listOption, stringOption, type ParsedCommandLine } from "./args.ts";
-import { EXIT_NOINPUT, EXIT_OSERR, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
+import { EXIT_NOINPUT, EXIT_OK, EXIT_OSERR, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { requireRawPacketPrivilege } from "./privilege.ts";
 
 export const daemonCommand = defineCommand({
@@ -180,7 +180,7 @@ export async function runDaemon(args: DaemonArgs): Promise<number> {
   const ran = d.run().then(
     () => {
       log.info("stopped");
-      return 0;
+      return EXIT_OK;
     },
     // run() contains what can fail at run time; anything reaching here is a bug.
     (e: unknown) => logInternalError("stopped by an internal error", e, log),

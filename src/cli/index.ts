@@ -8,7 +8,7 @@ import { defineCommand, type ArgsDef, type CommandDef } from "citty";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { VERSION } from "../version.ts";
 import { helpText, parseCommandLine, stringOption } from "./args.ts";
-import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
+import { EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { DAEMON_REPEATABLE, daemonCommand, logInternalError, parseDaemonArgs, runDaemon } from "./daemon.ts";
 import { checkFiles } from "../daemon/configuration.ts";
@@ -58,7 +58,7 @@ export async function runCli(argv: string[], out: Out, err: Out): Promise<number
   try {
     if (argv[0] === "--version" || argv[0] === "-V") {
       out(await versionText());
-      return 0;
+      return EXIT_OK;
     }
     const sub = argv[0];
     // A custom inventory's child process (src/inventory/child.ts), started by the daemon only.
@@ -69,7 +69,7 @@ export async function runCli(argv: string[], out: Out, err: Out): Promise<number
       const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv.slice(1));
       if (parsed.help) {
         out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage));
-        return 0;
+        return EXIT_OK;
       }
       return await runProbe(parseProbeArgs(parsed), out);
     }
@@ -78,14 +78,14 @@ export async function runCli(argv: string[], out: Out, err: Out): Promise<number
       const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv.slice(1));
       if (parsed.help) {
         out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage));
-        return 0;
+        return EXIT_OK;
       }
       const web = stringOption(parsed, "web.config.file");
       if (parsed.positionals.length > 1 || (parsed.positionals.length === 0 && web === undefined)) {
         throw new ExitError(EXIT_USAGE, "check takes one config file, and --web.config.file FILE for a web config", true);
       }
       const r = await checkFiles({ config: parsed.positionals[0], web });
-      for (const line of r.lines) (r.exitCode === 0 ? out : err)(line);
+      for (const line of r.lines) (r.exitCode === EXIT_OK ? out : err)(line);
       return r.exitCode;
     }
     // Anything else is the daemon: `netprobify`, `netprobify FILE`, `netprobify --config.file FILE`.
@@ -93,7 +93,7 @@ export async function runCli(argv: string[], out: Out, err: Out): Promise<number
     const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv, { repeatable: DAEMON_REPEATABLE });
     if (parsed.help) {
       out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage, DAEMON_FOOTER));
-      return 0;
+      return EXIT_OK;
     }
     const args = parseDaemonArgs(parsed);
     setLogFormat(args.logFormat);

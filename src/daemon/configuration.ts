@@ -7,9 +7,10 @@
  * iteration too large to hold) is refused by the schema, with the figures, before it gets there.
  */
 import { dirname, resolve } from "node:path";
-import { formatIssue, loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import { loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import { formatIssue } from "../config/validate-yaml.ts";
 import { withoutPrototype, type Config } from "../config/schema.ts";
-import { EXIT_DATAERR, EXIT_NOINPUT } from "../cli/exit.ts";
+import { EXIT_DATAERR, EXIT_NOINPUT, EXIT_OK } from "../cli/exit.ts";
 import { logger } from "../log.ts";
 import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
 import { workerUrl } from "../worker-url.ts";
@@ -133,13 +134,13 @@ export async function checkFiles(files: { config?: string; web?: string }): Prom
     const loaded = await loadAll(files.config, { isolated: false, webConfigPath: files.web ?? null });
     return checkOutcome(files.config, loaded, files.web);
   }
-  if (!files.web) return { exitCode: 0, lines: [] };
+  if (!files.web) return { exitCode: EXIT_OK, lines: [] };
   const web = await loadWebConfig(files.web);
   if (!web.ok) return { exitCode: web.unreadable ? EXIT_NOINPUT : EXIT_DATAERR, lines: web.lines };
-  return { exitCode: 0, lines: [...web.warnings, `${files.web}: valid web config: ${describeWebSettings(web.settings)}`] };
+  return { exitCode: EXIT_OK, lines: [...web.warnings, `${files.web}: valid web config: ${describeWebSettings(web.settings)}`] };
 }
 
-export type CheckOutcome = { exitCode: 0 | StartFailure["exitCode"]; lines: string[] };
+export type CheckOutcome = { exitCode: typeof EXIT_OK | StartFailure["exitCode"]; lines: string[] };
 
 /** {@link checkFile}'s lines for what {@link loadAll} made of `path` (and of the web config `webPath`). */
 export function checkOutcome(path: string, loaded: Loaded | StartFailure, webPath?: string): CheckOutcome {
@@ -151,7 +152,7 @@ export function checkOutcome(path: string, loaded: Loaded | StartFailure, webPat
   const counts = `${plural(Object.keys(config.groups).length, "group")} and ${plural(Object.keys(config.targets).length, "target")}`;
   const web = loaded.web && webPath ? [`${webPath}: valid web config: ${describeWebSettings(loaded.web)}`] : [];
   return {
-    exitCode: 0,
+    exitCode: EXIT_OK,
     lines: [...warnings, ...[...inventories.warnings, ...refused].map((w) => `warning: ${w}`), `${path}: valid, ${counts}${started}`, ...web],
   };
 }

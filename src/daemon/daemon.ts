@@ -19,6 +19,7 @@ import type { BatchStats } from "../engine/probe-engine.ts";
 import { dirname, join } from "node:path";
 import { readFileSync, statSync } from "node:fs";
 import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
+import { logSeriesPackets } from "./verbose.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
 import type { InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
@@ -546,6 +547,7 @@ export class Daemon {
       plan.jobs[k]!.series.forEach((global, local) => (results[global] = r.series[local] ?? null));
     });
     this.#reportUnroutable(plan.series, results);
+    if (c.global.verbose === 1) logSeriesPackets(log, plan.series, results);
     const seconds = (performance.now() - t0) / 1000;
     const degraded =
       out.some((r) => r === null) ||

@@ -23,7 +23,7 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { toJsonSchema, type SchemaNode } from "../config/describe.ts";
-import { formatProblem, validateValue, type ValueProblem } from "../config/load.ts";
+import { formatProblem, validateValue, type ValueProblem } from "../config/validate.ts";
 import { ADDRESS_FAMILIES, InventoryTargetSchema, lifetimeSeconds, type AddressFamily } from "../config/schema.ts";
 import { BAD_HOST, productionServeOptions, requestUrl } from "../http-server.ts";
 import { HttpListener } from "../web/listener.ts";

@@ -12,6 +12,7 @@
 import { plugin } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname } from "node:path";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../cli/exit.ts";
 import { dropCapabilities, reexecSelf } from "../native/capabilities.ts";
 import { holdsPrivilege, threadsNotConfined } from "../privilege.ts";
 import { checkCodeDirectory, readCodeFile, UntrustedCode } from "../trusted-code.ts";
@@ -98,7 +99,7 @@ export function runInventoryChild(argv: readonly string[], err: (line: string) =
   return new Promise((resolve) => {
     if (!process.send) {
       err("netprobify: __inventory is started by the prober, not by hand");
-      resolve(64);
+      resolve(EXIT_USAGE);
       return;
     }
     const controller = new AbortController();
@@ -112,7 +113,7 @@ export function runInventoryChild(argv: readonly string[], err: (line: string) =
     const fail = (message: string) => {
       send({ kind: "failed", message });
       // Let the IPC message leave before exiting.
-      setTimeout(() => resolve(1), 50);
+      setTimeout(() => resolve(EXIT_FAILURE), 50);
     };
     let privileged: boolean;
     try {
@@ -127,11 +128,11 @@ export function runInventoryChild(argv: readonly string[], err: (line: string) =
     process.on("uncaughtException", (e) => fail(`uncaught: ${describeError(e)}`));
     process.on("unhandledRejection", (e) => fail(`unhandled rejection: ${describeError(e)}`));
     // No orphans: when the prober goes, so does every inventory.
-    process.on("disconnect", () => resolve(0));
+    process.on("disconnect", () => resolve(EXIT_OK));
     process.on("message", (command: InventoryCommand) => {
       if (command.kind === "stop") {
         controller.abort();
-        setTimeout(() => resolve(0), STOP_GRACE_MS);
+        setTimeout(() => resolve(EXIT_OK), STOP_GRACE_MS);
         return;
       }
       const { spec } = command;

@@ -6,7 +6,7 @@
  * iterations.
  */
 import { readFileSync } from "node:fs";
-import { validateValue, formatProblem } from "../config/load.ts";
+import { validateValue, formatProblem } from "../config/validate.ts";
 import { InventoryListSchema, type InventoryTarget } from "../config/schema.ts";
 import type { Logger, LogFields } from "../log.ts";
 import { selfCommand, workerUrl } from "../worker-url.ts";

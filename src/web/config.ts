@@ -13,7 +13,8 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import * as v from "valibot";
-import { formatIssue, formatWarnings, parseYamlText, readSettingsFile, type ConfigIssue, type Warning } from "../config/load.ts";
+import { readSettingsFile } from "../config/settings-file.ts";
+import { formatIssue, formatWarnings, parseYamlText, type ConfigIssue, type Warning } from "../config/validate-yaml.ts";
 import { hints, issueText } from "../config/schema.ts";
 import type { AccessSettings } from "./access.ts";
 import {

@@ -14,7 +14,7 @@
 import type { TLSOptions } from "bun";
 import { X509Certificate, createPrivateKey, type KeyObject } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from "node:fs";
-import { readFailure } from "../config/load.ts";
+import { readFailure } from "../config/settings-file.ts";
 
 /** client_auth_type values the listeners enforce. */
 export const CLIENT_AUTH_TYPES = ["NoClientCert", "RequestClientCert", "RequireAndVerifyClientCert"] as const;
