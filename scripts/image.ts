@@ -51,19 +51,19 @@ function run(argv: string[], opts: { cwd?: string; quiet?: boolean } = {}): stri
 
 /**
  * The files the dynamic loader maps for `binary`, as `ldd` prints them: each library's path and
- * the loader's own (linux-vdso has no file). A library ldd cannot find is an error.
+ * the loader's own (linux-vdso has no file). Throws when ldd cannot find a library.
  */
 export function lddFiles(lddOutput: string): string[] {
   const files: string[] = [];
   for (const line of lddOutput.split("\n")) {
     const text = line.trim();
     if (text === "") continue;
-    if (text.includes("=> not found")) fail(EXIT_SOFTWARE, `ldd: ${text}`);
+    if (text.includes("=> not found")) throw new Error(`ldd: ${text}`);
     const m = /^(?:\S+ => )?(\/\S+) \(0x[0-9a-f]+\)$/.exec(text);
     if (m) files.push(m[1]!);
-    else if (!/^linux-vdso\.so\.\d+ \(0x[0-9a-f]+\)$/.test(text)) fail(EXIT_SOFTWARE, `ldd: unexpected line: ${text}`);
+    else if (!/^linux-vdso\.so\.\d+ \(0x[0-9a-f]+\)$/.test(text)) throw new Error(`ldd: unexpected line: ${text}`);
   }
-  if (files.length === 0) fail(EXIT_SOFTWARE, "ldd lists no library: not a dynamically linked binary?");
+  if (files.length === 0) throw new Error("ldd lists no library: not a dynamically linked binary?");
   return files;
 }
 
@@ -92,7 +92,13 @@ function main(): void {
   else copyFileSync(binary, staged);
   chmodSync(staged, 0o755);
 
-  for (const file of lddFiles(run(["ldd", staged], { quiet: true }))) {
+  let libraries: string[];
+  try {
+    libraries = lddFiles(run(["ldd", staged], { quiet: true }));
+  } catch (e) {
+    fail(EXIT_SOFTWARE, e instanceof Error ? e.message : String(e));
+  }
+  for (const file of libraries) {
     const into = join(rootfs, file);
     mkdirSync(dirname(into), { recursive: true });
     copyFileSync(realpathSync(file), into);
