@@ -332,7 +332,7 @@ export class Metrics {
       "1 when the last iteration dropped captured packets, could not send some probes or fell behind: its figures are not the network's alone.",
     );
     this.#workerRestarts = c("netprobify_worker_restarts_total", "Workers replaced after dying or timing out.");
-    this.#inventoryTargets = g("netprobify_inventory_targets", "targets each dynamic inventory holds.", ["probe_name", "inventory"]);
+    this.#inventoryTargets = g("netprobify_inventory_targets", "targets this prober takes from each dynamic inventory (after expiry, name clashes, its shard and the iteration limits).", ["probe_name", "inventory"]);
     this.#inventoryErrors = c("netprobify_inventory_errors_total", "failures of each dynamic inventory.", ["probe_name", "inventory"]);
     this.#lastReloadSuccessful = g("netprobify_config_last_reload_successful", "1 when the last configuration load (start or reload) succeeded, 0 when it failed.");
     this.#lastReloadSuccessTime = g(
