@@ -157,3 +157,12 @@ test("a name clash is warned about by the prober that owns the name only", () =>
     if (s.index === owner) expect(merged.config.targets["files_clash.example"]!.destination).toBe("198.18.9.9");
   });
 });
+
+test("targets named __proto__ and constructor are sharded like any other name", () => {
+  const c = config(0, "  __proto__: {type: ICMPping, destination: 198.18.7.1}\n  constructor: {type: ICMPping, destination: 198.18.7.2}\n");
+  expect(Object.keys(c.targets).sort()).toEqual(["__proto__", "constructor"]);
+  const kept = shards(2).map((s) => Object.keys(mergeAs(s, c, new Map()).merged.config.targets));
+  expect(kept.flat().sort()).toEqual(["__proto__", "constructor"]);
+  kept.forEach((names, index) => expect(names.every((n) => shardOwner(n, 2) === index)).toBe(true));
+  for (const s of shards(2)) expect(Object.hasOwn(mergeAs(s, c, new Map()).merged.config.targets, "__proto__")).toBe(shardOwner("__proto__", 2) === s.index);
+});
