@@ -16,6 +16,7 @@ import { defineCommand } from "citty";
 import { findConfigFile } from "../config/load.ts";
 import type { StartFailure } from "../daemon/configuration.ts";
 import { Daemon, ListenError, type ListenAddress } from "../daemon/daemon.ts";
+import { parseShardFlag, shardFromEnvironment, ShardSettingError, type Shard, type ShardSetting } from "../daemon/shard.ts";
 import { FLAG_LEVELS, LOG_FORMATS, logger, type LevelName, type Logger, type LogFormat } from "../log.ts";
 import { listOption, stringOption, type ParsedCommandLine } from "./args.ts";
 import { EXIT_NOINPUT, EXIT_OK, EXIT_OSERR, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
@@ -39,6 +40,12 @@ export const daemonCommand = defineCommand({
       valueHint: "FILE",
       description: "web config in exporter-toolkit's format: TLS for the metrics and API listeners, Basic auth (bcrypt) and headers for metrics",
     },
+    shard: {
+      type: "string",
+      valueHint: "I/N",
+      description:
+        "probe only this prober's share of the targets, as number I (from 0) of N probers on the same config; replaces the config's global.shard and NETPROBIFY_SHARD_COUNT with NETPROBIFY_SHARD_INDEX (a number, a pod name ending in -<ordinal>, or hostname)",
+    },
   },
 });
 
@@ -55,6 +62,8 @@ export interface DaemonArgs {
   /** --log.level; null when not given (the config's logging_level). */
   logLevel: LevelName | null;
   logFormat: LogFormat;
+  /** --shard, else NETPROBIFY_SHARD_COUNT and NETPROBIFY_SHARD_INDEX; null when neither (the config's global.shard). */
+  shard: ShardSetting | null;
 }
 
 function usage(message: string): never {
@@ -81,8 +90,26 @@ export function parseListenAddress(text: string): ListenAddress {
   return { hostname, port, text };
 }
 
-/** Validates the daemon's options (every problem an ExitError(64) naming the option). */
-export function parseDaemonArgs(parsed: ParsedCommandLine): DaemonArgs {
+/** A shard setting read by `read`, any problem an ExitError(64) with its message. */
+function shardSetting(read: () => Shard | null, source: ShardSetting["source"]): ShardSetting | null {
+  try {
+    const shard = read();
+    return shard ? { shard, source } : null;
+  } catch (e) {
+    if (e instanceof ShardSettingError) usage(e.message);
+    throw e;
+  }
+}
+
+/**
+ * Validates the daemon's options (every problem an ExitError(64) naming the option), and the
+ * shard the environment sets when --shard is not given.
+ */
+export function parseDaemonArgs(
+  parsed: ParsedCommandLine,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  hostname?: () => string,
+): DaemonArgs {
   const positionals = parsed.positionals;
   if (positionals.length > 1) usage(`one config file at most, not ${positionals.join(" ")}`);
   const given = [
@@ -98,12 +125,18 @@ export function parseDaemonArgs(parsed: ParsedCommandLine): DaemonArgs {
   if (levelText !== undefined && logLevel === null) usage(`--log.level must be debug, info, warn or error, not "${levelText}"`);
   const formatText = stringOption(parsed, "log.format") ?? "logfmt";
   if (!(LOG_FORMATS as readonly string[]).includes(formatText)) usage(`--log.format must be logfmt or json, not "${formatText}"`);
+  const shardFlag = stringOption(parsed, "shard");
+  const shard =
+    shardFlag !== undefined
+      ? shardSetting(() => parseShardFlag(shardFlag), "--shard")
+      : shardSetting(() => shardFromEnvironment(env, hostname), "environment");
   return {
     config: given[0]?.[1],
     webConfig: stringOption(parsed, "web.config.file"),
     listen: addresses.length === 0 ? null : addresses.map(parseListenAddress),
     logLevel,
     logFormat: formatText as LogFormat,
+    shard,
   };
 }
 
@@ -146,7 +179,7 @@ export async function runDaemon(args: DaemonArgs): Promise<number> {
   let started: Daemon | StartFailure;
   try {
     requireRawPacketPrivilege();
-    started = await Daemon.start({ configPath: path, webConfigPath: args.webConfig ? resolve(args.webConfig) : null, listen: args.listen, logLevel: args.logLevel });
+    started = await Daemon.start({ configPath: path, webConfigPath: args.webConfig ? resolve(args.webConfig) : null, listen: args.listen, logLevel: args.logLevel, shard: args.shard });
   } catch (e) {
     const { code, unexpected } = startErrorCode(e);
     const message = e instanceof Error ? e.message : String(e);

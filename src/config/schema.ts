@@ -24,6 +24,7 @@ import {
   MAX_PROBES_PER_ITERATION,
   MAX_PATH_LENGTH,
   MAX_PROBES_PER_SECOND,
+  MAX_SHARD_COUNT,
   MAX_TARGETS,
 } from "./limits.ts";
 
@@ -329,6 +330,36 @@ const histogramBuckets = v.pipe(
   ),
 );
 
+const inShardRange = (n: number, min: number) => Number.isInteger(n) && n >= min && n <= MAX_SHARD_COUNT - 1 + min;
+
+/** global.shard: which share of the targets this prober keeps (src/daemon/shard.ts). */
+const shardSchema = v.pipe(
+  v.strictObject({
+    index: integerField(0, MAX_SHARD_COUNT - 1, "This prober's number among them, from 0 to count - 1."),
+    count: integerField(1, MAX_SHARD_COUNT, "How many probers share the targets of this config."),
+  }),
+  v.forward(
+    v.partialCheck(
+      [["index"], ["count"]],
+      // Only between two values valid on their own: a count of 0 is told once, as out of range.
+      (shard) => !(inShardRange(shard.count, 1) && inShardRange(shard.index, 0)) || shard.index < shard.count,
+      (issue) =>
+        issueText(
+          `${issue.input.index} is not below count ${issue.input.count}`,
+          issue.input.count === 1 ? "0 when count is 1" : `an integer from 0 to ${issue.input.count - 1}: the probers are numbered from 0`,
+        ),
+    ),
+    ["index"],
+  ),
+  hints({ expected: "a map with index and count" }),
+  v.description(
+    "Added by this project. Several probers share this config's targets, configured and dynamic: each keeps " +
+      "the targets whose name it wins by rendezvous hashing, so together they probe each target once. The " +
+      "API's own targets are always kept. --shard I/N or NETPROBIFY_SHARD_COUNT and NETPROBIFY_SHARD_INDEX " +
+      "replace it (see README.md, Sharding).",
+  ),
+);
+
 export const GlobalSchema = v.pipe(
   v.strictObject({
     probe_name: nameField("Name of this prober: the value of the probe_name label on every metric."),
@@ -429,6 +460,7 @@ export const GlobalSchema = v.pipe(
       ),
       GLOBAL_DEFAULTS.max_probes_per_second,
     ),
+    shard: v.optional(shardSchema),
   }),
   hints({ expected: "a map of the global settings" }),
   v.description("Settings of the prober as a whole."),

@@ -13,6 +13,7 @@ import { withoutPrototype, type Config } from "../config/schema.ts";
 import { EXIT_DATAERR, EXIT_NOINPUT, EXIT_OK } from "../cli/exit.ts";
 import { logger } from "../log.ts";
 import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
+import { shardOwner, shardText } from "./shard.ts";
 import { workerUrl } from "../worker-url.ts";
 import { describeWebSettings, loadWebConfig, type WebSettings } from "../web/config.ts";
 
@@ -149,7 +150,10 @@ export function checkOutcome(path: string, loaded: Loaded | StartFailure, webPat
   const names = inventories.specs.map((s) => `${s.name} (${s.kind}${s.refused ? ", refused" : ""})`);
   const started = names.length > 0 ? `, inventories: ${names.join(", ")}` : "";
   const refused = inventories.specs.flatMap((s) => (s.refused ? [s.refused] : []));
-  const counts = `${plural(Object.keys(config.groups).length, "group")} and ${plural(Object.keys(config.targets).length, "target")}`;
+  const targetNames = Object.keys(config.targets);
+  const shard = config.global.shard;
+  const share = shard && shard.count > 1 ? ` (shard ${shardText(shard)} keeps ${targetNames.filter((n) => shardOwner(n, shard.count) === shard.index).length})` : "";
+  const counts = `${plural(Object.keys(config.groups).length, "group")} and ${plural(targetNames.length, "target")}${share}`;
   const web = loaded.web && webPath ? [`${webPath}: valid web config: ${describeWebSettings(loaded.web)}`] : [];
   return {
     exitCode: EXIT_OK,

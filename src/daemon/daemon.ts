@@ -14,6 +14,7 @@ import { buildPlan, type Series } from "./plan.ts";
 import { loadAll, type Loaded, type StartFailure } from "./configuration.ts";
 import { WorkerPool, type PoolOptions } from "./pool.ts";
 import { Resolver, systemLookup, type LookupFn } from "./resolver.ts";
+import { effectiveShard, shardText, type ShardSetting } from "./shard.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { BatchStats } from "../engine/probe-engine.ts";
 import { dirname, join } from "node:path";
@@ -70,6 +71,8 @@ export interface DaemonOptions {
   listen?: readonly ListenAddress[] | null;
   /** --log.level: this level instead of the config's logging_level, at start and after reloads. */
   logLevel?: LevelName | null;
+  /** --shard or NETPROBIFY_SHARD_*: this shard instead of the config's global.shard, for good. */
+  shard?: ShardSetting | null;
 }
 
 /** Files larger than this are not fingerprinted (the loader reports them). */
@@ -154,6 +157,10 @@ export class Daemon {
   readonly #listenFlag: readonly ListenAddress[] | null;
   /** --log.level, which the config's logging_level does not override; null: the config's. */
   readonly #logLevelFlag: LevelName | null;
+  /** --shard or the environment's shard, which the config's global.shard does not override; null: the config's. */
+  readonly #shardOverride: ShardSetting | null;
+  /** The shard the last merge applied, as logged ("index/count from source"); null before the first. */
+  #shardLogged: string | null = null;
   /** The installed web config (null: none given). */
   #web: WebSettings | null = null;
   /** The metrics listener's handler: Basic auth, headers and rate limit of the web config around makeHandler's. */
@@ -183,10 +190,11 @@ export class Daemon {
     readonly configPath: string | null,
     readonly webConfigPath: string | null,
     lookup: LookupFn,
-    flags: Pick<DaemonOptions, "listen" | "logLevel">,
+    flags: Pick<DaemonOptions, "listen" | "logLevel" | "shard">,
   ) {
     this.#listenFlag = flags.listen && flags.listen.length > 0 ? flags.listen : null;
     this.#logLevelFlag = flags.logLevel ?? null;
+    this.#shardOverride = flags.shard ?? null;
     this.#config = config;
     this.#effective = config;
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
@@ -251,8 +259,8 @@ export class Daemon {
     d.#metrics.configLoaded(Date.now() / 1000, config.global.interval);
     d.#listening = d.#listenTargets(config, loaded.web);
     d.#servers = d.#bindAll(d.#listening, loaded.web);
-    d.#resolver.sync(config);
     d.#applyInventories(inventories);
+    d.#resolver.sync(d.#mergeDynamic());
     d.#scheduleReloads();
     return d;
   }
@@ -274,8 +282,19 @@ export class Daemon {
    * dynamic targets change between iterations, never during one.
    */
   #mergeDynamic(): Config {
-    const merged = this.#dynamic.merge(this.#config, this.#inventories.lists());
+    const { shard, source } = effectiveShard(this.#shardOverride, this.#config.global.shard);
+    const merged = this.#dynamic.merge(this.#config, this.#inventories.lists(), shard);
     this.#metrics.setInventoryTargets(new Map(this.#inventories.names().map((name) => [name, merged.counts.get(name) ?? 0])));
+    this.#metrics.setShard(shard, merged.kept);
+    const logged = `${shardText(shard)} from ${source}`;
+    if (logged !== this.#shardLogged && (shard.count > 1 || this.#shardLogged !== null)) {
+      const fields = { shard: shardText(shard), from: source, configured_targets: merged.configured.total, configured_kept: merged.configured.kept };
+      if (shard.count === 1) log.info("not sharded: this prober probes every target", fields);
+      else if (merged.configured.kept === 0 && merged.configured.total > 0) {
+        log.warning("this prober's shard keeps none of the configured targets: more probers than targets?", fields);
+      } else log.info("sharded: this prober probes its share of the configured and dynamic targets (and every target of its own API)", fields);
+    }
+    this.#shardLogged = logged;
     if (merged.config.targets !== this.#effective.targets) this.#resolver.sync(merged.config);
     this.#effective = merged.config;
     return merged.config;

@@ -15,6 +15,7 @@ import type { BatchStats } from "../engine/probe-engine.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { Resolution } from "./resolver.ts";
 import type { Series } from "./plan.ts";
+import type { Shard } from "./shard.ts";
 import type { ProbeType } from "../probes/probe-type.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 
@@ -301,6 +302,10 @@ export class Metrics {
   readonly #lastIterationEndTime: Gauge;
   readonly #interval: Gauge;
   readonly #certificateErrors: Counter;
+  readonly #shardTargets: Gauge;
+  readonly #shardInfo: Gauge;
+  /** "index/count" of the netprobify_shard_info series; "" when there is none. */
+  #shardKey = "";
 
   constructor(versions: Versions) {
     const r = this.#registry;
@@ -327,7 +332,7 @@ export class Metrics {
       "1 when the last iteration dropped captured packets, could not send some probes or fell behind: its figures are not the network's alone.",
     );
     this.#workerRestarts = c("netprobify_worker_restarts_total", "Workers replaced after dying or timing out.");
-    this.#inventoryTargets = g("netprobify_inventory_targets", "targets each dynamic inventory holds.", ["probe_name", "inventory"]);
+    this.#inventoryTargets = g("netprobify_inventory_targets", "targets this prober takes from each dynamic inventory (after expiry, name clashes, its shard and the iteration limits).", ["probe_name", "inventory"]);
     this.#inventoryErrors = c("netprobify_inventory_errors_total", "failures of each dynamic inventory.", ["probe_name", "inventory"]);
     this.#lastReloadSuccessful = g("netprobify_config_last_reload_successful", "1 when the last configuration load (start or reload) succeeded, 0 when it failed.");
     this.#lastReloadSuccessTime = g(
@@ -345,6 +350,15 @@ export class Metrics {
       [],
     );
     this.#certificateErrors.inc(0);
+    this.#shardTargets = g(
+      "netprobify_shard_targets",
+      "targets this prober probes: its shard of the configured and dynamic targets, plus the API's own (all of them when not sharded).",
+    );
+    this.#shardInfo = g("netprobify_shard_info", "this prober's shard: index (from 0) of count probers sharing the targets; 0 of 1 when not sharded.", [
+      "probe_name",
+      "index",
+      "count",
+    ]);
   }
 
   /** The metrics listener could not apply a change of its certificate files (the old ones stay). */
@@ -369,6 +383,8 @@ export class Metrics {
       this.#inventoryTargets.reset();
       this.#inventoryErrors.reset();
       this.#inventories.clear();
+      this.#shardInfo.reset();
+      this.#shardKey = "";
       for (const f of this.#allFamilies()) f.retain(new Set());
     }
     this.#probeName = name;
@@ -393,6 +409,7 @@ export class Metrics {
       this.#lastReloadSuccessTime,
       this.#lastIterationEndTime,
       this.#interval,
+      this.#shardTargets,
     ];
   }
 
@@ -427,6 +444,18 @@ export class Metrics {
       this.#inventoryErrors.inc({ probe_name: pn, inventory: name }, 0);
     }
     this.#inventories = new Set(counts.keys());
+  }
+
+  /** This prober's shard, and how many targets it probes now (the merge of every source, sharded). */
+  setShard(shard: Shard, targets: number): void {
+    const pn = this.#probeName;
+    const key = `${shard.index}/${shard.count}`;
+    if (key !== this.#shardKey) {
+      this.#shardInfo.reset();
+      this.#shardInfo.set({ probe_name: pn, index: String(shard.index), count: String(shard.count) }, 1);
+      this.#shardKey = key;
+    }
+    this.#shardTargets.set({ probe_name: pn }, targets);
   }
 
   /** A configuration was installed (at start or by a reload), at `unixSeconds`. */

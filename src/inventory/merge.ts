@@ -1,8 +1,12 @@
 /**
  * Dynamic targets into the config the planner reads: names in each inventory's namespace, expiry,
- * group membership, and the configured targets always winning. Pure but for the memory of when
- * a target was first seen (its lifetime counts from then when it has no creation_date) and of
- * what was already warned about.
+ * group membership, the configured targets always winning, and this prober's shard of them all.
+ * Pure but for the memory of when a target was first seen (its lifetime counts from then when it
+ * has no creation_date), of what was already warned about, and of which names the shard keeps.
+ *
+ * The shard is applied here because this is where the set of targets to probe becomes final:
+ * the planner, the resolver (no hostname of another prober's target is resolved) and the metrics
+ * all read the merged config, and the iteration limits count this prober's share only.
  */
 import type { Config, InventoryTarget, TargetConfig } from "../config/schema.ts";
 import { creationSeconds, lifetimeSeconds, targetAddressFamily, withoutPrototype } from "../config/schema.ts";
@@ -10,9 +14,16 @@ import { iterationSize } from "../config/iteration.ts";
 import { MAX_NB_PACKETS, MAX_PROBED_ADDRESSES_PER_ITERATION, MAX_PROBES_PER_ITERATION } from "../config/limits.ts";
 import { onlyInGroups, targetGroups } from "../daemon/group-membership.ts";
 import type { Logger } from "../log.ts";
+import { NO_SHARD, ShardFilter, type Shard } from "../daemon/shard.ts";
 import { hasPorts, probeType } from "../probes/registry.ts";
 import { destinationSize } from "../targets/destinations.ts";
 import type { InventoryList } from "./supervisor.ts";
+
+/**
+ * The API inventory's name (reserved: no other inventory may take it). Its targets were posted to
+ * this prober by name, so no shard sends them elsewhere.
+ */
+export const API_INVENTORY = "api";
 
 /** A hostname as the tail of a target name: lowercase, anything but [a-z0-9_.-] as "_". */
 export function nameTail(hostname: string): string {
@@ -58,10 +69,24 @@ export function asTargetConfig(inventory: string, t: InventoryTarget): TargetCon
 }
 
 export interface Merged {
-  /** The config with the dynamic targets added: what the iteration plans from. */
+  /** This prober's share of the config's targets plus the dynamic ones: what the iteration plans from. */
   readonly config: Config;
-  /** Targets each inventory holds now (after expiry and collisions). */
+  /** Targets this prober takes from each inventory now (after expiry, collisions, its shard and the limits). */
   readonly counts: ReadonlyMap<string, number>;
+  /** Targets in `config`: the configured ones kept plus every count. */
+  readonly kept: number;
+  /** The configured targets: how many the file has, how many this prober's shard keeps. */
+  readonly configured: { readonly total: number; readonly kept: number };
+}
+
+/** A config's targets as one shard keeps them, worked out once per config and shard. */
+interface ConfiguredShare {
+  readonly source: Config;
+  readonly filter: ShardFilter | null;
+  /** `source` itself when every target is kept, so that an unsharded prober sees no new object. */
+  readonly config: Config;
+  readonly total: number;
+  readonly kept: number;
 }
 
 /**
@@ -80,23 +105,58 @@ export class DynamicTargets {
   readonly #warned = new Set<string>();
   /** The configured targets' share of the iteration, worked out once per config. */
   #base: { config: Config; probes: number; addresses: number } | undefined;
+  /** Which names the current shard keeps; null: every name (one prober alone). */
+  #filter: ShardFilter | null = null;
+  #configured: ConfiguredShare | undefined;
 
   constructor(
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {}
 
-  merge(config: Config, lists: ReadonlyMap<string, InventoryList>): Merged {
-    if (lists.size === 0 && this.#firstSeen.size === 0) return { config, counts: new Map() };
+  /** The filter of `shard`, the one already in use when the shard is the same. */
+  #filterFor(shard: Shard): ShardFilter | null {
+    if (shard.count === 1) return (this.#filter = null);
+    const f = this.#filter;
+    if (f?.shard.index !== shard.index || f.shard.count !== shard.count) this.#filter = new ShardFilter(shard);
+    return this.#filter;
+  }
+
+  /** The configured targets `filter` keeps, the same object as long as the config and the shard are. */
+  #configuredShare(config: Config, filter: ShardFilter | null): ConfiguredShare {
+    const c = this.#configured;
+    if (c?.source === config && c.filter === filter) return c;
+    const names = Object.keys(config.targets);
+    let share = config;
+    if (filter) {
+      const kept: Record<string, TargetConfig> = Object.create(null);
+      for (const name of names) if (filter.keeps(name)) kept[name] = config.targets[name]!;
+      share = { ...config, targets: kept };
+    }
+    this.#configured = { source: config, filter, config: share, total: names.length, kept: Object.keys(share.targets).length };
+    return this.#configured;
+  }
+
+  /**
+   * @param shard Which share of the targets this prober keeps: every configured and dynamic target
+   *   whose name the shard does not win is left out, except the API's (posted to this prober).
+   */
+  merge(config: Config, lists: ReadonlyMap<string, InventoryList>, shard: Shard = NO_SHARD): Merged {
+    const filter = this.#filterFor(shard);
+    filter?.nextRound();
+    const share = this.#configuredShare(config, filter);
+    const configured = { total: share.total, kept: share.kept };
+    if (lists.size === 0 && this.#firstSeen.size === 0) return { config: share.config, counts: new Map(), kept: share.kept, configured };
     const nowMs = this.now();
     // Keyed by names from outside (inventory "_" and hostname "proto__" make "__proto__"): no
     // prototype, so that every name is an own key like any other.
-    const targets: Record<string, TargetConfig> = withoutPrototype(config.targets);
+    const targets: Record<string, TargetConfig> = withoutPrototype(share.config.targets);
+    let kept = share.kept;
     const counts = new Map<string, number>();
     const seen = new Set<string>();
     // Dynamic targets stay within the iteration limits the schema sets for the configured ones:
     // those past them are left out (in inventory order), not handed to a Worker that cannot hold them.
-    if (this.#base?.config !== config) this.#base = { config, ...iterationSize(config) };
+    if (this.#base?.config !== share.config) this.#base = { config: share.config, ...iterationSize(share.config) };
     let probes = this.#base.probes;
     let addresses = this.#base.addresses;
     const warnedNow = new Set<string>();
@@ -106,6 +166,7 @@ export class DynamicTargets {
     };
     for (const [inventory, list] of [...lists].sort(([a], [b]) => a.localeCompare(b))) {
       const names = inventoryNames(inventory, list.targets);
+      const sharded = filter !== null && inventory !== API_INVENTORY;
       let count = 0;
       list.targets.forEach((t, i) => {
         const name = names[i];
@@ -125,6 +186,8 @@ export class DynamicTargets {
           const created = creationSeconds(t.creation_date) ?? first / 1000;
           if ((created + lifetime) * 1000 <= nowMs) return;
         }
+        // Another prober's: nothing to say about it here (its owner warns about its clashes).
+        if (sharded && !filter.keeps(name)) return;
         if (Object.hasOwn(config.targets, name)) {
           warnOnce(`clash\0${name}`, "a configured target has this dynamic target's name: the configured one is probed", {
             inventory,
@@ -164,11 +227,12 @@ export class DynamicTargets {
         count++;
       });
       counts.set(inventory, count);
+      kept += count;
     }
     for (const key of this.#firstSeen.keys()) if (!seen.has(key)) this.#firstSeen.delete(key);
     // Warn again if a problem goes away and comes back.
     for (const key of this.#warned) if (!warnedNow.has(key)) this.#warned.delete(key);
     for (const key of warnedNow) this.#warned.add(key);
-    return { config: { ...config, targets }, counts };
+    return { config: { ...config, targets }, counts, kept, configured };
   }
 }
