@@ -5,7 +5,7 @@
  */
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
-import { VERSION } from "../version.ts";
+import { buildInfo } from "../version.ts";
 import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
 import { daemonCommand, runDaemon } from "./daemon.ts";
@@ -51,7 +51,9 @@ export async function versionText(): Promise<string> {
     if (!(e instanceof LibpcapUnavailable)) throw e;
     pcap = "libpcap not loadable";
   }
-  return `netprobify ${VERSION} (bun ${Bun.version}, ${pcap})`;
+  const b = buildInfo();
+  const built = b.buildDate ? `built ${b.buildDate}` : "run from source";
+  return `netprobify ${b.version} (revision ${b.revision}, ${built}, linux/${b.arch}, bun ${Bun.version}, ${pcap})`;
 }
 
 /** Runs the command line; returns the exit code. Only main.ts exits. */
