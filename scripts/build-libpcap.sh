@@ -27,6 +27,8 @@ else
   [ -f "/usr/$triplet/include/stdio.h" ] || { echo "libpcap: no C library headers for $arch in /usr/$triplet: install the Debian package $cross_libc" >&2; exit 69; }
   host=(--host="$triplet")
   tool_prefix=$triplet-
+  # The machine's pkg-config must not offer its own architecture's libraries to the cross build.
+  export PKG_CONFIG_LIBDIR=/usr/$triplet/lib/pkgconfig
 fi
 [ -s "$out/libpcap.so" ] && [ -s "$out/VERSION" ] && { echo "libpcap: $out/libpcap.so is already built"; exit 0; }
 mkdir -p "$out"
@@ -92,8 +94,9 @@ srcdir=$(find . -maxdepth 1 -type d -name 'libpcap-*' | head -n1)
 cd "$srcdir"
 # SOURCE_DATE_EPOCH and a fixed build path keep the output the same from run to run.
 export SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -STimestamp)
+# configure's warnings (no DPDK, pkg-config unprefixed) are noise unless it fails.
 CFLAGS="-O2 -g0 -ffile-prefix-map=$PWD=. -fPIC" ./configure --quiet "${host[@]}" --disable-dbus --disable-rdma --without-libnl \
-  --disable-bluetooth --disable-usb --disable-netmap >/dev/null
+  --disable-bluetooth --disable-usb --disable-netmap >"$work/configure.log" 2>&1 || { tail -n 20 "$work/configure.log" >&2; echo "libpcap: configure failed" >&2; exit 1; }
 make -s -j"$(nproc)" shared >/dev/null 2>&1
 so=$(ls libpcap.so.[0-9]*.[0-9]*.[0-9]* | head -n1)
 "${tool_prefix}strip" --strip-unneeded -o "$out/libpcap.so" "$so"

@@ -161,7 +161,9 @@ describe("bun run release, twice from one commit in two directories", () => {
   }
 
   test("arm64 under qemu-user: check on a sample of the config corpus, and a usage error, exit and print exactly what the amd64 binary does", async () => {
-    const corpus = ["example.yaml", "minimal.yaml", "warnings.yaml", "bad-several-errors.yaml", "bad-destination-cidr.yaml", "bad-empty-file.yaml"];
+    // Every field and warnings; several errors at once; one error with its position. (Each run costs
+    // qemu's seconds-long start of the arm64 runtime: the whole corpus would take minutes.)
+    const corpus = ["example.yaml", "bad-several-errors.yaml", "bad-destination-cidr.yaml"];
     const cases = [...corpus.map((f) => ["check", `tests/fixtures/config/${f}`]), ["probe", "198.18.0.1", "--type", "bogus"]];
     const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" };
     const results: { args: string; amd64: Run; arm64: Run }[] = [];
@@ -176,8 +178,8 @@ describe("bun run release, twice from one commit in two directories", () => {
     }
     for (const r of results) expect({ args: r.args, ...r.arm64 }).toEqual({ args: r.args, ...r.amd64 });
     // The sample spans the outcomes: valid files (0), invalid ones (65, FILE:LINE:COL), a usage error (64).
-    expect(results.map((r) => r.amd64.code)).toEqual([0, 0, 0, 65, 65, 65, 64]);
-    expect(results[4]!.arm64.stderr).toMatch(/^tests\/fixtures\/config\/bad-destination-cidr\.yaml:\d+:\d+: targets\.web\.destination: /);
+    expect(results.map((r) => r.amd64.code)).toEqual([0, 65, 65, 64]);
+    expect(results[2]!.arm64.stderr).toMatch(/^tests\/fixtures\/config\/bad-destination-cidr\.yaml:\d+:\d+: targets\.web\.destination: /);
   }, 120_000);
 
   describe("bad input", () => {
