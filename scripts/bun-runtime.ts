@@ -59,13 +59,14 @@ export function crossRuntime(root: string, target: Target): string {
   const dir = join(root, "build", "bun-runtime", `${name.replace("/", "+")}-${pin.version}`);
   const executable = join(dir, "bun");
   if (existsSync(executable)) return executable;
-  if (Bun.which("npm") === null) throw new BuildError(`npm missing (to fetch ${name}@${pin.version}): install the Debian package npm`, 69);
+  const npm = Bun.which("npm", { PATH: process.env.PATH ?? "" });
+  if (npm === null) throw new BuildError(`npm missing (to fetch ${name}@${pin.version}): install the Debian package npm`, 69);
 
   mkdirSync(join(root, "build", "bun-runtime"), { recursive: true });
   const work = mkdtempSync(join(root, "build", "bun-runtime", ".fetch-"));
   try {
     // --prefer-offline: a tarball already in npm's cache is not asked for again.
-    const pack = Bun.spawnSync(["npm", "pack", `${name}@${pin.version}`, "--pack-destination", work, "--prefer-offline", "--silent"], {
+    const pack = Bun.spawnSync([npm, "pack", `${name}@${pin.version}`, "--pack-destination", work, "--prefer-offline", "--silent"], {
       cwd: root,
       stdin: "ignore",
       stdout: "pipe",
