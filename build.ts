@@ -88,6 +88,9 @@ try {
       // run before main) must not steer the binary, least of all a setcap'd one started by another user.
       autoloadDotenv: false,
       autoloadBunfig: false,
+      // Runtime warnings reach the log through process.on("warning") (src/log.ts); without this
+      // flag Bun would also print its own "(node:PID) ..." text on stderr, outside the log format.
+      execArgv: ["--no-warnings"],
     },
     define: { NETPROBIFY_BUILD: JSON.stringify(buildFacts()) },
     plugins: [libpcapForTarget],

@@ -36,6 +36,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { EXIT_INTERRUPTED, EXIT_USAGE } from "../src/cli/exit.ts";
 import { openProbeEngine } from "../src/engine/pcap-network.ts";
 import { SLOT_ANSWERED, type BatchResult, type ProbeTarget } from "../src/engine/probe-engine.ts";
 import type { TargetType } from "../src/config/schema.ts";
@@ -65,7 +66,7 @@ const SNAPLEN = 160;
 
 function usage(message: string): never {
   console.error(`bench-accuracy: ${message}`);
-  process.exit(64);
+  process.exit(EXIT_USAGE);
 }
 if (!Number.isInteger(FULL_COUNT) || FULL_COUNT < 1000 || FULL_COUNT > 2_000_000) usage("--count wants an integer from 1000 to 2000000");
 if (!Number.isInteger(LOW_COUNT) || LOW_COUNT < 10 || LOW_COUNT > 65_535) usage("--low-count wants an integer from 10 to 65535");
@@ -499,7 +500,7 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
 // ---------------------------------------------------------------------------------------------
 
 let net: TestNet | null = null;
-for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(EXIT_INTERRUPTED));
 try {
   net = await createTestNet({ hosts: 1 });
   const host = net.hosts[0]!;

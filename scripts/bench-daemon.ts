@@ -38,6 +38,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { EXIT_USAGE } from "../src/cli/exit.ts";
 import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
@@ -66,7 +67,7 @@ const SRC_PORT_Z = 65099;
 
 function usage(message: string): never {
   console.error(`bench-daemon: ${message}`);
-  process.exit(64);
+  process.exit(EXIT_USAGE);
 }
 if (TARGET_COUNTS.some((n) => !Number.isInteger(n) || n < 1 || n > 16000)) usage(`--targets wants counts from 1 to 16000, got ${arg("targets")}`);
 if (!Number.isInteger(ITERATIONS) || ITERATIONS < 1) usage("--iterations wants an integer >= 1");

@@ -11,6 +11,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { EXIT_NOINPUT } from "../src/cli/exit.ts";
 import { openProbeEngine } from "../src/engine/pcap-network.ts";
 import type { ProbeTarget } from "../src/engine/probe-engine.ts";
 import type { TargetType } from "../src/config/schema.ts";
@@ -30,7 +31,7 @@ const IDLE_S = quick ? 3 : 20;
 
 if (!existsSync(join(benchDir, "plbench.c"))) {
   console.error(`bench-engine: the yardstick is not at ${benchDir}`);
-  process.exit(66);
+  process.exit(EXIT_NOINPUT);
 }
 await rootUnderBenchLock("bench-engine", "network namespaces, raw packets");
 

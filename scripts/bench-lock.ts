@@ -7,10 +7,12 @@
  * pid the shell shows must reach the process that holds the daemon and the namespaces (flock
  * passes no signal on, and a lone kill of the parent would leave it running).
  */
+import { EXIT_INTERRUPTED, EXIT_NOPERM } from "../src/cli/exit.ts";
+
 export async function rootUnderBenchLock(name: string, why: string): Promise<void> {
   if (process.getuid?.() !== 0) {
     console.error(`${name}: needs root (${why})`);
-    process.exit(77);
+    process.exit(EXIT_NOPERM);
   }
   if (process.env.NETPROBIFY_BENCH_LOCKED) return;
   const child = Bun.spawn(["flock", "/tmp/bench.lock", process.execPath, ...process.argv.slice(1)], {
@@ -33,10 +35,10 @@ export async function rootUnderBenchLock(name: string, why: string): Promise<voi
 }
 
 /**
- * Runs `cleanup` when the process exits, whatever way: SIGINT and SIGTERM exit (130) through it.
+ * Runs `cleanup` when the process exits, whatever way: SIGINT and SIGTERM exit (EXIT_INTERRUPTED) through it.
  * testnet.ts's own handlers tear down test networks; this is for what the script itself holds.
  */
 export function cleanUpOnExit(cleanup: () => void): void {
   process.on("exit", cleanup);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(EXIT_INTERRUPTED));
 }

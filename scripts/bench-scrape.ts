@@ -17,6 +17,7 @@
  *
  * Prints a markdown table.
  */
+import { EXIT_USAGE } from "../src/cli/exit.ts";
 import { parseConfigText } from "../src/config/load.ts";
 import { makeHandler, serveMetrics } from "../src/daemon/http.ts";
 import { Metrics } from "../src/daemon/metrics.ts";
@@ -32,7 +33,7 @@ const arg = (name: string, fallback: number) => {
   const v = i >= 0 ? Number(argv[i + 1]) : fallback;
   if (!Number.isInteger(v) || v < 1) {
     console.error(`bench-scrape: --${name} wants a positive integer`);
-    process.exit(64);
+    process.exit(EXIT_USAGE);
   }
   return v;
 };

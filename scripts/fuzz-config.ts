@@ -22,6 +22,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { EXIT_DATAERR, EXIT_FAILURE, EXIT_NOINPUT, EXIT_OK, EXIT_USAGE } from "../src/cli/exit.ts";
 import type { Config } from "../src/config/schema.ts";
 import { checkOutcome, loadAll } from "../src/daemon/configuration.ts";
 import { buildPlan } from "../src/daemon/plan.ts";
@@ -140,7 +141,13 @@ const OPERATORS: Record<string, Operator> = {
   },
   destination(text, random) {
     const value = pick(random, DESTINATIONS);
-    const replaced = text.replace(/destination: [^,}\n]+/g, (m) => (random() < 0.5 ? `destination: ${value}` : m));
+    const replaced = text.replace(/(^[ \t]*)?destination: [^,}\n]+/gm, (m, indent: string | undefined) => {
+      if (random() >= 0.5) return m;
+      // A subnet or range is refused without is_subnet: true; half the time it comes with it, so
+      // that the plan stage still expands what check accepts.
+      const flag = random() < 0.5 ? "" : indent !== undefined ? `\n${indent}is_subnet: true` : ", is_subnet: true";
+      return `${indent ?? ""}destination: ${value}${flag}`;
+    });
     return replaced === text ? `${text}\n` : replaced;
   },
   anchorAlias(text, random) {
@@ -254,7 +261,7 @@ export async function checkMutant(dir: string, m: { seed: Seed; text: string }):
     problem = `check threw: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`;
   }
   const ms = performance.now() - t0;
-  problem ??= ![0, 65, 66].includes(exitCode) ? `exit ${exitCode}` : undefined;
+  problem ??= ![EXIT_OK, EXIT_DATAERR, EXIT_NOINPUT].includes(exitCode) ? `exit ${exitCode}` : undefined;
   problem ??= lines.some((l) => STACK_TRACE.test(l)) ? "a stack trace in the output" : undefined;
   problem ??= lines.some((l) => l.length > MAX_LINE) ? `a line of ${Math.max(...lines.map((l) => l.length))} characters` : undefined;
   return { exitCode, lines, ms, path, ...(problem ? { problem } : {}) };
@@ -318,7 +325,7 @@ if (import.meta.main) {
   const cliEvery = Number(process.argv[4] ?? 1000);
   if (!Number.isInteger(seed) || !Number.isInteger(count) || count < 1 || !Number.isInteger(cliEvery) || cliEvery < 0) {
     console.error("usage: bun scripts/fuzz-config.ts [SEED] [COUNT] [CLI_EVERY]");
-    process.exit(64);
+    process.exit(EXIT_USAGE);
   }
   const keep = join(tmpdir(), `netprobify-fuzz-failures-seed${seed}`);
   const s = await fuzz(seed, count, cliEvery, keep);
@@ -329,6 +336,6 @@ if (import.meta.main) {
   if (s.failures.length > 0) {
     for (const f of s.failures.slice(0, 20)) console.log(`FAIL mutant ${f.index} of ${f.from} (${f.ops.join(", ")}): ${f.problem.split("\n")[0]}`);
     console.log(`${s.failures.length} failing mutants written to ${keep}`);
-    process.exit(1);
+    process.exit(EXIT_FAILURE);
   }
 }

@@ -8,6 +8,7 @@
  * past the frame, and the verdicts by kind; exits 1 when any failure was found, with the first
  * frames that failed (hex, link type) to replay.
  */
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../src/cli/exit.ts";
 import { formatReport, runFrameFuzz } from "../tests/support/frame-fuzz.ts";
 
 const usage = "usage: bun scripts/fuzz-frames.ts [SEED] [COUNT]";
@@ -16,7 +17,7 @@ const seed = seedArg === undefined ? 1 : Number(seedArg);
 const count = countArg === undefined ? 1_000_000 : Number(countArg.replaceAll(/[_,]/g, ""));
 if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff || !Number.isInteger(count) || count < 1) {
   console.error(usage);
-  process.exit(64);
+  process.exit(EXIT_USAGE);
 }
 const report = runFrameFuzz({
   seed,
@@ -26,4 +27,4 @@ const report = runFrameFuzz({
 });
 console.log(formatReport(report));
 const failed = report.exceptions + report.wrongMatches + report.missedMatches + report.readsPastEnd + (report.validBuilt - report.validMatched);
-process.exit(failed > 0 ? 1 : 0);
+process.exit(failed > 0 ? EXIT_FAILURE : EXIT_OK);

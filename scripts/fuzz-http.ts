@@ -9,6 +9,7 @@
  * Prints, per listener, the status counts, Bun's parser's own answers and closes, and every
  * failure with the request that caused it. Exits 1 when any case failed.
  */
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../src/cli/exit.ts";
 import { CI_OPTIONS, formatReport, fuzz } from "../tests/support/http-fuzz.ts";
 import { startApiTarget, startMetricsTarget, type RunningTarget } from "../tests/support/http-fuzz-targets.ts";
 
@@ -17,7 +18,7 @@ const count = Number(countArg);
 const seed = Number(seedArg);
 if (!Number.isInteger(count) || count <= 0 || !Number.isInteger(seed) || !["metrics", "api", "both"].includes(which)) {
   console.error("usage: bun scripts/fuzz-http.ts [COUNT] [SEED] [metrics|api|both]");
-  process.exit(2);
+  process.exit(EXIT_USAGE);
 }
 
 const starts: (() => RunningTarget | Promise<RunningTarget>)[] = [];
@@ -38,4 +39,4 @@ for (const start of starts) {
     await target.stop();
   }
 }
-process.exit(failed > 0 ? 1 : 0);
+process.exit(failed > 0 ? EXIT_FAILURE : EXIT_OK);

@@ -74,6 +74,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { FileSink, Subprocess } from "bun";
+import { EXIT_USAGE } from "../src/cli/exit.ts";
 import { freePort, parseExposition, type Exposition } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestHost, type TestNet } from "../tests/support/testnet.ts";
 import { replaceWorkers, type ProcessLevel, type ReplacementReport } from "../tests/support/worker-replacement.ts";
@@ -90,7 +91,7 @@ const arg = (name: string) => {
 };
 function usage(message: string): never {
   console.error(`soak: ${message}`);
-  process.exit(64);
+  process.exit(EXIT_USAGE);
 }
 const numberArg = (name: string, fallback: number) => {
   const v = arg(name);

@@ -18,5 +18,6 @@ export function workerUrl(pathFromSrc: string): string {
  */
 export function selfCommand(): string[] {
   if (COMPILED) return [process.execPath];
-  return [process.execPath, new URL("./main.ts", import.meta.url).pathname];
+  // As the compiled binary runs (build.ts): runtime warnings reach the log, not Bun's own print.
+  return [process.execPath, "--no-warnings", new URL("./main.ts", import.meta.url).pathname];
 }

@@ -1,44 +1,42 @@
 /**
  * The command line: `probe`, `check`, `--version`, and (default) the daemon. Routing is done here
- * rather than by citty so that a bare FILE argument selects the daemon, as the original accepts,
- * and so that every bad argument becomes one line on stderr and exit 64.
+ * rather than by citty so that a bare FILE argument selects the daemon, as the original accepts.
+ * Every bad argument is one line on stderr, which names the problem and points to the command's
+ * --help, and exit 64.
  */
-import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { defineCommand, type ArgsDef, type CommandDef } from "citty";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { buildInfo } from "../version.ts";
-import { EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
+import { helpText, parseCommandLine, stringOption } from "./args.ts";
+import { EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
-import { daemonCommand, runDaemon } from "./daemon.ts";
-import { checkFile } from "../daemon/configuration.ts";
+import { DAEMON_REPEATABLE, daemonCommand, logInternalError, parseDaemonArgs, runDaemon } from "./daemon.ts";
+import { checkFiles } from "../daemon/configuration.ts";
+import { logRuntimeWarnings, setLogFormat, setLogLevel } from "../log.ts";
 
 type Out = (line: string) => void;
 
 const checkCommand = defineCommand({
   meta: { name: "check", description: "Validate a config file without probing or resolving names" },
-  args: { file: { type: "positional", description: "config file", required: true } },
+  args: {
+    file: { type: "positional", description: "config file", required: false },
+    "web.config.file": { type: "string", valueHint: "FILE", description: "a web config to check, with the config file when one is given (as the daemon loads them)" },
+  },
 });
 
-// citty reads "-6" as a number; the prober's -4/-6 are flags.
-function normaliseFamilyFlags(argv: string[]): string[] {
-  return argv.map((a) => (a === "-6" ? "--6" : a === "-4" ? "--4" : a));
-}
+/** Each command: its definition, its usage line and where its help is. */
+const COMMANDS = {
+  daemon: { cmd: daemonCommand, usage: "netprobify [OPTIONS] [FILE]", help: "netprobify --help" },
+  probe: { cmd: probeCommand, usage: "netprobify probe DESTINATION --type TYPE [OPTIONS]", help: "netprobify probe --help" },
+  check: { cmd: checkCommand, usage: "netprobify check [FILE] [--web.config.file FILE]", help: "netprobify check --help" },
+} as const;
 
-/** Every --option must be one the command declares: a misspelt flag never passes silently. */
-function rejectUnknownOptions(cmd: CommandDef<ArgsDef>, argv: string[]): void {
-  const args = (cmd.args ?? {}) as ArgsDef;
-  const known = new Set<string>();
-  for (const [name, def] of Object.entries(args)) {
-    known.add(name);
-    if (def.type === "boolean") known.add(`no-${name}`);
-    if ("alias" in def) for (const alias of [def.alias ?? []].flat()) known.add(alias);
-  }
-  for (const a of argv) {
-    if (a === "--") break;
-    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
-    const name = a.replace(/^--?/, "").split("=")[0]!;
-    if (!known.has(name)) throw new ExitError(EXIT_USAGE, `unknown option ${a}`, true);
-  }
-}
+const DAEMON_FOOTER = [
+  "Other commands:",
+  "  netprobify check [FILE] [--web.config.file WEB]   validate a config file and a web config (see check --help)",
+  `  netprobify probe DESTINATION --type TYPE          a one-shot measurement, TYPE ${PROBE_TYPE_LIST.map((t) => t.name).join(", ")} (see probe --help)`,
+  "  netprobify --version                              netprobify's, Bun's and libpcap's versions",
+];
 
 /** Loaded here, on demand: only --version and the engine's Worker load libpcap (and bun:ffi). */
 export async function versionText(): Promise<string> {
@@ -57,62 +55,60 @@ export async function versionText(): Promise<string> {
 }
 
 /** Runs the command line; returns the exit code. Only main.ts exits. */
-export async function runCli(rawArgv: string[], out: Out, err: Out): Promise<number> {
-  const argv = normaliseFamilyFlags(rawArgv);
-  let cmd: CommandDef<ArgsDef> | null = null;
+export async function runCli(argv: string[], out: Out, err: Out): Promise<number> {
+  let command: (typeof COMMANDS)[keyof typeof COMMANDS] | null = null;
   try {
     if (argv[0] === "--version" || argv[0] === "-V") {
       out(await versionText());
-      return 0;
+      return EXIT_OK;
     }
     const sub = argv[0];
     // A custom inventory's child process (src/inventory/child.ts), started by the daemon only.
-    if (sub === "__inventory") return await (await import("../inventory/child.ts")).runInventoryChild(argv.slice(1));
+    if (sub === "__inventory") return await (await import("../inventory/child.ts")).runInventoryChild(argv.slice(1), err);
+    logRuntimeWarnings();
     if (sub === "probe") {
-      cmd = probeCommand as CommandDef<ArgsDef>;
-      const rest = argv.slice(1);
-      if (rest.includes("--help") || rest.includes("-h")) {
-        out(await renderUsage(cmd));
-        return 0;
+      command = COMMANDS.probe;
+      const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv.slice(1));
+      if (parsed.help) {
+        out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage));
+        return EXIT_OK;
       }
-      rejectUnknownOptions(cmd, rest);
-      let code = 0;
-      await runCommand(
-        { ...cmd, run: async ({ args }) => void (code = await runProbe(parseProbeArgs(args), out)) },
-        { rawArgs: rest },
-      );
-      return code;
+      return await runProbe(parseProbeArgs(parsed), out);
     }
     if (sub === "check") {
-      cmd = checkCommand as CommandDef<ArgsDef>;
-      const rest = argv.slice(1);
-      rejectUnknownOptions(cmd, rest);
-      const files = rest.filter((a) => !a.startsWith("-"));
-      if (files.length !== 1) throw new ExitError(EXIT_USAGE, "check takes one config file", true);
-      const r = await checkFile(files[0]!);
-      for (const line of r.lines) (r.exitCode === 0 ? out : err)(line);
+      command = COMMANDS.check;
+      const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv.slice(1));
+      if (parsed.help) {
+        out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage));
+        return EXIT_OK;
+      }
+      const web = stringOption(parsed, "web.config.file");
+      if (parsed.positionals.length > 1 || (parsed.positionals.length === 0 && web === undefined)) {
+        throw new ExitError(EXIT_USAGE, "check takes one config file, and --web.config.file FILE for a web config", true);
+      }
+      const r = await checkFiles({ config: parsed.positionals[0], web });
+      for (const line of r.lines) (r.exitCode === EXIT_OK ? out : err)(line);
       return r.exitCode;
     }
-    // Anything else is the daemon: `netprobify`, `netprobify FILE`, `netprobify --config FILE`.
-    cmd = daemonCommand as CommandDef<ArgsDef>;
-    if (argv.includes("--help") || argv.includes("-h")) {
-      out(await renderUsage(cmd));
-      out(`\nOther commands: check FILE, probe DEST --type ${PROBE_TYPE_LIST.map((t) => t.name).join("|")} (see probe --help), --version`);
-      return 0;
+    // Anything else is the daemon: `netprobify`, `netprobify FILE`, `netprobify --config.file FILE`.
+    command = COMMANDS.daemon;
+    const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv, { repeatable: DAEMON_REPEATABLE });
+    if (parsed.help) {
+      out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage, DAEMON_FOOTER));
+      return EXIT_OK;
     }
-    rejectUnknownOptions(cmd, argv);
-    const positional = argv.filter((a, i) => !a.startsWith("-") && argv[i - 1] !== "--config");
-    if (positional.length > 1) throw new ExitError(EXIT_USAGE, `one config file at most, not ${positional.join(" ")}`, true);
-    let code = 0;
-    await runCommand(
-      { ...cmd, run: async ({ args }) => void (code = await runDaemon(args as { file?: string; config?: string })) },
-      { rawArgs: argv },
-    );
-    return code;
+    const args = parseDaemonArgs(parsed);
+    setLogFormat(args.logFormat);
+    if (args.logLevel) setLogLevel(args.logLevel);
+    try {
+      return await runDaemon(args);
+    } catch (e) {
+      // The daemon's stderr is its log: even a bug of ours is told as a log line there.
+      return logInternalError("stopped by an internal error", e);
+    }
   } catch (e) {
     if (e instanceof ExitError) {
-      err(`netprobify: ${e.message}`);
-      if (e.showUsage && cmd) err(await renderUsage(cmd));
+      err(`netprobify: ${e.message}${e.showUsage && command ? ` (see ${command.help})` : ""}`);
       return e.exitCode;
     }
     if (e instanceof Error && e.name === "LibpcapUnavailable") {

@@ -1,38 +1,12 @@
 /**
  * What one iteration of a configuration holds, worked out from the config alone (nothing resolved,
- * no subnet expanded): the groups each target sends in, and how many addresses and packets that
- * makes. The schema bounds the totals (limits.ts) with these figures, and the plan is built
- * from the same membership rule, so the two cannot disagree.
+ * no subnet expanded): how many addresses and packets its targets make in the groups they send in.
+ * The schema bounds the totals (limits.ts) with these figures, counting groups by the planner's
+ * own membership rule (daemon/group-membership.ts), so the two cannot disagree.
  */
 import { destinationSize } from "../targets/destinations.ts";
 import { MAX_NB_PACKETS } from "./limits.ts";
-
-interface GroupMembershipFields {
-  readonly permit_target_auto_register: boolean;
-}
-
-interface TargetMembershipFields {
-  readonly auto_register_to_groups: boolean;
-  readonly explicit_groups: { readonly register_to: readonly string[]; readonly exclude_from: readonly string[] };
-}
-
-/**
- * The groups a target sends in: those it is auto-registered to (both sides willing) or
- * explicitly registered to, less those it is excluded from; exclusion wins. Unknown group
- * names are ignored (the loader warns about them).
- */
-export function targetGroups(
-  config: { readonly groups: Readonly<Record<string, GroupMembershipFields>> },
-  target: TargetMembershipFields,
-): string[] {
-  const { register_to, exclude_from } = target.explicit_groups;
-  return Object.entries(config.groups)
-    .filter(([name, group]) => {
-      if (exclude_from.includes(name)) return false;
-      return (target.auto_register_to_groups && group.permit_target_auto_register) || register_to.includes(name);
-    })
-    .map(([name]) => name);
-}
+import { targetGroups, type GroupMembershipFields, type TargetMembershipFields } from "../daemon/group-membership.ts";
 
 export interface IterationSize {
   /** Packets sent: nb_packets x addresses x groups, summed over the targets. */

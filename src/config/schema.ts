@@ -344,7 +344,14 @@ export const GlobalSchema = v.pipe(
     ),
     nb_proc: integerField(1, MAX_NB_PROC, "How many Workers probe in parallel."),
     verbose: v.optional(
-      v.pipe(v.picklist([0, 1]), v.description("1 logs every packet sent and received; 0 does not.")),
+      v.pipe(
+        v.picklist([0, 1]),
+        v.description(
+          "1 logs, after each iteration, one line per target and group: packets sent, answered and lost " +
+            "(the original had scapy print such a summary for every target it sent to). 0 logs none. " +
+            "They are INFO lines: a logging_level above INFO leaves them out, and the file gets a warning.",
+        ),
+      ),
       GLOBAL_DEFAULTS.verbose,
     ),
     logging_level: v.pipe(v.picklist(LOGGING_LEVELS), v.description("Lowest level of the log messages written.")),
@@ -650,7 +657,11 @@ const targetEntries = {
   is_subnet: v.optional(
     booleanField(
       "The destination is a subnet or range: every address in it is probed and the results are " +
-        "aggregated under the target's name.",
+        "aggregated under the target's name. Required (true) for a subnet or range destination: the " +
+        "original read one without it as a hostname, which never resolves, so the target was never " +
+        "probed; here that is an error rather than a target silently dead, or silently probing what " +
+        "the original never did. On a single address or a hostname, true changes nothing (the " +
+        "original probed that one address too), and the file gets a warning.",
     ),
     TARGET_DEFAULTS.is_subnet,
   ),
@@ -742,6 +753,25 @@ const familyMismatch = (t: FamilyFields) =>
     `${t.address_family === "ipv4" ? "ipv6" : "ipv4"}, the destination's family, or no address_family`,
   );
 
+type SubnetFlagFields = { is_subnet: boolean; destination: string };
+
+/**
+ * A subnet or range destination without is_subnet: true was, in the original, a hostname that
+ * never resolved. An invalid destination is left to the destination's own check. On the union of
+ * target types this also runs for a target that failed as a whole (a list, say: partialCheck only
+ * asks that its two paths be free of issues), so the destination may not even be a text.
+ */
+const subnetFlagFits = (t: SubnetFlagFields) => {
+  if (typeof t.destination !== "string") return true;
+  const size = destinationSize(t.destination);
+  return !size.ok || (size.form !== "subnet" && size.form !== "range") || t.is_subnet;
+};
+const subnetWithoutFlag = (t: SubnetFlagFields) =>
+  issueText(
+    `destination ${show(t.destination)} is a ${destinationSize(t.destination).form}, but is_subnet is not true`,
+    "true, to probe every address of it; without it the original read the destination as a hostname, which never resolves",
+  );
+
 export const TcpSynTargetSchema = v.pipe(
   v.strictObject({
     type: typeField("TCPsyn"),
@@ -796,6 +826,10 @@ export const UdpUnreachableTargetSchema = v.pipe(
 /** A variant on `type` gives a discriminated union: `target.dst_port` is a number for TCPsyn. */
 export const TargetSchema = v.pipe(
   v.variant("type", [TcpSynTargetSchema, IcmpPingTargetSchema, UdpUnreachableTargetSchema]),
+  v.forward(
+    v.partialCheck([["is_subnet"], ["destination"]], subnetFlagFits, (i) => subnetWithoutFlag(i.input)),
+    ["is_subnet"],
+  ),
   hints({ expected: "a map of target settings", noun: "target" }),
   v.description("A destination to probe, and how."),
 );
@@ -903,6 +937,7 @@ const withDestination = <T extends InventoryFamilyFields>(t: T): T & { destinati
 });
 const INVENTORY_PAYLOAD_PATHS = [["type"], ["ip_payload_size"], ["address_family"], ["destination"], ["hostname"]] as const;
 const INVENTORY_FAMILY_PATHS = [["address_family"], ["destination"], ["hostname"]] as const;
+const INVENTORY_SUBNET_PATHS = [["is_subnet"], ["destination"], ["hostname"]] as const;
 
 /**
  * One target published by a dynamic inventory: a configured target's fields plus hostname,
@@ -948,6 +983,14 @@ export const InventoryTargetSchema = v.pipe(
       (i) => familyMismatch(withDestination(i.input)),
     ),
     ["address_family"],
+  ),
+  v.forward(
+    v.partialCheck(
+      INVENTORY_SUBNET_PATHS,
+      (t) => subnetFlagFits(withDestination(t)),
+      (i) => subnetWithoutFlag(withDestination(i.input)),
+    ),
+    ["is_subnet"],
   ),
   hints({ expected: "a map of target settings with a hostname", noun: "target" }),
   v.description("A target published by a dynamic inventory."),

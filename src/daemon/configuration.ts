@@ -1,18 +1,20 @@
 /**
  * The daemon's whole configuration as one verdict: netprobify.yaml (or the built-in default),
- * api.yaml beside it and the inventories they start, with the checks that span them (the API's
- * port against the metrics port). Daemon start, reload and `netprobify check` all go through
+ * api.yaml beside it and the inventories they start, the web config (--web.config.file) when one
+ * is given, with the checks that span them (the API's port against the metrics port). Daemon start, reload and `netprobify check` all go through
  * {@link loadAll}, so `check` accepts exactly what the daemon would run. The plan stage has no
  * checks of its own to repeat here: what it could fail on (a subnet too large to expand, an
  * iteration too large to hold) is refused by the schema, with the figures, before it gets there.
  */
 import { dirname, resolve } from "node:path";
-import { formatIssue, loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import { loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
+import { formatIssue } from "../config/validate-yaml.ts";
 import { withoutPrototype, type Config } from "../config/schema.ts";
-import { EXIT_DATAERR, EXIT_NOINPUT } from "../cli/exit.ts";
+import { EXIT_DATAERR, EXIT_NOINPUT, EXIT_OK } from "../cli/exit.ts";
 import { logger } from "../log.ts";
 import { planInventories, type InventoryPlan } from "../inventory/specs.ts";
 import { workerUrl } from "../worker-url.ts";
+import { describeWebSettings, loadWebConfig, type WebSettings } from "../web/config.ts";
 
 const log = logger("daemon");
 
@@ -24,6 +26,8 @@ export interface Loaded {
   config: Config;
   warnings: string[];
   inventories: InventoryPlan;
+  /** The web config's settings; null when none is given. */
+  web: WebSettings | null;
 }
 
 /**
@@ -80,20 +84,34 @@ export function loadConfigIsolated(path: string): Promise<LoadResult> {
 }
 
 /**
- * Reads the config (null: the built-in default) and api.yaml beside it, and plans the
- * inventories; a problem anywhere stops a start (65 invalid, 66 unreadable) and fails a reload.
+ * Reads the config (null: the built-in default), api.yaml beside it and the web config, and plans
+ * the inventories; a problem anywhere stops a start (65 invalid, 66 unreadable) and fails a
+ * reload. The problems of the config and of the web config are told together.
  * @param options.isolated Parse the config in a Worker (the daemon, whose heap lives on); `check`
  *   and tests parse in this thread.
+ * @param options.webConfigPath --web.config.file; none: no TLS, PROM_USER/PROM_PASSWORD auth.
  */
-export async function loadAll(configPath: string | null, options: { isolated?: boolean } = {}): Promise<Loaded | StartFailure> {
+export async function loadAll(
+  configPath: string | null,
+  options: { isolated?: boolean; webConfigPath?: string | null } = {},
+): Promise<Loaded | StartFailure> {
   const isolated = options.isolated ?? true;
+  const web = options.webConfigPath ? await loadWebConfig(options.webConfigPath) : null;
+  const fail = (exitCode: StartFailure["exitCode"], lines: string[]): StartFailure => {
+    if (!web || web.ok) return { exitCode, lines };
+    return { exitCode: web.unreadable ? EXIT_NOINPUT : exitCode, lines: [...lines, ...web.lines] };
+  };
   const r = configPath ? await (isolated ? loadConfigIsolated(configPath) : loadConfigFile(configPath)) : loadDefaultConfig();
-  if ("unreadable" in r) return { exitCode: EXIT_NOINPUT, lines: [r.unreadable] };
-  if (!r.ok) return { exitCode: EXIT_DATAERR, lines: r.issues.map(formatIssue) };
-  const inventories = await planInventories(r.config, configPath ? dirname(resolve(configPath)) : process.cwd());
+  if ("unreadable" in r) return fail(EXIT_NOINPUT, [r.unreadable]);
+  if (!r.ok) return fail(EXIT_DATAERR, r.issues.map(formatIssue));
+  if (web && !web.ok) return fail(EXIT_DATAERR, []);
+  const listener = web?.ok ? web.settings.listener : null;
+  const baseDir = configPath ? dirname(resolve(configPath)) : process.cwd();
+  const inventories = await planInventories(r.config, baseDir, undefined, listener);
   if (inventories.unreadable.length > 0) return { exitCode: EXIT_NOINPUT, lines: inventories.unreadable };
   if (inventories.problems.length > 0) return { exitCode: EXIT_DATAERR, lines: inventories.problems };
-  return { config: r.config, warnings: r.warnings, inventories };
+  const webWarnings = web?.ok ? web.warnings : [];
+  return { config: r.config, warnings: [...r.warnings, ...webWarnings], inventories, web: web?.ok ? web.settings : null };
 }
 
 const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -107,18 +125,34 @@ export async function checkFile(path: string): Promise<CheckOutcome> {
   return checkOutcome(path, await loadAll(path, { isolated: false }));
 }
 
-export type CheckOutcome = { exitCode: 0 | StartFailure["exitCode"]; lines: string[] };
+/**
+ * `netprobify check [FILE] [--web.config.file WEB]`: the config, the web config, or both as the
+ * daemon would load them together.
+ */
+export async function checkFiles(files: { config?: string; web?: string }): Promise<CheckOutcome> {
+  if (files.config) {
+    const loaded = await loadAll(files.config, { isolated: false, webConfigPath: files.web ?? null });
+    return checkOutcome(files.config, loaded, files.web);
+  }
+  if (!files.web) return { exitCode: EXIT_OK, lines: [] };
+  const web = await loadWebConfig(files.web);
+  if (!web.ok) return { exitCode: web.unreadable ? EXIT_NOINPUT : EXIT_DATAERR, lines: web.lines };
+  return { exitCode: EXIT_OK, lines: [...web.warnings, `${files.web}: valid web config: ${describeWebSettings(web.settings)}`] };
+}
 
-/** {@link checkFile}'s lines for what {@link loadAll} made of `path`. */
-export function checkOutcome(path: string, loaded: Loaded | StartFailure): CheckOutcome {
+export type CheckOutcome = { exitCode: typeof EXIT_OK | StartFailure["exitCode"]; lines: string[] };
+
+/** {@link checkFile}'s lines for what {@link loadAll} made of `path` (and of the web config `webPath`). */
+export function checkOutcome(path: string, loaded: Loaded | StartFailure, webPath?: string): CheckOutcome {
   if ("exitCode" in loaded) return loaded;
   const { config, warnings, inventories } = loaded;
   const names = inventories.specs.map((s) => `${s.name} (${s.kind}${s.refused ? ", refused" : ""})`);
   const started = names.length > 0 ? `, inventories: ${names.join(", ")}` : "";
   const refused = inventories.specs.flatMap((s) => (s.refused ? [s.refused] : []));
   const counts = `${plural(Object.keys(config.groups).length, "group")} and ${plural(Object.keys(config.targets).length, "target")}`;
+  const web = loaded.web && webPath ? [`${webPath}: valid web config: ${describeWebSettings(loaded.web)}`] : [];
   return {
-    exitCode: 0,
-    lines: [...warnings, ...[...inventories.warnings, ...refused].map((w) => `warning: ${w}`), `${path}: valid, ${counts}${started}`],
+    exitCode: EXIT_OK,
+    lines: [...warnings, ...[...inventories.warnings, ...refused].map((w) => `warning: ${w}`), `${path}: valid, ${counts}${started}`, ...web],
   };
 }

@@ -3,7 +3,6 @@
  * /metrics, reloads on SIGHUP and every reload_conf_interval, and stops cleanly on SIGTERM/SIGINT.
  * The main thread plans and publishes; the engine Workers touch the packets.
  */
-import type { Server } from "bun";
 import { DEFAULT_CONFIG_SOURCE } from "../config/default-config.ts";
 import type { Config } from "../config/schema.ts";
 import { logger, setLogLevel, type LevelName } from "../log.ts";
@@ -20,9 +19,14 @@ import type { BatchStats } from "../engine/probe-engine.ts";
 import { dirname, join } from "node:path";
 import { readFileSync, statSync } from "node:fs";
 import { longTimeout, wakeableSleep, type LongTimer } from "./timers.ts";
+import { logSeriesPackets } from "./verbose.ts";
 import { DynamicTargets } from "../inventory/merge.ts";
 import type { InventoryPlan } from "../inventory/specs.ts";
 import { InventorySupervisor } from "../inventory/supervisor.ts";
+import { Access, NO_ACCESS_RULES } from "../web/access.ts";
+import type { WebSettings } from "../web/config.ts";
+import { HttpListener } from "../web/listener.ts";
+import type { ListenerSettings } from "../web/tls.ts";
 
 const log = logger("daemon");
 
@@ -42,22 +46,43 @@ export class ListenError extends Error {
   }
 }
 
+/** A metrics listener's address given on the command line (--web.listen-address). */
+export interface ListenAddress {
+  /** What Bun.serve binds: an address or a name; "::" for every address. */
+  hostname: string;
+  port: number;
+  /** As the user wrote it, for the log. */
+  text: string;
+}
+
+/** host:port, an IPv6 address in brackets. */
+function hostPort(hostname: string, port: number): string {
+  return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+}
+
 export interface DaemonOptions {
   /** The config file, or null for the built-in default. */
   configPath: string | null;
+  /** --web.config.file: TLS for both listeners, Basic auth and headers for the metrics one. */
+  webConfigPath?: string | null;
   lookup?: LookupFn;
+  /** --web.listen-address: these listeners instead of the config's address and port, for good. */
+  listen?: readonly ListenAddress[] | null;
+  /** --log.level: this level instead of the config's logging_level, at start and after reloads. */
+  logLevel?: LevelName | null;
 }
 
 /** Files larger than this are not fingerprinted (the loader reports them). */
 const FINGERPRINT_MAX_BYTES = 64 << 20;
 
 /**
- * What a reload reads: the config file and api.yaml beside it. Two equal fingerprints mean
- * nothing to reload. null when a file cannot be fingerprinted (the load says why).
+ * What a reload reads: the config file, api.yaml beside it and the web config. Two equal
+ * fingerprints mean nothing to reload. null when a file cannot be fingerprinted (the load says
+ * why). The certificate files are not in it: the listeners follow them themselves.
  */
-function fingerprint(configPath: string): string | null {
+function fingerprint(configPath: string, webConfigPath: string | null): string | null {
   const parts: string[] = [];
-  for (const path of [configPath, join(dirname(configPath), "api.yaml")]) {
+  for (const path of [configPath, join(dirname(configPath), "api.yaml"), ...(webConfigPath ? [webConfigPath] : [])]) {
     let size: number;
     try {
       const st = statSync(path);
@@ -76,11 +101,23 @@ function fingerprint(configPath: string): string | null {
   return parts.join("|");
 }
 
+/** What a metrics listener was opened with: a reload that changes none of it keeps the listener. */
+interface Listening {
+  address: string;
+  port: number;
+  settings: ListenerSettings | null;
+}
+
 /** A reload that passed every check, waiting for the end of the iteration in flight. */
 interface PendingReload {
   loaded: Loaded;
-  /** The new metrics listener, already bound, when the address or port changed. */
-  server: Server<undefined> | null;
+  /** The new metrics listeners, already bound, when an address, port or TLS setting changed. */
+  server: { listeners: HttpListener[]; listening: Listening[] } | null;
+}
+
+/** How the metrics listeners authenticate, for the log. */
+function authKind(web: WebSettings | null): string {
+  return web?.access.users ? "basic_auth_users" : credentialsFromEnv() ? "PROM_USER" : "none";
 }
 
 /** Each engine's capture ring: absorbs bursts of answers while its thread is sending. */
@@ -110,7 +147,17 @@ export class Daemon {
   #apiListener: { address: string; port: number } | null = null;
   readonly #pool: WorkerPool;
   readonly #resolver: Resolver;
-  #server: Server<undefined> | null = null;
+  /** The metrics listeners: the config's one, or one per --web.listen-address. */
+  #servers: HttpListener[] = [];
+  #listening: Listening[] = [];
+  /** --web.listen-address, which a reload does not move; null: the config's address and port. */
+  readonly #listenFlag: readonly ListenAddress[] | null;
+  /** --log.level, which the config's logging_level does not override; null: the config's. */
+  readonly #logLevelFlag: LevelName | null;
+  /** The installed web config (null: none given). */
+  #web: WebSettings | null = null;
+  /** The metrics listener's handler: Basic auth, headers and rate limit of the web config around makeHandler's. */
+  #handler: (request: Request) => Promise<Response>;
   #stopping = false;
   #wake: (() => void) | null = null;
   #reloadTimer: LongTimer | null = null;
@@ -134,8 +181,12 @@ export class Daemon {
   private constructor(
     config: Config,
     readonly configPath: string | null,
+    readonly webConfigPath: string | null,
     lookup: LookupFn,
+    flags: Pick<DaemonOptions, "listen" | "logLevel">,
   ) {
+    this.#listenFlag = flags.listen && flags.listen.length > 0 ? flags.listen : null;
+    this.#logLevelFlag = flags.logLevel ?? null;
     this.#config = config;
     this.#effective = config;
     this.#metrics = new Metrics({ version: VERSION, bun: Bun.version, libpcap: "" });
@@ -149,6 +200,16 @@ export class Daemon {
     });
     this.#dynamic = new DynamicTargets(logger("inventory"));
     this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+    this.#handler = this.#handlerFor(null);
+  }
+
+  /**
+   * The metrics handler for a web config: its basic_auth_users replace PROM_USER/PROM_PASSWORD,
+   * which still apply without them (and without a web config).
+   */
+  #handlerFor(web: WebSettings | null): (request: Request) => Promise<Response> {
+    const access = new Access(web?.access ?? NO_ACCESS_RULES);
+    return access.wrap(makeHandler(this.#metrics, access.authenticates ? null : credentialsFromEnv(), this.#control));
   }
 
   /**
@@ -157,25 +218,39 @@ export class Daemon {
    */
   static async start(opts: DaemonOptions): Promise<Daemon | StartFailure> {
     const source = opts.configPath ?? DEFAULT_CONFIG_SOURCE;
-    const printed = opts.configPath ? fingerprint(opts.configPath) : null;
-    const loaded = await loadAll(opts.configPath);
+    const webConfigPath = opts.webConfigPath ?? null;
+    const printed = opts.configPath ? fingerprint(opts.configPath, webConfigPath) : null;
+    const loaded = await loadAll(opts.configPath, { webConfigPath });
     if ("exitCode" in loaded) return loaded;
     const { config, warnings, inventories } = loaded;
-    setLogLevel(config.global.logging_level as LevelName);
+    const d = new Daemon(config, opts.configPath, webConfigPath, opts.lookup ?? systemLookup, opts);
+    d.#web = loaded.web;
+    setLogLevel(d.#logLevel(config));
     log.info(
       opts.configPath
         ? "starting"
         : "starting on the built-in default config (no file given, no netprobify.yaml or config.yaml here): probing this host over loopback",
-      { version: VERSION, config: source, probe_name: config.global.probe_name },
+      {
+        version: VERSION,
+        config: source,
+        probe_name: config.global.probe_name,
+        listen: d.#listenAddresses(config).join(","),
+        tls: loaded.web?.listener != null,
+        auth: authKind(loaded.web),
+      },
     );
     for (const w of warnings) log.warning(w);
-    const d = new Daemon(config, opts.configPath, opts.lookup ?? systemLookup);
+    if (loaded.web?.access.users && credentialsFromEnv()) {
+      log.warning("PROM_USER and PROM_PASSWORD are not used: the web config's basic_auth_users apply", { web_config: webConfigPath ?? "" });
+    }
+    d.#handler = d.#handlerFor(loaded.web);
     d.#lastFingerprint = printed;
     await d.#pool.start(config.global.nb_proc, poolOptions(config));
     d.#metrics.setInfo({ version: VERSION, bun: Bun.version, libpcap: d.#pool.libpcap });
     d.#metrics.setProbeName(config.global.probe_name);
     d.#metrics.configLoaded(Date.now() / 1000, config.global.interval);
-    d.#server = d.#listen(config.global.prometheus_address, config.global.prometheus_port);
+    d.#listening = d.#listenTargets(config, loaded.web);
+    d.#servers = d.#bindAll(d.#listening, loaded.web);
     d.#resolver.sync(config);
     d.#applyInventories(inventories);
     d.#scheduleReloads();
@@ -184,7 +259,9 @@ export class Daemon {
 
   #applyInventories(plan: InventoryPlan): void {
     for (const w of plan.warnings) log.warning(w);
-    this.#inventories.apply(plan.specs);
+    // An inventory filters its own log lines at the level it is given: --log.level's, if any.
+    const level = this.#logLevelFlag;
+    this.#inventories.apply(level ? plan.specs.map((s) => ({ ...s, logLevel: level })) : plan.specs);
     const api = plan.specs.find((s) => s.kind === "api")?.options;
     this.#apiListener =
       api && typeof api.listen_address === "string" && typeof api.listen_port === "number"
@@ -204,40 +281,98 @@ export class Daemon {
     return merged.config;
   }
 
-  /** Opens a metrics listener; the caller closes the one it replaces. */
-  #listen(address: string, port: number): Server<undefined> {
-    let server: Server<undefined>;
+  #logLevel(c: Config): LevelName {
+    return this.#logLevelFlag ?? (c.global.logging_level as LevelName);
+  }
+
+  /** Where metrics are served, as host:port. */
+  #listenAddresses(c: Config): string[] {
+    return this.#listenFlag?.map((a) => a.text) ?? [hostPort(c.global.prometheus_address, c.global.prometheus_port)];
+  }
+
+  /** The metrics listeners a config asks for: --web.listen-address's when given, else the config's address and port. */
+  #listenTargets(c: Config, web: WebSettings | null): Listening[] {
+    const settings = web?.listener ?? null;
+    if (this.#listenFlag) return this.#listenFlag.map((a) => ({ address: a.hostname, port: a.port, settings }));
+    return [{ address: c.global.prometheus_address, port: c.global.prometheus_port, settings }];
+  }
+
+  /** Opens every listener of `targets`, or none: one that fails closes those already open. */
+  #bindAll(targets: Listening[], web: WebSettings | null): HttpListener[] {
+    const open: HttpListener[] = [];
     try {
-      server = serveMetrics({ hostname: address, port, fetch: makeHandler(this.#metrics, credentialsFromEnv(), this.#control) });
+      for (const t of targets) open.push(this.#listen(t, web));
     } catch (e) {
-      throw new ListenError(`${address}:${port}`, e instanceof Error ? e.message : String(e));
+      for (const l of open) l.stop(true);
+      throw e;
     }
-    log.info("serving metrics", { address, port, path: "/metrics" });
+    return open;
+  }
+
+  /** Opens a metrics listener; the caller closes the one it replaces. */
+  #listen(at: Listening, web: WebSettings | null): HttpListener {
+    let server: HttpListener;
+    try {
+      server = HttpListener.open({
+        name: "metrics",
+        settings: at.settings,
+        port: at.port,
+        bind: (transport, port) => serveMetrics({ hostname: at.address, port, fetch: (request) => this.#handler(request), transport }),
+        log: (level, message, fields) => {
+          if (level === "ERROR") {
+            log.error(message, fields);
+            // The API counts its own in netprobify_inventory_errors_total.
+            this.#metrics.certificateFailed();
+          } else if (level === "WARNING") log.warning(message, fields);
+          else log.info(message, fields);
+        },
+      });
+    } catch (e) {
+      throw new ListenError(`${at.address}:${at.port}`, e instanceof Error ? e.message : String(e));
+    }
+    log.info("serving metrics", { address: at.address, port: at.port, path: "/metrics", tls: server.tls, auth: authKind(web) });
     return server;
   }
 
   /**
-   * The listener a reload moves to, bound before the running one closes so a failure leaves
-   * metrics served where they were. Only the same port on an overlapping address (0.0.0.0 to
-   * 127.0.0.1) cannot be held twice: there the old one is closed first and reopened on failure.
+   * The listeners a reload moves to, bound before the running ones close so a failure leaves
+   * metrics served where they were. Only the same port on the same or an overlapping address
+   * (0.0.0.0 to 127.0.0.1, or new TLS settings) cannot be held twice: there the running ones are
+   * closed first (their requests in flight finish), the new ones take their place at once, and
+   * the old ones come back if the new ones cannot open. Null when the listeners stay (or were
+   * swapped). With --web.listen-address, a change of the config's address or port is logged and
+   * the flag's listeners stay (new TLS settings still apply to them).
    */
-  #listenForReload(old: Config, c: Config): Server<undefined> | null {
-    const { prometheus_address: address, prometheus_port: port } = c.global;
-    if (address === old.global.prometheus_address && port === old.global.prometheus_port) return null;
-    try {
-      return this.#listen(address, port);
-    } catch (e) {
-      const current = this.#server;
-      if (!(e instanceof ListenError) || !current || current.port !== port) throw e;
+  #listenForReload(old: Config, c: Config, web: WebSettings | null): PendingReload["server"] {
+    const moved = c.global.prometheus_address !== old.global.prometheus_address || c.global.prometheus_port !== old.global.prometheus_port;
+    if (this.#listenFlag && moved) {
+      log.warning("prometheus_address or prometheus_port changed in the config, but --web.listen-address is given: the listeners stay", {
+        config_listen: hostPort(c.global.prometheus_address, c.global.prometheus_port),
+        listen: this.#listenAddresses(c).join(","),
+      });
     }
-    this.#server?.stop(true);
-    this.#server = null;
+    const next = this.#listenTargets(c, web);
+    const current = this.#listening;
+    const key = (l: Listening[]) => JSON.stringify(l.map((x) => [x.address, x.port]));
+    const same = key(next) === key(current);
+    if (same && JSON.stringify(next) === JSON.stringify(current)) return null;
+    if (!same) {
+      try {
+        return { listeners: this.#bindAll(next, web), listening: next };
+      } catch (e) {
+        if (!(e instanceof ListenError) || !next.some((n) => current.some((x) => x.port === n.port))) throw e;
+      }
+    }
+    for (const s of this.#servers) s.stop(false);
+    this.#servers = [];
     try {
-      return this.#listen(address, port);
+      this.#servers = this.#bindAll(next, web);
+      this.#listening = next;
     } catch (e) {
-      this.#server = this.#listen(old.global.prometheus_address, old.global.prometheus_port);
+      this.#servers = this.#bindAll(current, this.#web);
       throw e;
     }
+    return null;
   }
 
   #scheduleReloads(): void {
@@ -254,7 +389,7 @@ export class Daemon {
   }
 
   get port(): number {
-    return this.#server?.port ?? 0;
+    return this.#servers[0]?.port ?? 0;
   }
 
   /** What the metrics listener's /-/healthy, /-/ready, /-/reload and landing page ask. */
@@ -294,11 +429,11 @@ export class Daemon {
       this.#reloadFailed = true;
       this.#metrics.reloadFailed();
       // An accepted file not installed yet is no longer what is on disk: it is dropped too.
-      this.#pending?.server?.stop(true);
+      for (const l of this.#pending?.server?.listeners ?? []) l.stop(true);
       this.#pending = null;
       return { ok: false, lines };
     };
-    const printed = fingerprint(path);
+    const printed = fingerprint(path, this.webConfigPath);
     // An explicit reload retries a failed one whatever the files: the failure may have been the
     // machine's (a port in use) rather than the file's.
     if (printed !== null && printed === this.#lastFingerprint && (quiet || !this.#reloadFailed)) {
@@ -310,14 +445,14 @@ export class Daemon {
     this.#lastFingerprint = printed;
     let pending: PendingReload;
     try {
-      const loaded = await loadAll(path);
+      const loaded = await loadAll(path, { webConfigPath: this.webConfigPath });
       if ("exitCode" in loaded) return fail(loaded.lines);
       // loadAll refuses what the planner could not run (the schema's limits): nothing to plan here.
       const c = loaded.config;
       // A reload accepted earlier but not installed yet is superseded, its listener with it.
-      this.#pending?.server?.stop(true);
+      for (const l of this.#pending?.server?.listeners ?? []) l.stop(true);
       this.#pending = null;
-      pending = { loaded, server: this.#listenForReload(this.#config, c) };
+      pending = { loaded, server: this.#listenForReload(this.#config, c, loaded.web) };
     } catch (e) {
       return fail([e instanceof Error ? e.message : String(e)]);
     }
@@ -344,14 +479,17 @@ export class Daemon {
       const c = pending.loaded.config;
       for (const w of pending.loaded.warnings) log.warning(w);
       this.#config = c;
-      setLogLevel(c.global.logging_level as LevelName);
+      setLogLevel(this.#logLevel(c));
       this.#metrics.setProbeName(c.global.probe_name);
       this.#reloadFailed = false;
       this.#metrics.configLoaded(Date.now() / 1000, c.global.interval);
       if (pending.server) {
-        this.#server?.stop(true);
-        this.#server = pending.server;
+        for (const l of this.#servers) l.stop(true);
+        this.#servers = pending.server.listeners;
+        this.#listening = pending.server.listening;
       }
+      this.#web = pending.loaded.web;
+      this.#handler = this.#handlerFor(pending.loaded.web);
       this.#applyInventories(pending.loaded.inventories);
       this.#mergeDynamic();
       await this.#pool.resize(c.global.nb_proc, poolOptions(c));
@@ -409,6 +547,7 @@ export class Daemon {
       plan.jobs[k]!.series.forEach((global, local) => (results[global] = r.series[local] ?? null));
     });
     this.#reportUnroutable(plan.series, results);
+    if (c.global.verbose === 1) logSeriesPackets(log, plan.series, results);
     const seconds = (performance.now() - t0) / 1000;
     const degraded =
       out.some((r) => r === null) ||
@@ -481,9 +620,9 @@ export class Daemon {
     }
     await Promise.all([this.#pool.close(), this.#inventories.stop()]);
     this.#reloadTimer?.cancel();
-    this.#pending?.server?.stop(true);
+    for (const l of this.#pending?.server?.listeners ?? []) l.stop(true);
     this.#pending = null;
-    this.#server?.stop(true);
+    for (const l of this.#servers) l.stop(true);
     this.#resolveStopped();
   }
 

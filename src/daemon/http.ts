@@ -11,6 +11,7 @@ import { describeError } from "../inventory/runner.ts";
 import { logger } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { acceptsGzip, gzipParts } from "./gzip.ts";
+import type { Transport } from "../web/tls.ts";
 
 const log = logger("http");
 
@@ -236,6 +237,8 @@ export interface MetricsServerOptions {
   port: number;
   /** {@link makeHandler}'s handler. */
   fetch: (req: Request) => Promise<Response>;
+  /** TLS and HTTP/2 from the web config (src/web/listener.ts); none: plain HTTP/1.1. */
+  transport?: Transport;
 }
 
 /**
@@ -246,6 +249,7 @@ export interface MetricsServerOptions {
 export function serveMetrics(o: MetricsServerOptions): Server<undefined> {
   return Bun.serve({
     ...productionServeOptions((message) => log.error(message)),
+    ...o.transport,
     hostname: o.hostname,
     port: o.port,
     fetch: o.fetch,

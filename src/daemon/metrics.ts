@@ -303,6 +303,7 @@ export class Metrics {
   readonly #lastReloadSuccessTime: Gauge;
   readonly #lastIterationEndTime: Gauge;
   readonly #interval: Gauge;
+  readonly #certificateErrors: Counter;
 
   constructor(versions: Versions, build: BuildInfo = buildInfo()) {
     const r = this.#registry;
@@ -348,6 +349,17 @@ export class Metrics {
       "when the last iteration whose results are published ended, in seconds since the Unix epoch.",
     );
     this.#interval = g("netprobify_iteration_interval_seconds", "the configured interval between the starts of two iterations (global.interval).");
+    this.#certificateErrors = c(
+      "netprobify_tls_certificate_errors_total",
+      "Changes of the web config's certificate files the metrics listener could not apply (unreadable, not parsing, a key not matching, the port not bindable): the certificate in use stayed.",
+      [],
+    );
+    this.#certificateErrors.inc(0);
+  }
+
+  /** The metrics listener could not apply a change of its certificate files (the old ones stay). */
+  certificateFailed(): void {
+    this.#certificateErrors.inc();
   }
 
   /** netprobify_info and netprobify_build_info: one series each, the versions running now. */

@@ -5,7 +5,7 @@
  */
 import type { Config, GroupConfig, TargetConfig, TargetType } from "../config/schema.ts";
 import { ipPayloadSize, targetAddressFamily } from "../config/schema.ts";
-import { targetGroups } from "../config/load.ts";
+import { targetGroups } from "./group-membership.ts";
 import type { ProbeTarget } from "../engine/probe-engine.ts";
 import type { Family } from "../packet/address.ts";
 import { destinationPort } from "../probes/registry.ts";

@@ -70,6 +70,8 @@ export class EngineClient {
    */
   #wakeFd = -1;
   #closing: Promise<boolean> | null = null;
+  /** abort() was called: the shared flag stays set, so no batch can run to its end any more. */
+  #aborted = false;
 
   private constructor(private readonly onLog: (message: string) => void) {
     // smol: JavaScriptCore's small-heap settings; the engine keeps its per-probe state in typed
@@ -111,8 +113,21 @@ export class EngineClient {
     return this.#dead === null;
   }
 
+  /**
+   * Ends the batch in progress now (`probe` interrupted by Ctrl-C): its promise resolves with
+   * what was measured so far, the probes not sent yet SLOT_UNSENT, neither sent nor lost. The
+   * engine is then spent: a later batch would end at once, so run() refuses it.
+   */
+  abort(): void {
+    if (this.#aborted || this.#dead) return;
+    this.#aborted = true;
+    Atomics.store(this.#abortFlag, 0, 1);
+    if (this.#wakeFd >= 0) writeSync(this.#wakeFd, EVENTFD_ONE);
+  }
+
   #request(id: number, message: EngineRequest): Promise<BatchResult | SeriesResult> {
     if (this.#dead) return Promise.reject(this.#dead);
+    if (this.#aborted) return Promise.reject(new EngineWorkerError("Aborted", "the engine was aborted: it runs no further batch"));
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#post(message);

@@ -5,7 +5,8 @@
  */
 import * as v from "valibot";
 import { MAX_LIFETIME_S, MAX_NB_PACKETS } from "../config/limits.ts";
-import { formatIssue, formatWarnings, parseYamlText, readSettingsFile } from "../config/load.ts";
+import { readSettingsFile } from "../config/settings-file.ts";
+import { formatIssue, formatWarnings, parseYamlText } from "../config/validate-yaml.ts";
 import {
   hints,
   issueText,

@@ -7,7 +7,7 @@
 import { open, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import * as v from "valibot";
-import { formatProblem, validateValue } from "../config/load.ts";
+import { formatProblem, validateValue } from "../config/validate.ts";
 import { NAME_PATTERN, splitIssueText } from "../config/schema.ts";
 import type { LevelName, LogFields } from "../log.ts";
 import type { ApiConfig } from "./api-config.ts";

@@ -19,6 +19,7 @@ import {
 } from "../config/schema.ts";
 import type { LogFields } from "../log.ts";
 import { destinationPortText, hasPorts, headerBytesText } from "../probes/registry.ts";
+import { destinationForm } from "../targets/destinations.ts";
 import { lifetimeInput, type ApiConfig } from "./api-config.ts";
 
 /** What a POST defaults to, as the original did. */
@@ -49,6 +50,9 @@ export const targetFields = {
   hostname: v.pipe(
     v.string(),
     v.regex(HOSTNAME_PATTERN),
+    // 198.18.0.1-5 fits the pattern but is an address range, which the prober probes only with
+    // is_subnet, a field the API does not have.
+    v.check((hostname) => destinationForm(hostname) !== "range"),
     hints({ noun: "a hostname or an IP address", expected: HOSTNAME_EXPECTED }),
     v.description(
       "What to probe; must resolve in address_family when added. The prober re-resolves it every " +

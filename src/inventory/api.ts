@@ -23,9 +23,11 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { toJsonSchema, type SchemaNode } from "../config/describe.ts";
-import { formatProblem, validateValue, type ValueProblem } from "../config/load.ts";
+import { formatProblem, validateValue, type ValueProblem } from "../config/validate.ts";
 import { ADDRESS_FAMILIES, InventoryTargetSchema, lifetimeSeconds, type AddressFamily } from "../config/schema.ts";
 import { BAD_HOST, productionServeOptions, requestUrl } from "../http-server.ts";
+import { HttpListener } from "../web/listener.ts";
+import type { ListenerSettings, Transport } from "../web/tls.ts";
 import type { LevelName, LogFields } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { ApiConfigSchema, LIFETIME_EXPECTED, type ApiConfig } from "./api-config.ts";
@@ -499,50 +501,72 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Api> 
 // --- the inventory ---
 
 /**
- * The inventory's entry point: `options` is api.yaml's content as {@link loadApiConfig} returns
- * it (checked again here). Resolves once the server listens; stops it when `context.signal` aborts.
+ * The inventory's entry point with the listener settings of the web config (TLS, HTTP/2; null:
+ * plain HTTP): `options` is api.yaml's content as {@link loadApiConfig} returns it (checked again
+ * here). Resolves once the server listens; stops it when `context.signal` aborts. The apikey
+ * stays the API's only authentication, whatever the web config's basic_auth_users.
  */
-export const start: InventoryStart = async (name, options, publish, context) => {
-  const checked = validateValue(ApiConfigSchema, options);
-  if (!checked.ok) throw new Error(`invalid api options: ${checked.problems.map(formatProblem).join("; ")}`);
-  const config = checked.value;
-  const statePath = resolve(context.baseDir, config.state_file);
-  const api = await createApi(config, { name, publish, statePath, reportError: context.reportError, log: context.log });
-  if (context.signal.aborted) {
-    await api.close();
-    return;
-  }
-  let server: Server<undefined>;
-  try {
-    server = serveApi(api, config.listen_address, config.listen_port, context.reportError);
-  } catch (error) {
-    await api.close();
-    throw new Error(`cannot listen on ${config.listen_address} port ${config.listen_port}: ${describeError(error)}`);
-  }
-  context.log("INFO", "targets API listening", {
-    address: config.listen_address,
-    port: server.port,
-    targets: api.targets().length,
-    state_file: statePath,
-  });
-  context.signal.addEventListener(
-    "abort",
-    () => {
-      void server.stop(true);
-      void api.close();
-    },
-    { once: true },
-  );
-};
+export function startApi(listener: ListenerSettings | null): InventoryStart {
+  return async (name, options, publish, context) => {
+    const checked = validateValue(ApiConfigSchema, options);
+    if (!checked.ok) throw new Error(`invalid api options: ${checked.problems.map(formatProblem).join("; ")}`);
+    const config = checked.value;
+    const statePath = resolve(context.baseDir, config.state_file);
+    const api = await createApi(config, { name, publish, statePath, reportError: context.reportError, log: context.log });
+    if (context.signal.aborted) {
+      await api.close();
+      return;
+    }
+    let server: HttpListener;
+    try {
+      server = HttpListener.open({
+        name: "targets API",
+        settings: listener,
+        port: config.listen_port,
+        bind: (transport, port) => serveApi(api, config.listen_address, port, context.reportError, transport),
+        // A certificate change that cannot be applied is logged and counted as the inventory's error.
+        log: (level, message, fields) => (level === "ERROR" ? context.reportError(message, fields) : context.log(level, message, fields)),
+      });
+    } catch (error) {
+      await api.close();
+      throw new Error(`cannot listen on ${config.listen_address} port ${config.listen_port}: ${describeError(error)}`);
+    }
+    context.log("INFO", "targets API listening", {
+      address: config.listen_address,
+      port: server.port,
+      tls: server.tls,
+      targets: api.targets().length,
+      state_file: statePath,
+    });
+    context.signal.addEventListener(
+      "abort",
+      () => {
+        server.stop(true);
+        void api.close();
+      },
+      { once: true },
+    );
+  };
+}
+
+/** The inventory's entry point without a web config: plain HTTP. */
+export const start: InventoryStart = startApi(null);
 
 /**
  * The API's listener: production mode with the last-resort error handler (never Bun's
  * development error page; `reportError` gets one line), Bun's body cap as a backstop, then
- * `api.fetch`. Throws what Bun.serve throws (address taken).
+ * `api.fetch`, over TLS when `transport` says so. Throws what Bun.serve throws (address taken).
  */
-export function serveApi(api: Api, hostname: string, port: number, reportError: (message: string) => void): Server<undefined> {
+export function serveApi(
+  api: Api,
+  hostname: string,
+  port: number,
+  reportError: (message: string) => void,
+  transport: Transport = {},
+): Server<undefined> {
   return Bun.serve({
     ...productionServeOptions(reportError),
+    ...transport,
     hostname,
     port,
     maxRequestBodySize: SERVER_BODY_BACKSTOP_BYTES,

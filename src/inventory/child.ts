@@ -12,6 +12,7 @@
 import { plugin } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname } from "node:path";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../cli/exit.ts";
 import { dropCapabilities, reexecSelf } from "../native/capabilities.ts";
 import { holdsPrivilege, threadsNotConfined } from "../privilege.ts";
 import { checkCodeDirectory, readCodeFile, UntrustedCode } from "../trusted-code.ts";
@@ -94,11 +95,11 @@ function checkEveryImport(): void {
   });
 }
 
-export function runInventoryChild(argv: readonly string[]): Promise<number> {
+export function runInventoryChild(argv: readonly string[], err: (line: string) => void): Promise<number> {
   return new Promise((resolve) => {
     if (!process.send) {
-      process.stderr.write("netprobify: __inventory is started by the prober, not by hand\n");
-      resolve(64);
+      err("netprobify: __inventory is started by the prober, not by hand");
+      resolve(EXIT_USAGE);
       return;
     }
     const controller = new AbortController();
@@ -112,7 +113,7 @@ export function runInventoryChild(argv: readonly string[]): Promise<number> {
     const fail = (message: string) => {
       send({ kind: "failed", message });
       // Let the IPC message leave before exiting.
-      setTimeout(() => resolve(1), 50);
+      setTimeout(() => resolve(EXIT_FAILURE), 50);
     };
     let privileged: boolean;
     try {
@@ -122,14 +123,16 @@ export function runInventoryChild(argv: readonly string[]): Promise<number> {
       return;
     }
     if (privileged) checkEveryImport();
+    // A runtime warning in the module is the prober's log line, as the module's own log calls are.
+    process.on("warning", (w: Error & { code?: string }) => send({ kind: "log", level: "WARNING", message: w.message, fields: { warning: w.name, code: w.code } }));
     process.on("uncaughtException", (e) => fail(`uncaught: ${describeError(e)}`));
     process.on("unhandledRejection", (e) => fail(`unhandled rejection: ${describeError(e)}`));
     // No orphans: when the prober goes, so does every inventory.
-    process.on("disconnect", () => resolve(0));
+    process.on("disconnect", () => resolve(EXIT_OK));
     process.on("message", (command: InventoryCommand) => {
       if (command.kind === "stop") {
         controller.abort();
-        setTimeout(() => resolve(0), STOP_GRACE_MS);
+        setTimeout(() => resolve(EXIT_OK), STOP_GRACE_MS);
         return;
       }
       const { spec } = command;

@@ -19,6 +19,7 @@
  * ```
  */
 import type { LevelName, LogFields } from "../log.ts";
+import type { ListenerSettings } from "../web/tls.ts";
 
 /** What a module may do besides publishing. */
 export interface InventoryContext {
@@ -65,6 +66,8 @@ export interface InventorySpec {
    */
   readonly refused?: string;
   readonly options: Readonly<Record<string, unknown>>;
+  /** For kind "api": TLS and HTTP/2 of its listener, from --web.config.file; absent: plain HTTP. */
+  readonly listener?: ListenerSettings;
   readonly baseDir: string;
   readonly logLevel: LevelName;
 }

@@ -16,7 +16,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { formatProblem, validateValue } from "../config/load.ts";
+import { formatProblem, validateValue } from "../config/validate.ts";
 import { InventoryListSchema } from "../config/schema.ts";
 import { VERSION } from "../version.ts";
 import type { InventoryStart } from "./contract.ts";

@@ -2,15 +2,20 @@
  * Worker entry of the built-in inventories (api, file, http): a failure in one of them is
  * contained in this Worker, which the supervisor replaces. Listed in build.ts.
  */
-import { start as startApi } from "./api.ts";
-import type { InventoryCommand, InventoryMessage, InventoryStart } from "./contract.ts";
+import { startApi } from "./api.ts";
+import type { InventoryCommand, InventoryMessage, InventorySpec, InventoryStart } from "./contract.ts";
 import { start as startFile } from "./file.ts";
 import { start as startHttp } from "./http.ts";
 import { describeError, runInventory } from "./runner.ts";
 
 declare const self: Worker;
 
-const BUILT_INS: Record<"api" | "file" | "http", InventoryStart> = { api: startApi, file: startFile, http: startHttp };
+/** The built-ins by kind; the API's listens with the web config's TLS settings, which its spec carries. */
+const BUILT_INS: Record<"api" | "file" | "http", (spec: InventorySpec) => InventoryStart> = {
+  api: (spec) => startApi(spec.listener ?? null),
+  file: () => startFile,
+  http: () => startHttp,
+};
 
 const controller = new AbortController();
 const send = (m: InventoryMessage) => self.postMessage(m);
@@ -22,7 +27,7 @@ self.onmessage = (event: MessageEvent<InventoryCommand>) => {
     return;
   }
   const { spec } = command;
-  const start = spec.kind === "module" ? undefined : BUILT_INS[spec.kind];
+  const start = spec.kind === "module" ? undefined : BUILT_INS[spec.kind]?.(spec);
   if (!start) {
     send({ kind: "failed", message: `no built-in inventory of kind ${spec.kind}` });
     return;

@@ -6,8 +6,9 @@
  */
 import type { Config, InventoryTarget, TargetConfig } from "../config/schema.ts";
 import { creationSeconds, lifetimeSeconds, targetAddressFamily, withoutPrototype } from "../config/schema.ts";
-import { iterationSize, targetGroups } from "../config/iteration.ts";
+import { iterationSize } from "../config/iteration.ts";
 import { MAX_NB_PACKETS, MAX_PROBED_ADDRESSES_PER_ITERATION, MAX_PROBES_PER_ITERATION } from "../config/limits.ts";
+import { onlyInGroups, targetGroups } from "../daemon/group-membership.ts";
 import type { Logger } from "../log.ts";
 import { hasPorts, probeType } from "../probes/registry.ts";
 import { destinationSize } from "../targets/destinations.ts";
@@ -48,16 +49,12 @@ export function inventoryNames(inventory: string, targets: readonly InventoryTar
 /** A published target as a configured one. */
 export function asTargetConfig(inventory: string, t: InventoryTarget): TargetConfig {
   const { hostname, groups, creation_date: _created, lifetime: _lifetime, destination, ...rest } = t;
-  const target = {
+  return {
     ...rest,
     destination: destination ?? hostname,
     description: rest.description ?? `from_${inventory}`,
+    ...(groups ? onlyInGroups(groups) : {}),
   } as TargetConfig;
-  if (groups) {
-    target.explicit_groups = { register_to: [...groups], exclude_from: [] };
-    target.auto_register_to_groups = false;
-  }
-  return target;
 }
 
 export interface Merged {

@@ -14,6 +14,7 @@ import { holdsPrivilege } from "../privilege.ts";
 import { checkCodeDirectory, checkCodeFile, UntrustedCode } from "../trusted-code.ts";
 import { loadApiConfig } from "./api-config.ts";
 import type { InventorySpec } from "./contract.ts";
+import type { ListenerSettings } from "../web/tls.ts";
 
 /** The API inventory's settings file, beside the config (the original's name and place). */
 export const API_CONFIG_FILE = "api.yaml";
@@ -56,8 +57,14 @@ export function moduleFiles(directory: string): { name: string; path: string }[]
  *   where api.yaml, the modules directory and relative paths are looked for.
  * @param privileged Whether modules must pass the ownership rule: this process is root or holds
  *   capabilities, which its children start with.
+ * @param listener The web config's TLS and HTTP/2, which the API's listener takes; null: plain HTTP.
  */
-export async function planInventories(config: Config, baseDir: string, privileged = holdsPrivilege()): Promise<InventoryPlan> {
+export async function planInventories(
+  config: Config,
+  baseDir: string,
+  privileged = holdsPrivilege(),
+  listener: ListenerSettings | null = null,
+): Promise<InventoryPlan> {
   const disabled = new Set(config.global.disable_dynamic_inventories);
   const logLevel = config.global.logging_level as LevelName;
   const specs: InventorySpec[] = [];
@@ -77,7 +84,7 @@ export async function planInventories(config: Config, baseDir: string, privilege
     const api = await loadApiConfig(apiPath, { groups: Object.keys(config.groups), metrics });
     if (api.ok) {
       warnings.push(...api.warnings);
-      add({ name: "api", kind: "api", options: api.config });
+      add({ name: "api", kind: "api", options: api.config, ...(listener ? { listener } : {}) });
     } else {
       (api.unreadable ? unreadable : problems).push(...api.lines);
     }

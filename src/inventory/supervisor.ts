@@ -6,7 +6,7 @@
  * iterations.
  */
 import { readFileSync } from "node:fs";
-import { validateValue, formatProblem } from "../config/load.ts";
+import { validateValue, formatProblem } from "../config/validate.ts";
 import { InventoryListSchema, type InventoryTarget } from "../config/schema.ts";
 import type { Logger, LogFields } from "../log.ts";
 import { selfCommand, workerUrl } from "../worker-url.ts";
@@ -29,6 +29,8 @@ export type Launch = (
   spec: InventorySpec,
   onMessage: (message: InventoryMessage) => void,
   onExit: (reason: string) => void,
+  /** A line the inventory wrote on its stdout or stderr (a child process's console.log). */
+  onOutput?: (stream: "stdout" | "stderr", line: string) => void,
 ) => InventoryProcess;
 
 export interface SupervisorHooks {
@@ -102,7 +104,7 @@ export const launchWorker: Launch = (spec, onMessage, onExit) => {
  * (BUN_JSC_gcMaxHeapSize only tunes the collector), so the process is watched and killed past
  * CHILD_MAX_RSS_BYTES; the kernel's OOM killer is pointed at it before the prober too.
  */
-export const launchChild: Launch = (spec, onMessage, onExit) => {
+export const launchChild: Launch = (spec, onMessage, onExit, onOutput) => {
   let ended = false;
   let watch: ReturnType<typeof setInterval> | null = null;
   const end = (reason: string) => {
@@ -113,8 +115,10 @@ export const launchChild: Launch = (spec, onMessage, onExit) => {
   };
   const proc = Bun.spawn([...selfCommand(), "__inventory"], {
     stdin: "ignore",
-    stdout: "inherit",
-    stderr: "inherit",
+    // Through the prober's logger, never straight onto its stdout or stderr: a module's
+    // console.log becomes a log line that names the inventory.
+    stdout: "pipe",
+    stderr: "pipe",
     ipc: (message: InventoryMessage) => {
       if (message?.kind === "ready") proc.send({ kind: "start", spec } satisfies InventoryCommand);
       onMessage(message);
@@ -122,6 +126,8 @@ export const launchChild: Launch = (spec, onMessage, onExit) => {
     onExit: (_p, code, signal) => end(signal ? `its process was killed by ${signal}` : `its process exited with status ${code}`),
   });
   void Bun.write(`/proc/${proc.pid}/oom_score_adj`, "1000").catch(() => undefined);
+  void readLines(proc.stdout, (line) => onOutput?.("stdout", line));
+  void readLines(proc.stderr, (line) => onOutput?.("stderr", line));
   watch = setInterval(() => {
     const rss = residentBytes(proc.pid);
     if (rss > CHILD_MAX_RSS_BYTES) {
@@ -147,6 +153,35 @@ export const launchChild: Launch = (spec, onMessage, onExit) => {
 };
 
 const RSS_CHECK_MS = 250;
+
+/** A line of a child's output longer than this is logged in pieces of this length. */
+const OUTPUT_LINE_MAX = 4096;
+
+/**
+ * Calls `onLine` with each non-empty line of `stream` (without its newline), the last one even
+ * unterminated; a line longer than OUTPUT_LINE_MAX is passed on in pieces rather than held.
+ */
+async function readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let partial = "";
+  const emit = (line: string) => {
+    for (let at = 0; at < line.length; at += OUTPUT_LINE_MAX) onLine(line.slice(at, at + OUTPUT_LINE_MAX));
+  };
+  try {
+    for await (const chunk of stream) {
+      const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) emit(line);
+      while (partial.length >= OUTPUT_LINE_MAX) {
+        onLine(partial.slice(0, OUTPUT_LINE_MAX));
+        partial = partial.slice(OUTPUT_LINE_MAX);
+      }
+    }
+  } catch {
+    // The process is gone: what it wrote until then has been passed on.
+  }
+  emit(partial + decoder.decode());
+}
 
 /** VmRSS of a process, 0 when it cannot be read (gone). */
 function residentBytes(pid: number): number {
@@ -272,6 +307,12 @@ export class InventorySupervisor {
         spec,
         (message) => current() && this.#onMessage(slot, message),
         (reason) => current() && this.#failed(slot, `stopped: ${reason}`),
+        // Even a replaced process's last words (what it printed as it crashed) are logged.
+        (stream, line) => {
+          const where = { inventory: spec.name, stream };
+          if (stream === "stderr") this.log.warning(line, where);
+          else this.log.info(line, where);
+        },
       );
       this.log.info("inventory started", fields);
     } catch (e) {

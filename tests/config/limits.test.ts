@@ -20,7 +20,9 @@ import {
   MAX_PROBES_PER_ITERATION,
   MAX_TARGETS,
 } from "../../src/config/limits.ts";
-import { formatIssue, parseConfigText, validateValue, type ParseResult } from "../../src/config/load.ts";
+import { parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { validateValue } from "../../src/config/validate.ts";
+import { formatIssue } from "../../src/config/validate-yaml.ts";
 import { ConfigSchema, InventoryListSchema } from "../../src/config/schema.ts";
 import { checkFile, loadAll } from "../../src/daemon/configuration.ts";
 import { addressesOverlap, parseApiConfigText } from "../../src/inventory/api-config.ts";
@@ -119,7 +121,7 @@ describe("what one iteration holds", () => {
 
   test("a hostname counts as one address, a subnet as its hosts, each once per group", () => {
     const r = parseConfigText(
-      text("", "  a: {type: ICMPping, destination: router.example, nb_packets: 1000000}\n  b: {type: ICMPping, destination: 198.18.0.0/30, nb_packets: 1000000}", "  g1: {}\n  g2: {}\n  g3: {}\n  g4: {}"),
+      text("", "  a: {type: ICMPping, destination: router.example, nb_packets: 1000000}\n  b: {type: ICMPping, destination: 198.18.0.0/30, is_subnet: true, nb_packets: 1000000}", "  g1: {}\n  g2: {}\n  g3: {}\n  g4: {}"),
       "h.yaml",
     );
     // 4 groups x (1 + 2 hosts) x 1,000,000 = 12,000,000.
@@ -149,7 +151,7 @@ describe("what one iteration holds", () => {
     const r = validateValue(ConfigSchema, {
       global: { probe_name: "p", interval: 30, nb_proc: 1, logging_level: "INFO", prometheus_port: 8000, dns_update_interval: 0 },
       groups: { g: {} },
-      targets: { t: { type: "ICMPping", destination } },
+      targets: { t: { type: "ICMPping", destination, is_subnet: true } },
     });
     const size = destinationSize(destination);
     if (size.form === "hostname") return expect(r.ok).toBe(true);

@@ -3,14 +3,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  findConfigFile,
-  formatIssue,
-  loadConfigFile,
-  loadDefaultConfig,
-  parseConfigText,
-  type ParseResult,
-} from "../../src/config/load.ts";
+import { findConfigFile, loadConfigFile, loadDefaultConfig, parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { formatIssue } from "../../src/config/validate-yaml.ts";
 import { DEFAULT_HISTOGRAM_BUCKETS } from "../../src/config/schema.ts";
 import { checkFile } from "../../src/daemon/configuration.ts";
 
@@ -125,6 +119,13 @@ const INVALID: [file: string, lines: string[]][] = [
   ]],
   ["bad-is-subnet.yaml", [
     "bad-is-subnet.yaml:20:16: targets.web.is_subnet: \"sometimes\" is not a boolean (true or false)",
+  ]],
+  // The original read a subnet or range as a hostname unless is_subnet was true: the target never
+  // resolved and was never probed. Probing it here would send what the original never sent.
+  ["bad-subnet-without-is-subnet.yaml", [
+    "bad-subnet-without-is-subnet.yaml:17:5: targets.racks.is_subnet: destination \"198.18.3.0/26\" is a subnet, but is_subnet is not true (true, to probe every address of it; without it the original read the destination as a hostname, which never resolves)",
+    "bad-subnet-without-is-subnet.yaml:23:16: targets.range.is_subnet: destination \"198.18.4.1-20\" is a range, but is_subnet is not true (true, to probe every address of it; without it the original read the destination as a hostname, which never resolves)",
+    "bad-subnet-without-is-subnet.yaml:25:5: targets.v6.is_subnet: destination \"fd00::/120\" is a subnet, but is_subnet is not true (true, to probe every address of it; without it the original read the destination as a hostname, which never resolves)",
   ]],
   ["bad-l3-raw-socket.yaml", [
     "bad-l3-raw-socket.yaml:9:18: global.l3_raw_socket: \"maybe\" is not a boolean (true or false)",
@@ -605,6 +606,55 @@ test("an empty targets map means no targets; .inf is no timeout", () => {
   expect(issuesOf(parseConfigText(text, "x.yaml"))).toEqual([
     "x.yaml:4:50: targets.x.timeout: Infinity is out of range (a number above 0 and at most 86400)",
   ]);
+});
+
+const GLOBAL = (extra = "", level = "INFO") => `global:
+  probe_name: lab
+  interval: 30
+  nb_proc: 1
+  logging_level: ${level}
+  prometheus_port: 8000
+  dns_update_interval: 300
+${extra}groups:
+  standard: {}
+`;
+
+test("is_subnet: true on a single address or a hostname probes that one address, as the original did, with a warning", () => {
+  const text = `${GLOBAL()}targets:
+  one:
+    type: ICMPping
+    destination: 198.18.5.1
+    is_subnet: true
+  named:
+    type: ICMPping
+    destination: router.example
+    is_subnet: true
+  racks:
+    type: ICMPping
+    destination: 198.18.3.0/26
+    is_subnet: true
+`;
+  const { config, warnings } = configOf(parseConfigText(text, "x.yaml"));
+  expect(Object.values(config.targets).map((t) => t.is_subnet)).toEqual([true, true, true]);
+  expect(warnings).toEqual([
+    'x.yaml:14:16: warning: targets.one.is_subnet: destination "198.18.5.1" is a single address, so is_subnet: true changes nothing',
+    'x.yaml:18:16: warning: targets.named.is_subnet: destination "router.example" is a hostname (one address), so is_subnet: true changes nothing',
+  ]);
+});
+
+test("verbose: 1 with a logging_level above INFO is a warning: its lines are INFO lines, which that level hides", () => {
+  const target = "targets:\n  one: {type: ICMPping, destination: 198.18.5.1}\n";
+  const warningsOf = (verbose: string, level: string) => configOf(parseConfigText(`${GLOBAL(verbose, level)}${target}`, "x.yaml")).warnings;
+  expect(warningsOf("  verbose: 1\n", "WARNING")).toEqual([
+    "x.yaml:8:12: warning: global.verbose: its per-target lines are INFO lines, which logging_level WARNING leaves out",
+  ]);
+  expect(warningsOf("  verbose: 1\n", "CRITICAL")).toEqual([
+    "x.yaml:8:12: warning: global.verbose: its per-target lines are INFO lines, which logging_level CRITICAL leaves out",
+  ]);
+  expect(warningsOf("  verbose: 1\n", "INFO")).toEqual([]);
+  expect(warningsOf("  verbose: 1\n", "DEBUG")).toEqual([]);
+  expect(warningsOf("  verbose: 0\n", "ERROR")).toEqual([]);
+  expect(warningsOf("", "ERROR")).toEqual([]);
 });
 
 test("the commented example sets every field and validates without warnings", async () => {

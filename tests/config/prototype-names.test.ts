@@ -5,7 +5,8 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { parseConfigText, validateValue } from "../../src/config/load.ts";
+import { parseConfigText } from "../../src/config/load.ts";
+import { validateValue } from "../../src/config/validate.ts";
 import { InventoryListSchema, type Config } from "../../src/config/schema.ts";
 import { checkFile, loadAll } from "../../src/daemon/configuration.ts";
 import { Metrics } from "../../src/daemon/metrics.ts";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { parse } from "yaml";
 import { CONFIG_ROOT, configJsonSchema, knownKeys, schemaAt, type Json } from "../../src/config/describe.ts";
-import { targetGroups, parseConfigText, type ParseResult } from "../../src/config/load.ts";
+import { parseConfigText, type ParseResult } from "../../src/config/load.ts";
 import {
   ConfigSchema,
   DEFAULT_HISTOGRAM_BUCKETS,
@@ -32,7 +32,7 @@ test("names: the original's pattern, nothing more", () => {
   for (const bad of ["", "Lab", "a b", "é", "a/b", "a:b"]) expect(NAME_PATTERN.test(bad)).toBe(false);
 });
 
-test("the schema alone rejects unknown fields, without load.ts", () => {
+test("the schema alone rejects unknown fields, without validate.ts", () => {
   const group = v.safeParse(GroupSchema, { src_port_a: 65000, bogus: 1 });
   expect(group.success).toBe(false);
   expect(group.issues?.[0]?.path?.map((p) => p.key)).toEqual(["bogus"]);
@@ -105,29 +105,6 @@ function parsed(text: string): Extract<ParseResult, { ok: true }> {
   return result;
 }
 
-test("targetGroups: auto-registration, register_to, and exclude_from winning over both", () => {
-  const { config } = parsed(`
-global: {probe_name: t, interval: 30, nb_proc: 1, logging_level: INFO, prometheus_port: 8000, dns_update_interval: 0}
-groups:
-  open: {}
-  closed: {permit_target_auto_register: false}
-targets:
-  auto: {type: ICMPping, destination: 198.18.0.1}
-  invited: {type: ICMPping, destination: 198.18.0.1, explicit_groups: {register_to: [closed]}}
-  only-invited: {type: ICMPping, destination: 198.18.0.1, auto_register_to_groups: false, explicit_groups: {register_to: [closed]}}
-  excluded: {type: ICMPping, destination: 198.18.0.1, explicit_groups: {register_to: [closed], exclude_from: [closed, open]}}
-`);
-  const groupsOf = (name: string) => {
-    const target = config.targets[name];
-    if (!target) throw new Error(name);
-    return targetGroups(config, target);
-  };
-  expect(groupsOf("auto")).toEqual(["open"]);
-  expect(groupsOf("invited")).toEqual(["open", "closed"]);
-  expect(groupsOf("only-invited")).toEqual(["closed"]);
-  expect(groupsOf("excluded")).toEqual([]);
-});
-
 /** Every property schema in the JSON Schema, with its path. */
 function properties(schema: Json, path: string): [string, Json][] {
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return [];
@@ -193,7 +170,7 @@ test("the example config sets every field of every map, and every target type", 
   expect([...types].sort()).toEqual([...TARGET_TYPES].sort());
 });
 
-test("ConfigSchema parses without load.ts too (for callers holding plain data)", () => {
+test("ConfigSchema parses without validate.ts too (for callers holding plain data)", () => {
   const result = v.safeParse(ConfigSchema, {
     global: { probe_name: "p", interval: 1, nb_proc: 1, logging_level: "INFO", prometheus_port: 8000, dns_update_interval: 0 },
     groups: {},

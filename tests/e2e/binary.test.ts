@@ -95,9 +95,9 @@ describe("the compiled binary, alone in an empty directory", () => {
     const arrived = pkts.filter((p) => isProbe(p, { type: "TCPsyn", family: 4, dst: h.v4.host, dstPort: h.openPort } as ProbeTarget)).length;
     expect(arrived).toBe(10); // the command's default count
     const out = lines(r.stdout);
-    expect(out.some((l) => /^destination\s+sent\s+lost\s+loss\s+min\s+p50\s+p95\s+p99\s+max$/.test(l))).toBe(true);
+    expect(out.some((l) => /^destination\s+sent\s+lost\s+loss%\s+min\(ms\)\s+p50\(ms\)\s+p95\(ms\)\s+p99\(ms\)\s+max\(ms\)$/.test(l))).toBe(true);
     const row = out.find((l) => l.startsWith(`${h.v4.host} `))?.trim().split(/\s+/);
-    expect(row?.slice(0, 4)).toEqual([h.v4.host, String(arrived), "0", "0.0%"]);
+    expect(row?.slice(0, 4)).toEqual([h.v4.host, String(arrived), "0", "0.0"]);
     expect(out).toContain("answers: 10 syn-ack");
   }, 60_000);
 

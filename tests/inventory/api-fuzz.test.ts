@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatProblem, validateValue } from "../../src/config/load.ts";
+import { formatProblem, validateValue } from "../../src/config/validate.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
 import { createApi, MAX_BODY_BYTES, serveApi, type Api, type Lookup } from "../../src/inventory/api.ts";
 import { parseApiConfigText } from "../../src/inventory/api-config.ts";

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatProblem, validateValue } from "../../src/config/load.ts";
+import { formatProblem, validateValue } from "../../src/config/validate.ts";
 import { BAD_HOST } from "../../src/http-server.ts";
 import { InventoryListSchema, type AddressFamily } from "../../src/config/schema.ts";
 import { createApi, MAX_BODY_BYTES, start, systemLookup, type Api, type Lookup } from "../../src/inventory/api.ts";
@@ -382,6 +382,8 @@ describe("POST /api/target", () => {
       [{ owner: "a", hostname: "web1.test", ip_payload_size: 65520 }, "ip_payload_size", "ip_payload_size: 65520 is out of range for ICMPping over ipv4"],
       [{ owner: "a", hostname: "web1.test", ip_payload_size: 70000 }, "ip_payload_size", "ip_payload_size: 70000 is out of range"],
       [{ owner: "a", hostname: "web 1" }, "hostname", 'hostname: "web 1" is not a hostname or an IP address'],
+      // An address range (the API has no is_subnet, and a range needs it): the request's own field is named.
+      [{ owner: "a", hostname: "198.18.0.1-5" }, "hostname", 'hostname: "198.18.0.1-5" is not a hostname or an IP address'],
       [{ owner: "a", hostname: "x".repeat(254) }, "hostname", "hostname: "],
       [{ owner: "", hostname: "web1.test" }, "owner", 'owner: "" is not a valid owner'],
       [{ owner: "   ", hostname: "web1.test" }, "owner", "owner: "],

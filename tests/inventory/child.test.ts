@@ -155,6 +155,20 @@ describe("a module in a child process", () => {
     expect(inventoryChildren()).toEqual([]);
   });
 
+  test("what a module prints and its runtime warnings are the prober's log lines, naming the inventory; nothing of Bun's own warning text", async () => {
+    const h = harness();
+    h.sup.apply([spec("noisy", fixture("prints.ts"))]);
+    await waitFor("the list", () => h.sup.lists().has("noisy"));
+    await waitFor("the three lines", () => h.lines.filter((l) => l.fields.inventory === "noisy" && l.msg !== "inventory started" && !l.msg.startsWith("inventory published")).length >= 3);
+    const lines = h.lines.filter((l) => l.fields.inventory === "noisy" && l.msg !== "inventory started" && !l.msg.startsWith("inventory published"));
+    expect(lines).toContainEqual({ level: "INFO", msg: "printed on stdout", fields: { inventory: "noisy", stream: "stdout" } });
+    expect(lines).toContainEqual({ level: "WARNING", msg: "printed on stderr", fields: { inventory: "noisy", stream: "stderr" } });
+    expect(lines).toContainEqual({ level: "WARNING", msg: "a module's warning", fields: { warning: "Warning", code: undefined, inventory: "noisy" } });
+    // A short wait for anything else that would come (Bun's "(node:PID) Warning: ..." print).
+    await Bun.sleep(200);
+    expect(h.lines.filter((l) => l.fields.inventory === "noisy" && l.msg.includes("(node:"))).toEqual([]);
+  });
+
   test("an invalid list from a child is refused and counted", async () => {
     const h = harness();
     h.sup.apply([spec("bad", fixture("publish.ts"), { targets: [{ hostname: "x", type: "TCPsyn", dst_port: 0 }] })]);

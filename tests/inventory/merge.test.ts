@@ -5,7 +5,8 @@
  */
 import { recordLog, type LogLine } from "../support/log-recorder.ts";
 import { describe, expect, test } from "bun:test";
-import { parseConfigText, validateValue, formatProblem } from "../../src/config/load.ts";
+import { parseConfigText } from "../../src/config/load.ts";
+import { validateValue, formatProblem } from "../../src/config/validate.ts";
 import { InventoryListSchema, type Config, type InventoryTarget } from "../../src/config/schema.ts";
 import { DynamicTargets, inventoryNames, nameTail } from "../../src/inventory/merge.ts";
 import type { InventoryList } from "../../src/inventory/supervisor.ts";
@@ -327,7 +328,7 @@ describe("merge", () => {
   test("a subnet counts as its addresses, once per group: past 1,000,000 addresses it is left out", () => {
     const { log } = capture();
     // 16 subnets of 65,534 hosts in one group: 15 fit under 1,000,000 addresses with the configured 2.
-    const subnet = (i: number) => ({ hostname: `net${i}`, type: "ICMPping", destination: `10.${i}.0.0/16` });
+    const subnet = (i: number) => ({ hostname: `net${i}`, type: "ICMPping", destination: `10.${i}.0.0/16`, is_subnet: true });
     const merged = new DynamicTargets(log, () => T0).merge(baseConfig(), lists({ nets: list(Array.from({ length: 16 }, (_, i) => subnet(i))) }));
     expect(merged.counts.get("nets")).toBe(15);
   });

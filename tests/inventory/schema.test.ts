@@ -4,7 +4,9 @@
  * with the exact FILE:LINE:COL lines `netprobify check` prints.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { formatIssue, formatProblem, parseConfigText, validateValue } from "../../src/config/load.ts";
+import { parseConfigText } from "../../src/config/load.ts";
+import { formatProblem, validateValue } from "../../src/config/validate.ts";
+import { formatIssue } from "../../src/config/validate-yaml.ts";
 import { creationSeconds, InventoryListSchema, lifetimeSeconds, MAX_INVENTORY_TARGETS } from "../../src/config/schema.ts";
 
 describe("lifetimeSeconds", () => {
@@ -172,6 +174,19 @@ describe("InventoryListSchema through validateValue", () => {
       '[0].address_family: "ipv6" does not match destination "192.0.2.1" (ipv4, the destination\'s family, or no address_family)',
     ]);
     expect(validateValue(InventoryListSchema, [{ hostname: "10.0.0.1", destination: "2001:db8::2", type: "ICMPping", address_family: "ipv6" }]).ok).toBe(true);
+  });
+
+  test("a subnet or range destination needs is_subnet: true, as in a configured target; the hostname counts when there is no destination", () => {
+    const expected = "true, to probe every address of it; without it the original read the destination as a hostname, which never resolves";
+    expect(problems([
+      { hostname: "racks", type: "ICMPping", destination: "198.18.3.0/26" },
+      { hostname: "198.18.4.1-20", type: "ICMPping" },
+      { hostname: "ok", type: "ICMPping", destination: "198.18.3.0/26", is_subnet: true },
+      { hostname: "one", type: "ICMPping", destination: "198.18.3.1", is_subnet: true },
+    ])).toEqual([
+      `[0].is_subnet: destination "198.18.3.0/26" is a subnet, but is_subnet is not true (${expected})`,
+      `[1].is_subnet: destination "198.18.4.1-20" is a range, but is_subnet is not true (${expected})`,
+    ]);
   });
 
   test("unknown field", () => {

@@ -10,6 +10,7 @@ import { runCli } from "../../src/cli/index.ts";
 import { createTestNet, requireRoot, type TestHost, type TestNet } from "../support/testnet.ts";
 import { canon, decodeCapture, isProbe, type WirePacket } from "./wire.ts";
 import type { ProbeTarget } from "../../src/engine/probe-engine.ts";
+import { MAIN } from "../support/daemon-process.ts";
 
 interface CliRun {
   code: number;
@@ -40,7 +41,7 @@ async function probe(net: TestNet, h: TestHost, args: string[], kind: string, fa
   return { code, out, err, wire: pkts.filter((p) => isProbe(p, t)), all: pkts };
 }
 
-/** The table rows of one destination, split in cells (RTT cells are "12.3 us": two tokens). */
+/** The table rows of one destination, split in cells. */
 function rows(out: string[], dst: string): string[][] {
   return out.filter((l) => l.startsWith(`${dst} `)).map((l) => l.trim().split(/\s+/));
 }
@@ -72,15 +73,15 @@ describe("netprobify probe (runCli)", () => {
       const r = await probe(net, h, args, kind, family, dst, dstPort);
       expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: [] });
       expect(r.out[0]).toContain(dst);
-      expect(r.out.filter((l) => /^destination\s+sent\s+lost\s+loss\s+min\s+p50\s+p95\s+p99\s+max$/.test(l)).length).toBe(1);
+      expect(r.out.filter((l) => /^destination\s+sent\s+lost\s+loss%\s+min\(ms\)\s+p50\(ms\)\s+p95\(ms\)\s+p99\(ms\)\s+max\(ms\)$/.test(l)).length).toBe(1);
       const [row, ...more] = rows(r.out, dst);
       expect(more).toEqual([]);
       expect(r.wire.length).toBe(20);
-      expect(row!.slice(0, 4)).toEqual([dst, String(r.wire.length), "0", "0.0%"]);
-      // min, p50, p95, p99, max: each a number and a unit, in order.
+      expect(row!.slice(0, 4)).toEqual([dst, String(r.wire.length), "0", "0.0"]);
+      // min, p50, p95, p99, max: each a number of ms, in order.
       const rtts = row!.slice(4);
-      expect(rtts.length).toBe(10);
-      const values = [0, 2, 4, 6, 8].map((i) => Number(rtts[i]) * { us: 1e-6, ms: 1e-3, s: 1 }[rtts[i + 1] as "us" | "ms" | "s"]);
+      expect(rtts.length).toBe(5);
+      const values = rtts.map(Number);
       expect(values.every((v) => Number.isFinite(v) && v > 0)).toBe(true);
       expect([...values].sort((a, b) => a - b)).toEqual(values);
       const answer = { tcpsyn: port === "open" ? "syn-ack" : "rst-ack", icmp: "echo-reply", udp: "port-unreachable" }[kind];
@@ -96,17 +97,70 @@ describe("netprobify probe (runCli)", () => {
     expect(r.code).toBe(0);
     expect(r.out.some((l) => /^destination\s+src port\s+sent\s+lost/.test(l))).toBe(true);
     const table = rows(r.out, dst).map((cells) => cells.slice(0, 5));
-    expect(table).toEqual([65000, 65001, 65002, 65003].map((p) => [dst, String(p), "3", "0", "0.0%"]));
+    expect(table).toEqual([65000, 65001, 65002, 65003].map((p) => [dst, String(p), "3", "0", "0.0"]));
     const onWire = new Map<number, number>();
     for (const p of r.wire) onWire.set(p.sport, (onWire.get(p.sport) ?? 0) + 1);
     expect([...onWire].sort((a, b) => a[0] - b[0])).toEqual([65000, 65001, 65002, 65003].map((p) => [p, 3]));
+  }, 60_000);
+
+  test("--json --per-port: one JSON document; per destination and per source port, sent is what arrived", async () => {
+    const dst = h.v6.host;
+    const args = [dst, "--type", "udp", "--port", String(h.closedPort), "--count", "8", "--src-ports", "65000-65001", "--per-port", "--json", ...FAST];
+    const r = await probe(net, h, args, "udp", 6, dst, h.closedPort);
+    expect({ code: r.code, err: r.err, lines: r.out.length }).toEqual({ code: 0, err: [], lines: 1 });
+    const doc = JSON.parse(r.out[0]!) as { interrupted: boolean; destinations: { address: string; sent: number; lost: number; answers: Record<string, number>; ports: { src_port: number; sent: number; lost: number }[] }[] };
+    expect(doc.interrupted).toBe(false);
+    expect(doc.destinations.map((d) => [d.address, d.sent, d.lost, d.answers])).toEqual([[dst, r.wire.length, 0, { "port-unreachable": 8 }]]);
+    const onWire = (port: number) => r.wire.filter((p) => p.sport === port).length;
+    expect(doc.destinations[0]!.ports.map((p) => [p.src_port, p.sent, p.lost])).toEqual([
+      [65000, onWire(65000), 0],
+      [65001, onWire(65001), 0],
+    ]);
+  }, 60_000);
+
+  test("Ctrl-C (SIGINT) mid-run: the summary of what was sent, the rest not counted, exit 0 as the finished run", async () => {
+    const dst = h.v4.host;
+    const count = 1000;
+    const cap = await net.capture(h, "icmp");
+    // A process of its own, as a user runs it: the signal goes to it, not to the test runner.
+    const proc = Bun.spawn([process.execPath, MAIN, "probe", dst, "--type", "icmp", "--count", String(count), "--interval", "0.01"], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const killer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+    let stdout = "";
+    const reader = (async () => {
+      for await (const chunk of proc.stdout) stdout += new TextDecoder().decode(chunk);
+    })();
+    // The heading is printed just before the batch starts: from then on probes are leaving.
+    while (!stdout.includes("\n") && proc.exitCode === null) await Bun.sleep(20);
+    await Bun.sleep(300);
+    proc.kill("SIGINT");
+    const code = await proc.exited;
+    clearTimeout(killer);
+    await reader;
+    const stderr = await new Response(proc.stderr).text();
+    const wire = decodeCapture(await cap.stop(), cap.linktype!).filter((p) => isProbe(p, { type: "ICMPping", family: 4, dst, dstPort: 0 } as ProbeTarget));
+    expect({ code, signal: proc.signalCode, stderr: stderr.split("\n").filter((l) => l && !l.includes("resolved next hop")) }).toEqual({ code: 0, signal: null, stderr: [] });
+    const out = stdout.split("\n");
+    const [row, ...more] = rows(out, dst);
+    expect(more).toEqual([]);
+    const sent = Number(row![1]);
+    // Some probes left and some did not: the interruption came mid-run.
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThan(count);
+    expect(sent).toBe(wire.length);
+    // Answered but for, at most, the one in flight as the run was cut.
+    expect(Number(row![2])).toBeLessThanOrEqual(1);
+    expect(out).toContain(`interrupted: the ${count - sent} of ${count} probe(s) not sent yet are not counted`);
   }, 60_000);
 
   test("nothing answers (the host's blackhole address): exit 1, 100% loss, and the probes did leave", async () => {
     for (const [family, dst] of [[4, h.v4.blackhole], [6, h.v6.blackhole]] as const) {
       const r = await probe(net, h, [dst, "--type", "icmp", "--count", "5", "--interval", "0.002", "--timeout", "0.3"], "icmp", family, dst, 0);
       expect({ dst, code: r.code }).toEqual({ dst, code: 1 });
-      expect(rows(r.out, canon(dst)).map((c) => c.slice(0, 4))).toEqual([[dst, "5", "5", "100.0%"]]);
+      expect(rows(r.out, canon(dst)).map((c) => c.slice(0, 4))).toEqual([[dst, "5", "5", "100.0"]]);
       expect(r.wire.length).toBe(5);
     }
   }, 60_000);

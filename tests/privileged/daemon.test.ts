@@ -673,6 +673,34 @@ describe("signals", () => {
   }, 30_000);
 });
 
+describe("global.verbose", () => {
+  const packetLines = (d: DaemonProcess) =>
+    d.logLines
+      .map(parseLogLine)
+      .filter((l) => l?.msg === "packets sent and answered")
+      .map((l) => `${l!.level} ${l!.target} ${l!.group} ${l!.address_family} sent=${l!.sent} answered=${l!.answered} lost=${l!.lost}`);
+
+  test("verbose: 1 logs one INFO line per target and group after each iteration, with its packets; verbose: 0 logs none", async () => {
+    const [loud, quiet] = await Promise.all([
+      startDaemon({ config: loopbackConfig("nb-verbose", "  verbose: 1") }),
+      startDaemon({ config: loopbackConfig("nb-quiet", "  verbose: 0") }),
+    ]);
+    try {
+      const lines = await loud.waitFor("the first iteration's lines", () => (packetLines(loud).length >= 3 ? packetLines(loud) : undefined));
+      expect(lines.slice(0, 3).sort()).toEqual([
+        "INFO lo_icmp6 g ipv6 sent=2 answered=2 lost=0",
+        "INFO lo_tcp g ipv4 sent=2 answered=2 lost=0",
+        "INFO lo_udp g ipv4 sent=2 answered=2 lost=0",
+      ]);
+      // Two iterations published: the first one's lines, had there been any, were written before.
+      await quiet.waitFor("two iterations", (e) => (sentOf(e, "lo_udp") ?? 0) >= 4);
+      expect(packetLines(quiet)).toEqual([]);
+    } finally {
+      await Promise.all([loud.stop(), quiet.stop()]);
+    }
+  }, 30_000);
+});
+
 describe("exit codes and messages", () => {
   let dir: string;
   beforeAll(() => {

@@ -8,11 +8,12 @@
  * pinning the namespace alive.
  */
 import { createServer, type Server } from "node:net";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../../src/cli/exit.ts";
 
 const port = Number(process.argv[2] ?? "8443");
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
   console.error(`tcp-listener: bad port "${process.argv[2]}"`);
-  process.exit(2);
+  process.exit(EXIT_USAGE);
 }
 
 function listen(host: string, ipv6Only: boolean): Promise<Server> {
@@ -32,9 +33,9 @@ try {
   await listen("::", true);
 } catch (e) {
   console.error(`tcp-listener: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
+  process.exit(EXIT_FAILURE);
 }
 process.stdout.write("ready\n");
-process.stdin.on("end", () => process.exit(0));
-process.stdin.on("close", () => process.exit(0));
+process.stdin.on("end", () => process.exit(EXIT_OK));
+process.stdin.on("close", () => process.exit(EXIT_OK));
 process.stdin.resume();

@@ -68,6 +68,7 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { createSocket } from "node:dgram";
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
+import { EXIT_FAILURE, EXIT_OK } from "../../src/cli/exit.ts";
 import { finish, pseudoHeaderSum, sum16 } from "../../src/packet/checksum.ts";
 import {
   ICMP4_ECHO_REPLY,
@@ -1003,7 +1004,7 @@ function main(): void {
         const revents = pollfd[1]! >>> 16;
         if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
           process.stderr.write(`tun-responder: ${ifname} is gone (poll revents 0x${revents.toString(16)})\n`);
-          process.exit(1);
+          process.exit(EXIT_FAILURE);
         }
         for (;;) {
           const n = Number(libc.read(fd, inBuf, inBuf.length));
@@ -1017,7 +1018,7 @@ function main(): void {
     }
     flush();
   };
-  void loop().then(() => process.exit(0));
+  void loop().then(() => process.exit(EXIT_OK));
 }
 
 if (import.meta.main) main();
