@@ -35,7 +35,7 @@ const DAEMON_FOOTER = [
   "Other commands:",
   "  netprobify check [FILE] [--web.config.file WEB]   validate a config file and a web config (see check --help)",
   `  netprobify probe DESTINATION --type TYPE          a one-shot measurement, TYPE ${PROBE_TYPE_LIST.map((t) => t.name).join(", ")} (see probe --help)`,
-  "  netprobify --version                              netprobify's, Bun's and libpcap's versions",
+  "  netprobify --version                              netprobify's version, revision and build date, Bun's and libpcap's versions",
 ];
 
 /** Loaded here, on demand: only --version and the engine's Worker load libpcap (and bun:ffi). */
