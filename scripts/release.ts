@@ -128,7 +128,7 @@ async function release(arches: Arch[]): Promise<void> {
       const top = join(staging, dir);
       mkdirSync(join(top, "systemd"), { recursive: true });
       const binary = join(top, "netprobify");
-      // build.ts says why when it fails (one line); its exit code is the release's.
+      // build.ts says why when it fails (one line): its exit code is the release's, with nothing added.
       const build = Bun.spawnSync([process.execPath, "run", "build.ts", "--target", arch, "--outfile", binary], {
         cwd: root,
         env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) },
@@ -136,7 +136,7 @@ async function release(arches: Arch[]): Promise<void> {
         stdout: "ignore",
         stderr: "inherit",
       });
-      if (build.exitCode !== 0) process.exit(build.exitCode ?? 1);
+      if (build.exitCode !== 0) throw new ReleaseError("", build.exitCode ?? 1);
       chmodSync(binary, 0o755);
       for (const f of files) {
         const to = join(top, f.to);
@@ -178,6 +178,6 @@ try {
   await release(parseArches(process.argv.slice(2)));
 } catch (e) {
   if (!(e instanceof ReleaseError)) throw e;
-  console.error(`release: ${e.message}`);
+  if (e.message) console.error(`release: ${e.message}`);
   process.exit(e.exitCode);
 }
