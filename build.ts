@@ -45,18 +45,19 @@ const outfile = resolve(option("--outfile") ?? join(root, "dist", arch === host 
 // bundle: from the checkout's root they are the same in every checkout.
 process.chdir(root);
 
-const pcapDir = libpcapDir(root, arch);
-if (!(await Bun.file(join(pcapDir, "libpcap.so")).exists())) {
-  const r = Bun.spawnSync(["bash", "scripts/build-libpcap.sh", arch], { stdout: "inherit", stderr: "inherit" });
-  if (r.exitCode !== 0) fail(`scripts/build-libpcap.sh ${arch} failed (exit ${r.exitCode})`, r.exitCode ?? 1);
-}
-
+// The runtime first: a failure there is found in a second, not after a libpcap build.
 let executablePath: string | undefined;
 try {
   executablePath = arch === host ? undefined : crossRuntime(root, target);
 } catch (e) {
   if (e instanceof BuildError) fail(e.message, e.exitCode);
   throw e;
+}
+
+const pcapDir = libpcapDir(root, arch);
+if (!(await Bun.file(join(pcapDir, "libpcap.so")).exists())) {
+  const r = Bun.spawnSync(["bash", "scripts/build-libpcap.sh", arch], { stdout: "inherit", stderr: "inherit" });
+  if (r.exitCode !== 0) fail(`scripts/build-libpcap.sh ${arch} failed (exit ${r.exitCode})`, r.exitCode ?? 1);
 }
 
 // src/native/libpcap.ts embeds ../../build/libpcap/libpcap.so, the machine's own: for another

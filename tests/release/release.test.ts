@@ -227,6 +227,17 @@ describe("bun run release, twice from one commit in two directories", () => {
       }, 30_000);
     }
 
+    test("no npm to fetch the pinned arm64 runtime (the checkout that built amd64 only has none): exit 69, one line naming npm, no staging left in dist/", async () => {
+      git(["checkout", "--quiet", "README.md"], b); // clean again after the dirty release
+      const r = await run([process.execPath, "run", "scripts/release.ts", "--arch", "arm64"], b, { ...releaseEnv(), PATH: pathWithout("npm") });
+      expect({ code: r.code, stdout: r.stdout, stderr: lines(r.stderr) }).toEqual({
+        code: 69,
+        stdout: "",
+        stderr: [`build: npm missing (to fetch ${TARGETS.arm64.runtimePackage}@${Bun.version}): install the Debian package npm`],
+      });
+      expect(readdirSync(join(b, "dist")).filter((f) => f.startsWith(".release-"))).toEqual([]);
+    }, 30_000);
+
     test("no C library headers for arm64 (hidden by an empty mount in a private mount namespace): exit 69 naming libc6-dev-arm64-cross", async () => {
       if (process.getuid?.() !== 0) throw new Error("this test needs root to hide /usr/aarch64-linux-gnu/include in a private mount namespace");
       const include = join(TARGETS.arm64.sysroot, "include");
