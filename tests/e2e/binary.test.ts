@@ -34,8 +34,9 @@ describe("the compiled binary, alone in an empty directory", () => {
   let net: TestNet;
   let h: TestHost;
 
-  async function run(args: string[], opts: { env?: Record<string, string>; asNobody?: boolean } = {}): Promise<BinRun> {
-    const argv = opts.asNobody ? ["setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", bin, ...args] : [bin, ...args];
+  async function run(args: string[], opts: { env?: Record<string, string>; asNobody?: boolean; prefix?: string[] } = {}): Promise<BinRun> {
+    const prefix = opts.prefix ?? (opts.asNobody ? ["setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"] : []);
+    const argv = [...prefix, bin, ...args];
     const proc = Bun.spawn(argv, {
       cwd: runDir,
       // Only what a shell would have: no Bun or test-runner variables leak into the binary.
@@ -117,6 +118,16 @@ describe("the compiled binary, alone in an empty directory", () => {
     const err = lines(r.stderr);
     expect(err.length).toBe(1);
     expect(err[0]).toMatch(/^netprobify: .*(root|CAP_NET_RAW)/);
+  }, 60_000);
+
+  test("root without CAP_NET_RAW (a container's root under podman's default capabilities): exit 77 with one line", async () => {
+    // Root's capabilities after an execve are its bounding set: this is uid 0 without CAP_NET_RAW.
+    const r = await run(["probe", h.v4.host, "--type", "icmp", "--count", "1"], { prefix: ["setpriv", "--bounding-set=-net_raw"] });
+    expect(r.code).toBe(77);
+    expect(r.stdout).toBe("");
+    const err = lines(r.stderr);
+    expect(err.length).toBe(1);
+    expect(err[0]).toMatch(/^netprobify: .*CAP_NET_RAW.*--cap-add=NET_RAW/);
   }, 60_000);
 
   for (const [what, args] of [
