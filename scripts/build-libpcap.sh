@@ -2,12 +2,34 @@
 # Builds the libpcap that rides inside the netprobify binary: the Debian release's libpcap source,
 # configured without D-Bus, RDMA, libnl, Bluetooth, USB and netmap so the only runtime dependency
 # is glibc (Debian's own libpcap.so pulls libdbus, libsystemd and seven more libraries).
-# Output: vendor-free build artefact at build/libpcap/libpcap.so (git-ignored), and its version
-# in build/libpcap/VERSION. Re-running with the artefact present does nothing.
-# Needs root for apt-get when the source or the build tools are missing.
+# Usage: build-libpcap.sh [amd64|arm64] (default: this machine's architecture). The machine's own
+# architecture goes to build/libpcap/ (what `bun src/main.ts` and the native build embed), another
+# to build/libpcap-<arch>/, built with Debian's cross toolchain for it. Each holds libpcap.so and
+# its version in VERSION (git-ignored). Re-running with the artefact present does nothing.
+# Needs root for apt-get when the source or the native build tools are missing; a missing cross
+# toolchain is not installed but named (exit 69), as the release script does.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-out=$here/build/libpcap
+native=$(dpkg --print-architecture)
+arch=${1:-$native}
+case "$arch" in
+  amd64) triplet=x86_64-linux-gnu; cross_gcc=gcc-x86-64-linux-gnu; cross_libc=libc6-dev-amd64-cross ;;
+  arm64) triplet=aarch64-linux-gnu; cross_gcc=gcc-aarch64-linux-gnu; cross_libc=libc6-dev-arm64-cross ;;
+  *) echo "libpcap: unknown architecture $arch (amd64 or arm64)" >&2; exit 64 ;;
+esac
+if [ "$arch" = "$native" ]; then
+  out=$here/build/libpcap
+  host=()
+  tool_prefix=
+else
+  out=$here/build/libpcap-$arch
+  command -v "$triplet-gcc" >/dev/null || { echo "libpcap: no $triplet-gcc to build for $arch: install the Debian package $cross_gcc" >&2; exit 69; }
+  [ -f "/usr/$triplet/include/stdio.h" ] || { echo "libpcap: no C library headers for $arch in /usr/$triplet: install the Debian package $cross_libc" >&2; exit 69; }
+  host=(--host="$triplet")
+  tool_prefix=$triplet-
+  # The machine's pkg-config must not offer its own architecture's libraries to the cross build.
+  export PKG_CONFIG_LIBDIR=/usr/$triplet/lib/pkgconfig
+fi
 [ -s "$out/libpcap.so" ] && [ -s "$out/VERSION" ] && { echo "libpcap: $out/libpcap.so is already built"; exit 0; }
 mkdir -p "$out"
 work=$(mktemp -d /tmp/netprobify-libpcap.XXXXXX)
@@ -72,15 +94,16 @@ srcdir=$(find . -maxdepth 1 -type d -name 'libpcap-*' | head -n1)
 cd "$srcdir"
 # SOURCE_DATE_EPOCH and a fixed build path keep the output the same from run to run.
 export SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -STimestamp)
-CFLAGS="-O2 -g0 -ffile-prefix-map=$PWD=. -fPIC" ./configure --quiet --disable-dbus --disable-rdma --without-libnl \
-  --disable-bluetooth --disable-usb --disable-netmap >/dev/null
+# configure's warnings (no DPDK, pkg-config unprefixed) are noise unless it fails.
+CFLAGS="-O2 -g0 -ffile-prefix-map=$PWD=. -fPIC" ./configure --quiet "${host[@]}" --disable-dbus --disable-rdma --without-libnl \
+  --disable-bluetooth --disable-usb --disable-netmap >"$work/configure.log" 2>&1 || { tail -n 20 "$work/configure.log" >&2; echo "libpcap: configure failed" >&2; exit 1; }
 make -s -j"$(nproc)" shared >/dev/null 2>&1
 so=$(ls libpcap.so.[0-9]*.[0-9]*.[0-9]* | head -n1)
-strip --strip-unneeded -o "$out/libpcap.so" "$so"
+"${tool_prefix}strip" --strip-unneeded -o "$out/libpcap.so" "$so"
 cat VERSION >"$out/VERSION"
-deps=$(objdump -p "$out/libpcap.so" | awk '/NEEDED/ {print $2}' | tr '\n' ' ')
+deps=$("${tool_prefix}objdump" -p "$out/libpcap.so" | awk '/NEEDED/ {print $2}' | tr '\n' ' ')
 case "$deps" in
   "libc.so.6 ") ;;
   *) echo "libpcap: unexpected dependencies: $deps" >&2; exit 1 ;;
 esac
-echo "libpcap $(cat "$out/VERSION") built: $out/libpcap.so ($(stat -c %s "$out/libpcap.so") bytes, needs $deps)"
+echo "libpcap $(cat "$out/VERSION") built for $arch: $out/libpcap.so ($(stat -c %s "$out/libpcap.so") bytes, needs $deps)"

@@ -6,7 +6,7 @@
  */
 import { defineCommand, type ArgsDef, type CommandDef } from "citty";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
-import { VERSION } from "../version.ts";
+import { buildInfo } from "../version.ts";
 import { helpText, parseCommandLine, stringOption } from "./args.ts";
 import { EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
@@ -35,7 +35,7 @@ const DAEMON_FOOTER = [
   "Other commands:",
   "  netprobify check [FILE] [--web.config.file WEB]   validate a config file and a web config (see check --help)",
   `  netprobify probe DESTINATION --type TYPE          a one-shot measurement, TYPE ${PROBE_TYPE_LIST.map((t) => t.name).join(", ")} (see probe --help)`,
-  "  netprobify --version                              netprobify's, Bun's and libpcap's versions",
+  "  netprobify --version                              netprobify's version, revision and build date, Bun's and libpcap's versions",
 ];
 
 /** Loaded here, on demand: only --version and the engine's Worker load libpcap (and bun:ffi). */
@@ -49,7 +49,9 @@ export async function versionText(): Promise<string> {
     if (!(e instanceof LibpcapUnavailable)) throw e;
     pcap = "libpcap not loadable";
   }
-  return `netprobify ${VERSION} (bun ${Bun.version}, ${pcap})`;
+  const b = buildInfo();
+  const built = b.buildDate ? `built ${b.buildDate}` : "run from source";
+  return `netprobify ${b.version} (revision ${b.revision}, ${built}, linux/${b.arch}, bun ${Bun.version}, ${pcap})`;
 }
 
 /** Runs the command line; returns the exit code. Only main.ts exits. */

@@ -18,6 +18,7 @@ import type { Series } from "./plan.ts";
 import type { Shard } from "./shard.ts";
 import type { ProbeType } from "../probes/probe-type.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
+import { buildInfo, type BuildInfo } from "../version.ts";
 
 type Labels = Record<string, string>;
 
@@ -289,6 +290,8 @@ export class Metrics {
   readonly #reloadFailedStatus: Gauge;
   readonly #timedOut: Counter;
   // This project's own.
+  readonly #build: BuildInfo;
+  readonly #buildInfo: Gauge;
   readonly #captureDropped: Counter;
   readonly #sendErrors: Counter;
   readonly #resetErrors: Counter;
@@ -307,12 +310,19 @@ export class Metrics {
   /** "index/count" of the netprobify_shard_info series; "" when there is none. */
   #shardKey = "";
 
-  constructor(versions: Versions) {
+  constructor(versions: Versions, build: BuildInfo = buildInfo()) {
     const r = this.#registry;
     const g = (name: string, help: string, labelNames: string[] = ["probe_name"]) => new Gauge({ name, help, labelNames, registers: [r] });
     const c = (name: string, help: string, labelNames: string[] = ["probe_name"]) => new Counter({ name, help, labelNames, registers: [r] });
     registerProcessMetrics(r);
     this.#info = g("netprobify_info", "some info regarding netprobify", ["version", "bun_version", "libpcap_version"]);
+    // As node_exporter's and Prometheus's *_build_info: joined on by dashboards and alerts.
+    this.#build = build;
+    this.#buildInfo = g(
+      "netprobify_build_info",
+      "A metric with a constant '1' value labeled by version, revision and build_date from which netprobify was built, the bun_version and libpcap_version it runs on, and its arch.",
+      ["version", "revision", "build_date", "bun_version", "libpcap_version", "arch"],
+    );
     this.setInfo(versions);
     this.#iterationTime = g("app_iteration_time_seconds", "time to finish one round of probing.");
     // Declared as the original declares it, without series: a target name given twice is a
@@ -366,10 +376,16 @@ export class Metrics {
     this.#certificateErrors.inc();
   }
 
-  /** netprobify_info: one series, the versions running now. */
+  /** netprobify_info and netprobify_build_info: one series each, the versions running now. */
   setInfo(versions: Versions): void {
     this.#info.reset();
     this.#info.set({ version: versions.version, bun_version: versions.bun, libpcap_version: versions.libpcap }, 1);
+    const b = this.#build;
+    this.#buildInfo.reset();
+    this.#buildInfo.set(
+      { version: b.version, revision: b.revision, build_date: b.buildDate, bun_version: versions.bun, libpcap_version: versions.libpcap, arch: b.arch },
+      1,
+    );
   }
 
   /**

@@ -364,6 +364,24 @@ describe("Metrics.applyIteration", () => {
     }
     expect(m.contentType).toContain("text/plain");
   });
+
+  test("netprobify_build_info: one series, 1, labeled with the build's facts and the running versions; a setInfo replaces it, netprobify_info keeps its three labels", async () => {
+    const build = { version: "9.9.9", revision: "0123456789ab-dirty", buildDate: "2025-01-31T12:00:00Z", arch: "arm64" };
+    const m = new Metrics({ version: "9.9.9", bun: "1.0.0", libpcap: "" }, build);
+    m.setInfo({ version: "9.9.9", bun: "1.0.0", libpcap: "1.10.3" });
+    const e = await scrape(m);
+    const want = { version: "9.9.9", revision: "0123456789ab-dirty", build_date: "2025-01-31T12:00:00Z", bun_version: "1.0.0", libpcap_version: "1.10.3", arch: "arm64" };
+    expect(e.families.get("netprobify_build_info")?.type).toBe("gauge");
+    expect(e.get("netprobify_build_info").map((s) => ({ labels: labelKey(s.labels), value: s.value }))).toEqual([{ labels: labelKey(want), value: 1 }]);
+    expect(e.get("netprobify_info").map((s) => labelKey(s.labels))).toEqual([labelKey({ version: "9.9.9", bun_version: "1.0.0", libpcap_version: "1.10.3" })]);
+  });
+
+  test("netprobify_build_info by default: this program's revision (git's from source) and architecture", async () => {
+    const e = await scrape(fresh());
+    const [s] = e.get("netprobify_build_info");
+    expect(s?.labels.revision).toMatch(/^([0-9a-f]{12}(-dirty)?|source)$/);
+    expect(s?.labels.arch).toBe(process.arch === "x64" ? "amd64" : process.arch);
+  });
 });
 
 describe("rendering into bytes", () => {

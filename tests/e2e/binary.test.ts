@@ -77,11 +77,15 @@ describe("the compiled binary, alone in an empty directory", () => {
     expect(readdirSync(runDir)).toEqual(["netprobify"]);
   });
 
-  test("--version prints netprobify's, Bun's and libpcap's versions", async () => {
+  test("--version prints netprobify's version, the revision and date it was built from, its architecture, Bun's and libpcap's versions", async () => {
     const r = await run(["--version"]);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe("");
-    expect(lines(r.stdout)).toEqual([expect.stringMatching(/^netprobify \d+\.\d+\.\d+ \(bun \d+\.\d+\.\d+, libpcap \d+\.\d+\.\d+ \(embedded\)\)$/) as unknown as string]);
+    expect(lines(r.stdout)).toEqual([
+      expect.stringMatching(
+        /^netprobify \d+\.\d+\.\d+ \(revision [0-9a-f]{12}(-dirty)?, built \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, linux\/(amd64|arm64), bun \d+\.\d+\.\d+, libpcap \d+\.\d+\.\d+ \(embedded\)\)$/,
+      ) as unknown as string,
+    ]);
   }, 60_000);
 
   test("probe <veth host> --type tcpsyn --port 8443: exit 0, a table whose sent is what the host saw arrive, lost 0", async () => {
