@@ -25,5 +25,6 @@ fi
 if command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then
   systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
-[ -x node_modules/.bin/bun ] && [ -d node_modules/prom-client ] || npm ci --no-audit --no-fund --loglevel=error
+# npm ci again when a package added to package.json since the last install is missing.
+[ -x node_modules/.bin/bun ] && [ -d node_modules/prom-client ] && [ -d node_modules/kubernetes-models ] || npm ci --no-audit --no-fund --loglevel=error
 bash scripts/build-libpcap.sh

@@ -270,6 +270,8 @@ export interface StartOptions {
   netns?: string;
   /** Run as this user and group, no supplementary groups (`setpriv`, which execs: the pid is the daemon's). */
   user?: { uid: number; gid: number };
+  /** Run under this command, which execs the rest (e.g. setpriv with a capability set): the pid is the daemon's. */
+  wrap?: string[];
   /** Wait for /metrics to answer (any status) before returning; default true. */
   waitReady?: boolean;
   readyTimeoutMs?: number;
@@ -425,7 +427,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonProces
   const args = typeof opts.args === "function" ? opts.args(configPath) : (opts.args ?? [configPath]);
   const command = opts.bin ? [opts.bin] : [process.execPath, MAIN];
   const asUser = opts.user ? ["setpriv", `--reuid=${opts.user.uid}`, `--regid=${opts.user.gid}`, "--clear-groups"] : [];
-  const argv = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...asUser, ...command, ...args];
+  const argv = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...asUser, ...(opts.wrap ?? []), ...command, ...args];
   const proc = Bun.spawn(argv, { cwd: dir, env: daemonEnv(opts.env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   live.add(proc);
   installExitHandler();
