@@ -13,7 +13,8 @@
  * - As in Prometheus: NXDOMAIN or no records makes the name give no targets (NXDOMAIN is reported
  *   and counted, no records logged); a server failure (SERVFAIL, REFUSED...), no answer or a
  *   malformed one keeps the name's last good addresses, and is reported and counted. An SRV
- *   target that cannot be looked up counts as a failure of its name.
+ *   target that cannot be looked up counts as a failure of its name. The problems of one refresh
+ *   make one report (one count in netprobify_inventory_errors_total).
  * - Records that cannot be targets are ignored and counted: an A record in the answer to an AAAA
  *   query (or the other way), a record of another type or another name, one whose data is
  *   malformed. CNAME chains inside the answer are followed.
@@ -175,6 +176,9 @@ interface Picked {
   readonly ignored: Map<string, number>;
 }
 
+/** Problems quoted in the one report of a refresh; the rest are counted in it. */
+const MAX_REPORTED_PROBLEMS = 5;
+
 /** Most CNAMEs followed inside one answer. */
 const MAX_CNAME_HOPS = 16;
 
@@ -203,26 +207,36 @@ class DnsInventory {
     const servers = this.opts.servers ?? (await this.systemServers());
     const results = await mapLimit(this.opts.names, this.timing.concurrency, (name) => this.lookUp(name, servers));
     if (signal.aborted) return;
+    const problems: string[] = [];
     this.opts.names.forEach((name, i) => {
       const result = results[i]!;
       if (!result.ok) {
         const kept = this.lastGood.get(name)?.length ?? 0;
-        this.report(`${name}: ${result.problem}; keeping its last ${formatCount(kept)} addresses`, { name });
+        problems.push(`${name}: ${result.problem}; keeping its last ${formatCount(kept)} addresses`);
         return;
       }
       this.lastGood.set(name, result.entries);
-      for (const error of result.errors) this.report(`${name}: ${error}`, { name });
+      for (const error of result.errors) problems.push(`${name}: ${error}`);
       if (result.notice !== this.notices.get(name)) {
         if (result.notice !== undefined) this.context.log("WARNING", `${name}: ${result.notice}`, { name });
         else if (this.notices.get(name) !== undefined) this.context.log("INFO", `${name}: gives addresses again`, { name });
         this.notices.set(name, result.notice);
       }
     });
-    this.assemble();
+    this.assemble(problems);
+    // One report per refresh, however many names had problems: one count, and one log line
+    // while the problems stay the same (the supervisor logs a repeated report once).
+    if (problems.length > 0) {
+      const more = problems.length > MAX_REPORTED_PROBLEMS ? `; and ${problems.length - MAX_REPORTED_PROBLEMS} more problems` : "";
+      this.report(problems.slice(0, MAX_REPORTED_PROBLEMS).join("; ") + more, { problems: problems.length });
+    }
   }
 
-  /** The targets from every name's last good addresses: own addresses and duplicates out, then the limit. */
-  private assemble(): void {
+  /**
+   * The targets from every name's last good addresses: own addresses and duplicates out, then
+   * the limit (a problem line for the excess).
+   */
+  private assemble(problems: string[]): void {
     // Until a name has been looked up once, there is nothing to say: not even an empty list.
     if (this.lastGood.size === 0) return;
     const own = this.opts.excludeSelf ? this.timing.ownAddresses() : new Set<string>();
@@ -247,10 +261,9 @@ class DnsInventory {
       }
     }
     if (excess > 0) {
-      this.report(
+      problems.push(
         `the names give ${formatCount(targets.length + excess)} targets, over the limit of ${formatCount(MAX_INVENTORY_TARGETS)}: ` +
           `${formatCount(excess)} left out`,
-        { left_out: excess },
       );
     }
     const text = JSON.stringify(targets);

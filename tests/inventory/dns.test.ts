@@ -152,7 +152,7 @@ describe("A and AAAA records", () => {
     expect(errorsOf(inventory)[0]).toBe(
       "mesh.test: ignored 2 A records (a family not allowed: the targets are ipv6) in the answer to the AAAA query",
     );
-    expect(inventory.errors[0]!.fields).toEqual({ name: "mesh.test" });
+    expect(inventory.errors[0]!.fields).toEqual({ problems: 1 });
   });
 
   test("address_family ipv6 alone asks for AAAA; AAAA records in an A answer are ignored and counted", async () => {
@@ -256,6 +256,17 @@ describe("failures", () => {
     expect(inventory.errors.length).toBe(errors);
     const notices = inventory.logs.filter((l) => l.message.includes("no A records"));
     expect(notices.map((l) => [l.level, l.message])).toEqual([["WARNING", `mesh.test: no A records (NOERROR from ${server.address}): no targets from it`]]);
+  });
+
+  test("the problems of one refresh are one report, the first five quoted", async () => {
+    handler = zone({ "mesh.test A": [a("mesh.test", "198.18.0.1")] });
+    const names = ["mesh.test", ...Array.from({ length: 7 }, (_, i) => `gone${i}.test`)];
+    const inventory = startWith({ names });
+    await reported(inventory);
+    expect(hostnames(inventory.last())).toEqual(["198.18.0.1"]);
+    const line = errorsOf(inventory)[0]!;
+    expect(line.split("; ").map((p) => p.split(":")[0])).toEqual(["gone0.test", "gone1.test", "gone2.test", "gone3.test", "gone4.test", "and 2 more problems"]);
+    expect(inventory.errors[0]!.fields).toEqual({ problems: 7 });
   });
 
   test("a name that does not exist beside one that does: the other's targets stay", async () => {
@@ -463,10 +474,10 @@ describe("bounds", () => {
     // SRV targets are looked up 8 at a time: 4 batches reach 12,800 addresses, past the limit.
     const lookedUp = 32;
     expect(new Set(server.queries.filter((q) => q.type === TYPE_A).map((q) => q.name)).size).toBe(lookedUp);
-    await reported(inventory, 2);
+    await reported(inventory);
     expect(errorsOf(inventory)).toEqual([
-      `_big._tcp.test: ${(targets - lookedUp).toLocaleString("en-US")} SRV records not looked up: the name already gives 10,000 addresses, the limit per name`,
-      `_big._tcp.test: ${(lookedUp * perTarget).toLocaleString("en-US")} addresses, over the limit of 10,000 per name: ${(lookedUp * perTarget - 10_000).toLocaleString("en-US")} left out`,
+      `_big._tcp.test: ${(targets - lookedUp).toLocaleString("en-US")} SRV records not looked up: the name already gives 10,000 addresses, the limit per name; ` +
+        `_big._tcp.test: ${(lookedUp * perTarget).toLocaleString("en-US")} addresses, over the limit of 10,000 per name: ${(lookedUp * perTarget - 10_000).toLocaleString("en-US")} left out`,
     ]);
   });
 
