@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything netprobify needs to build and test on a fresh Debian machine (root):
 # Debian packages (network tools the tests use, Prometheus, htpasswd and openssl for the web
-# config tests, the libpcap build tools), Bun and the npm packages (npm ci, from
-# package-lock.json), and the libc-only libpcap embedded in the binary.
+# config tests, dnsmasq for the dns inventory's tests, the libpcap build tools), Bun and the npm
+# packages (npm ci, from package-lock.json), and the libc-only libpcap embedded in the binary.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs Debian packages)" >&2; exit 77; }
-packages=(iproute2 iputils-ping tcpdump tshark procps curl util-linux libcap2-bin flex bison gcc make dpkg-dev libpcap0.8-dev prometheus apache2-utils openssl)
+packages=(iproute2 iputils-ping tcpdump tshark procps curl util-linux libcap2-bin flex bison gcc make dpkg-dev libpcap0.8-dev prometheus apache2-utils openssl dnsmasq-base)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

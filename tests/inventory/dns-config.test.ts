@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../../src/cli/index.ts";
 import { parseConfigText } from "../../src/config/load.ts";
+import { loadConfigIsolated } from "../../src/daemon/configuration.ts";
 import { MAX_DNS_NAMES, MAX_DNS_SERVERS } from "../../src/config/limits.ts";
 import { dnsRecordType, dnsTargetFamily, isDnsName, parseDnsServer } from "../../src/config/schema.ts";
 import { formatIssue } from "../../src/config/validate-yaml.ts";
@@ -215,6 +216,19 @@ describe("netprobify check and the plan", () => {
     out.length = 0;
     expect(await runCli(["check", file], (l) => out.push(l), (l) => err.push(l))).toBe(0);
     expect(out.at(-1)).toBe(`${file}: valid, 1 group and 0 targets, inventories: mesh (dns)`);
+  });
+
+  test("loaded in the loader's Worker, the map of dns inventories has no prototype again: a name like constructor is its own", async () => {
+    const d = mkdtempSync(join(tmpdir(), "netprobify-dns-load-"));
+    dirs.push(d);
+    const file = join(d, "netprobify.yaml");
+    writeFileSync(file, BASE + "    constructor: {type: ICMPping, names: [a.test]}\n");
+    const r = await loadConfigIsolated(file);
+    if (!r.ok) throw new Error("invalid");
+    const dns = r.config.inventories!.dns;
+    expect(Object.getPrototypeOf(dns)).toBeNull();
+    expect(Object.keys(dns)).toEqual(["constructor"]);
+    expect("toString" in dns).toBe(false);
   });
 
   test("each dns inventory is planned as a built-in of kind dns, with its options", async () => {
