@@ -145,7 +145,7 @@ function overUdp(server: DnsServerAddress, name: string, type: number, timeoutMs
   let ignored = 0;
   const onAbort = () => settle({ ok: false, problem: "stopped", timedOut: false });
   const timer = setTimeout(() => {
-    const extra = ignored > 0 ? ` (${ignored} datagrams that did not answer the query ignored)` : "";
+    const extra = ignored > 0 ? ` (${ignored} ${ignored === 1 ? "datagram" : "datagrams"} that did not answer the query ignored)` : "";
     settle({ ok: false, problem: `no answer within ${timeoutMs / 1000} s${extra}`, timedOut: true });
   }, timeoutMs);
   const { promise, settle } = settleOnce<Attempt>(() => {

@@ -212,7 +212,7 @@ class DnsInventory {
       const result = results[i]!;
       if (!result.ok) {
         const kept = this.lastGood.get(name)?.length ?? 0;
-        problems.push(`${name}: ${result.problem}; keeping its last ${formatCount(kept)} addresses`);
+        problems.push(`${name}: ${result.problem}; keeping its last ${counted(kept, "address", "addresses")}`);
         return;
       }
       this.lastGood.set(name, result.entries);
@@ -355,14 +355,14 @@ class DnsInventory {
     }
     if (missing.length > 0) {
       const shown = missing.slice(0, 3).join(", ") + (missing.length > 3 ? ` and ${missing.length - 3} more` : "");
-      errors.push(`${missing.length} SRV targets do not exist (NXDOMAIN): ${shown}`);
+      errors.push(`${counted(missing.length, "SRV target does", "SRV targets do")} not exist (NXDOMAIN): ${shown}`);
     }
     const ignoredTargets = ignoredText(ignored, this.addressType, this.opts.family);
     if (ignoredTargets) errors.push(`in the answers for its SRV targets: ${ignoredTargets}`);
     if (next < targets.length) {
       const records = targets.slice(next).reduce((n, t) => n + ports.get(t)!.length, 0);
       errors.push(
-        `${formatCount(records)} SRV records not looked up: the name already gives ${formatCount(MAX_DNS_ADDRESSES_PER_NAME)} ` +
+        `${counted(records, "SRV record", "SRV records")} not looked up: the name already gives ${formatCount(MAX_DNS_ADDRESSES_PER_NAME)} ` +
           "addresses, the limit per name",
       );
     }
@@ -406,11 +406,11 @@ class DnsInventory {
     const ignored = new Map<string, number>();
     const ignore = (why: string) => ignored.set(why, (ignored.get(why) ?? 0) + 1);
     for (const r of message.answers) {
-      if (!owners.has(canonicalName(r.name))) ignore(`${typeName(r.type)} records of other names`);
+      if (!owners.has(canonicalName(r.name))) ignore(`${typeName(r.type)} ${RECORDS} of other names`);
       else if (r.type === TYPE_CNAME && r.data.kind === "CNAME") continue;
-      else if (r.data.kind === "malformed") ignore(`malformed ${typeName(r.type)} records (${r.data.problem})`);
+      else if (r.data.kind === "malformed") ignore(`malformed ${typeName(r.type)} ${RECORDS} (${r.data.problem})`);
       else if (r.type === type) records.push(r);
-      else ignore(`${typeName(r.type)} records`);
+      else ignore(`${typeName(r.type)} ${RECORDS}`);
     }
     return { records, ignored };
   }
@@ -420,15 +420,24 @@ class DnsInventory {
   }
 }
 
+/** Where "record" or "records" goes in the reasons of an ignored-records count. */
+const RECORDS = "{records}";
+
+/** "1 address", "2 addresses". */
+function counted(n: number, one: string, many: string): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}
+
 /**
- * "ignored 3 A records (the targets are ipv6: AAAA asked)", or undefined when nothing was
- * ignored. Records of the other family are named as such: they are the likely mistake.
+ * "ignored 3 A records (a family not allowed: the targets are ipv6) in the answer to the AAAA
+ * query", or undefined when nothing was ignored. Records of the other family are named as such:
+ * they are the likely mistake.
  */
 function ignoredText(ignored: ReadonlyMap<string, number>, asked: number, family: AddressFamily): string | undefined {
   if (ignored.size === 0) return undefined;
   const parts = [...ignored].map(([why, n]) => {
-    const other = (asked === TYPE_A && why === "AAAA records") || (asked === TYPE_AAAA && why === "A records");
-    return `${formatCount(n)} ${why}${other ? ` (a family not allowed: the targets are ${family})` : ""}`;
+    const other = (asked === TYPE_A && why === `AAAA ${RECORDS}`) || (asked === TYPE_AAAA && why === `A ${RECORDS}`);
+    return `${formatCount(n)} ${why.replace(RECORDS, n === 1 ? "record" : "records")}${other ? ` (a family not allowed: the targets are ${family})` : ""}`;
   });
   return `ignored ${parts.join(", ")} in the answer to the ${typeName(asked)} query`;
 }

@@ -163,7 +163,7 @@ describe("A and AAAA records", () => {
     const v4 = startWith({});
     await reported(v4);
     expect(hostnames(v4.last())).toEqual(["198.18.0.5"]);
-    expect(errorsOf(v4)[0]).toBe("mesh.test: ignored 1 AAAA records (a family not allowed: the targets are ipv4) in the answer to the A query");
+    expect(errorsOf(v4)[0]).toBe("mesh.test: ignored 1 AAAA record (a family not allowed: the targets are ipv4) in the answer to the A query");
   });
 
   test("a CNAME chain in the answer is followed; records of other names are ignored and counted", async () => {
@@ -179,7 +179,7 @@ describe("A and AAAA records", () => {
     await published(inventory, 1);
     expect(hostnames(inventory.last())).toEqual(["198.18.0.7"]);
     await reported(inventory);
-    expect(errorsOf(inventory)[0]).toBe("mesh.test: ignored 1 A records of other names in the answer to the A query");
+    expect(errorsOf(inventory)[0]).toBe("mesh.test: ignored 1 A record of other names in the answer to the A query");
   });
 
   test("the same address under two names is one target; names keep their own lists", async () => {
@@ -198,7 +198,7 @@ describe("failures", () => {
     await published(inventory, 1);
     reply = { rcode: RCODE_SERVFAIL };
     await reported(inventory, 2);
-    expect(errorsOf(inventory)[0]).toBe(`mesh.test: ${server.address}: SERVFAIL; keeping its last 1 addresses`);
+    expect(errorsOf(inventory)[0]).toBe(`mesh.test: ${server.address}: SERVFAIL; keeping its last 1 address`);
     reply = { rcode: RCODE_REFUSED };
     await waitFor(() => errorsOf(inventory).some((e) => e.includes("REFUSED")), "REFUSED reported");
     expect(inventory.published.length).toBe(1);
@@ -305,7 +305,7 @@ describe("answers that are not what was asked", () => {
     const inventory = startWith({});
     await reported(inventory);
     expect(errorsOf(inventory)[0]).toBe(
-      `mesh.test: ${server.address}: no answer within 0.3 s (1 datagrams that did not answer the query ignored); keeping its last 0 addresses`,
+      `mesh.test: ${server.address}: no answer within 0.3 s (1 datagram that did not answer the query ignored); keeping its last 0 addresses`,
     );
   });
 
@@ -334,7 +334,7 @@ describe("answers that are not what was asked", () => {
       await waitFor(() => errorsOf(inventory).some((e) => e.includes(expected)), expected);
     }
     expect(errorsOf(inventory)[0]).toStartWith(`mesh.test: ${server.address}: malformed answer: `);
-    expect(errorsOf(inventory)[0]).toEndWith("; keeping its last 1 addresses");
+    expect(errorsOf(inventory)[0]).toEndWith("; keeping its last 1 address");
     expect(inventory.published.length).toBe(1);
     bad = undefined;
     await refreshes("mesh.test", 2);
@@ -349,7 +349,7 @@ describe("answers that are not what was asked", () => {
     await published(inventory, 1);
     expect(hostnames(inventory.last())).toEqual(["198.18.0.1"]);
     await reported(inventory);
-    expect(errorsOf(inventory)[0]).toBe("mesh.test: ignored 1 malformed A records (A data of 3 bytes, not 4) in the answer to the A query");
+    expect(errorsOf(inventory)[0]).toBe("mesh.test: ignored 1 malformed A record (A data of 3 bytes, not 4) in the answer to the A query");
   });
 
   test("every query has a fresh random ID", async () => {
@@ -439,7 +439,7 @@ describe("SRV records", () => {
     await published(inventory, 1);
     expect(hostnames(inventory.last())).toEqual(["198.18.0.1", "198.18.0.2"]);
     await reported(inventory);
-    expect(errorsOf(inventory)[0]).toBe("_p._tcp.test: 1 SRV targets do not exist (NXDOMAIN): gone.test");
+    expect(errorsOf(inventory)[0]).toBe("_p._tcp.test: 1 SRV target does not exist (NXDOMAIN): gone.test");
     node2 = { rcode: RCODE_SERVFAIL };
     await waitFor(() => errorsOf(inventory).some((e) => e.includes("SERVFAIL")), "the SERVFAIL report");
     expect(errorsOf(inventory).find((e) => e.includes("SERVFAIL"))).toBe(
