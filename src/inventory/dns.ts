@@ -219,7 +219,7 @@ class DnsInventory {
       for (const error of result.errors) problems.push(`${name}: ${error}`);
       if (result.notice !== this.notices.get(name)) {
         if (result.notice !== undefined) this.context.log("WARNING", `${name}: ${result.notice}`, { name });
-        else if (this.notices.get(name) !== undefined) this.context.log("INFO", `${name}: gives addresses again`, { name });
+        else if (result.entries.length > 0) this.context.log("INFO", `${name}: gives addresses again`, { name });
         this.notices.set(name, result.notice);
       }
     });

@@ -256,6 +256,9 @@ describe("failures", () => {
     expect(inventory.errors.length).toBe(errors);
     const notices = inventory.logs.filter((l) => l.message.includes("no A records"));
     expect(notices.map((l) => [l.level, l.message])).toEqual([["WARNING", `mesh.test: no A records (NOERROR from ${server.address}): no targets from it`]]);
+    reply = [a("mesh.test", "198.18.0.3")];
+    await published(inventory, 5);
+    expect(inventory.logs.filter((l) => l.message === "mesh.test: gives addresses again").map((l) => l.level)).toEqual(["INFO"]);
   });
 
   test("the problems of one refresh are one report, the first five quoted", async () => {
