@@ -236,6 +236,7 @@ describe("failures", () => {
   });
 
   test("NXDOMAIN gives an empty list, reported; no records (NODATA) gives an empty list, logged once", async () => {
+    const again = () => inventory.logs.filter((l) => l.message === "mesh.test: gives addresses again").map((l) => l.level);
     let reply: Reply | EncodeRecord[] = [a("mesh.test", "198.18.0.1")];
     handler = zone({ get "mesh.test A"() { return reply; } });
     const inventory = startWith({});
@@ -256,9 +257,14 @@ describe("failures", () => {
     expect(inventory.errors.length).toBe(errors);
     const notices = inventory.logs.filter((l) => l.message.includes("no A records"));
     expect(notices.map((l) => [l.level, l.message])).toEqual([["WARNING", `mesh.test: no A records (NOERROR from ${server.address}): no targets from it`]]);
+    // From no records to NXDOMAIN: still nothing, so nothing "again"; then records: once.
+    reply = { rcode: RCODE_NXDOMAIN };
+    await refreshes("mesh.test", 3);
+    expect(again()).toEqual([]);
     reply = [a("mesh.test", "198.18.0.3")];
     await published(inventory, 5);
-    expect(inventory.logs.filter((l) => l.message === "mesh.test: gives addresses again").map((l) => l.level)).toEqual(["INFO"]);
+    await refreshes("mesh.test", 2);
+    expect(again()).toEqual([]);
   });
 
   test("the problems of one refresh are one report, the first five quoted", async () => {
