@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything netprobify needs to build and test on a fresh Debian machine (root):
 # Debian packages (network tools the tests use, Prometheus, htpasswd and openssl for the web
-# config tests, the libpcap build tools, systemd for systemd-analyze, podman and buildah for the
+# config tests, dnsmasq for the dns inventory's tests, the libpcap build tools, systemd for systemd-analyze, podman and buildah for the
 # container image; installing systemd does not make it PID 1; for the release, the arm64 cross
 # toolchain, qemu-user and readelf), Bun and the npm packages (npm ci, from package-lock.json),
 # and the libc-only libpcap embedded in the binary.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs Debian packages)" >&2; exit 77; }
 packages=(iproute2 iputils-ping tcpdump tshark procps curl util-linux libcap2-bin flex bison gcc make dpkg-dev libpcap0.8-dev prometheus apache2-utils openssl systemd podman buildah
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binutils)
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binutils dnsmasq-base)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

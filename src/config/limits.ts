@@ -70,3 +70,21 @@ export const MAX_HISTOGRAM_BUCKETS = 64;
  * names at 256 probers: about 0.4 s of the main thread, once).
  */
 export const MAX_SHARD_COUNT = 256;
+
+/**
+ * Names one dns inventory looks up (`inventories.dns.*.names`): each is a query, or an SRV query
+ * and one query per SRV target, at every refresh.
+ */
+export const MAX_DNS_NAMES = 100;
+
+/**
+ * Addresses one name of a dns inventory may give: the A or AAAA records of its answer, or for SRV
+ * the addresses of its SRV records' targets. One DNS message holds at most about 4,000 address
+ * records (65,535 bytes), but SRV multiplies: an SRV answer of 3,000 records whose targets each
+ * have 4,000 addresses is twelve million. Past the limit, the rest is left out, counted and logged;
+ * SRV targets past it are not looked up at all.
+ */
+export const MAX_DNS_ADDRESSES_PER_NAME = 10_000;
+
+/** DNS servers one dns inventory may list (`inventories.dns.*.servers`). */
+export const MAX_DNS_SERVERS = 16;

@@ -13,6 +13,8 @@ import {
   MAX_ADDRESSES_PER_DESTINATION,
   MAX_DESCRIPTION_LENGTH,
   MAX_DESTINATION_LENGTH,
+  MAX_DNS_NAMES,
+  MAX_DNS_SERVERS,
   MAX_DURATION_S,
   MAX_GROUPS,
   MAX_HISTOGRAM_BUCKETS,
@@ -1082,6 +1084,172 @@ const HttpInventorySchema = v.pipe(
   v.description("A URL polled for a JSON list of targets, in the spirit of Prometheus http_sd."),
 );
 
+// --- the dns inventory ---
+
+export const DNS_RECORD_TYPES = ["A", "AAAA", "SRV"] as const;
+export type DnsRecordType = (typeof DNS_RECORD_TYPES)[number];
+
+/** A name as the dns inventory looks it up: letters, digits, - and _ in labels of 1 to 63, 253 in all. */
+export function isDnsName(name: string): boolean {
+  const text = name.endsWith(".") ? name.slice(0, -1) : name;
+  return text.length >= 1 && text.length <= 253 && text.split(".").every((l) => /^[A-Za-z0-9_-]{1,63}$/.test(l));
+}
+
+export interface DnsServerAddress {
+  readonly address: string;
+  readonly port: number;
+  readonly family: AddressFamily;
+}
+
+/** "198.18.0.53:53" or "[fd00::53]:53" as an address and a port; undefined when it is neither. */
+export function parseDnsServer(text: string): DnsServerAddress | undefined {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const [address, portText] = [m[1]!, m[2]!];
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return undefined;
+  const bracketed = text.startsWith("[");
+  if (!bracketed && v.is(IPV4_ADDRESS, address)) return { address, port, family: "ipv4" };
+  if (bracketed && v.is(IPV6_ADDRESS, address)) return { address, port, family: "ipv6" };
+  return undefined;
+}
+
+/** The record type a dns inventory asks for: its record_type, else AAAA for ipv6 targets, else A. */
+export function dnsRecordType(options: { record_type?: DnsRecordType; address_family?: AddressFamily }): DnsRecordType {
+  return options.record_type ?? (options.address_family === "ipv6" ? "AAAA" : "A");
+}
+
+/** The family of a dns inventory's targets: that of its A or AAAA records; for SRV, address_family (default ipv4). */
+export function dnsTargetFamily(options: { record_type?: DnsRecordType; address_family?: AddressFamily }): AddressFamily {
+  const type = dnsRecordType(options);
+  return type === "A" ? "ipv4" : type === "AAAA" ? "ipv6" : (options.address_family ?? "ipv4");
+}
+
+const DNS_NAME_EXPECTED = "a DNS name such as probers.netprobify.svc.cluster.local (labels of letters, digits, - and _)";
+const DNS_SERVER_EXPECTED = "ADDRESS:PORT, such as 198.18.0.53:53 or [fd00::53]:53";
+
+/** A configured target's fields that mean something for an address found in DNS. */
+const {
+  destination: _destination,
+  is_subnet: _isSubnet,
+  dns_update_interval: _dnsUpdateInterval,
+  ...dnsTargetEntries
+} = targetEntries;
+
+const dnsEntries = {
+  names: v.pipe(
+    v.array(
+      v.pipe(
+        v.string(),
+        v.check(isDnsName),
+        hints({ noun: "a DNS name", expected: DNS_NAME_EXPECTED }),
+      ),
+    ),
+    v.minLength(1, () => issueText("the list is empty", `a list of 1 to ${MAX_DNS_NAMES} DNS names`)),
+    v.maxLength(MAX_DNS_NAMES, (issue) =>
+      issueText(`${formatCount(issue.input.length)} names are too many`, `a list of 1 to ${MAX_DNS_NAMES} DNS names`),
+    ),
+    hints({ expected: `a list of 1 to ${MAX_DNS_NAMES} DNS names` }),
+    v.description(
+      "Names looked up at every refresh, as given (absolute: no search list). Every address behind them becomes a target.",
+    ),
+  ),
+  record_type: v.optional(
+    v.pipe(
+      v.picklist(DNS_RECORD_TYPES),
+      v.description(
+        "A, AAAA or SRV. SRV records give each target's dst_port, and their targets are looked up with A " +
+          "(address_family ipv4, the default) or AAAA (ipv6). Default: AAAA when address_family is ipv6, else A.",
+      ),
+    ),
+  ),
+  port: v.optional(portField("dst_port of every target, for A and AAAA records (SRV records carry their own).")),
+  refresh_interval: v.optional(secondsField(1, "Seconds between two lookups of every name."), 30),
+  servers: v.optional(
+    v.pipe(
+      v.array(v.pipe(v.string(), v.check((s) => parseDnsServer(s) !== undefined), hints({ noun: "a server address", expected: DNS_SERVER_EXPECTED }))),
+      v.minLength(1, () => issueText("the list is empty", `a list of 1 to ${MAX_DNS_SERVERS} servers, or no servers field`)),
+      v.maxLength(MAX_DNS_SERVERS, (issue) =>
+        issueText(`${formatCount(issue.input.length)} servers are too many`, `a list of 1 to ${MAX_DNS_SERVERS} servers`),
+      ),
+      hints({ expected: `a list of ${DNS_SERVER_EXPECTED}` }),
+      v.description("DNS servers asked, in order, each until one answers. Default: the nameservers of /etc/resolv.conf."),
+    ),
+  ),
+  exclude_self: v.optional(
+    booleanField("Skip the prober's own addresses (those of its interfaces): a mesh prober does not probe itself."),
+    true,
+  ),
+  groups: inventoryEntries.groups,
+};
+
+type DnsCheckFields = {
+  type: TargetType;
+  record_type?: DnsRecordType;
+  address_family?: AddressFamily;
+  port?: number;
+  ip_payload_size?: number;
+};
+
+const dnsFamilyFits = (d: DnsCheckFields) => {
+  const type = dnsRecordType(d);
+  return d.address_family === undefined || type === "SRV" || d.address_family === (type === "A" ? "ipv4" : "ipv6");
+};
+const dnsPortFits = (d: DnsCheckFields) => {
+  const type = dnsRecordType(d);
+  return type === "SRV" ? d.port === undefined : d.port !== undefined || !portRequired(d.type);
+};
+const portRequired = (type: TargetType) => PROBE_TYPE_LIST.some((p) => p.type === type && p.port.use === "required");
+
+const DNS_FAMILY_PATHS = [["record_type"], ["address_family"]] as const;
+const DNS_PORT_PATHS = [["type"], ["record_type"], ["address_family"], ["port"]] as const;
+const DNS_PAYLOAD_PATHS = [["type"], ["record_type"], ["address_family"], ["ip_payload_size"]] as const;
+
+const dnsVariant = <const T extends TargetType>(type: T) =>
+  v.strictObject({
+    type: typeField(type),
+    ...dnsEntries,
+    ...dnsTargetEntries,
+    ip_payload_size: payloadField(type),
+  });
+
+const DnsInventorySchema = v.pipe(
+  v.variant("type", [dnsVariant("TCPsyn"), dnsVariant("ICMPping"), dnsVariant("UDPunreachable")]),
+  v.forward(
+    v.partialCheck(DNS_FAMILY_PATHS, dnsFamilyFits, (i) =>
+      issueText(
+        `${show(i.input.address_family)} does not match record_type ${show(dnsRecordType(i.input))}`,
+        `${dnsRecordType(i.input) === "A" ? "ipv4" : "ipv6"}, the family of ${dnsRecordType(i.input)} records, or no address_family`,
+      ),
+    ),
+    ["address_family"],
+  ),
+  v.forward(
+    v.partialCheck(DNS_PORT_PATHS, dnsPortFits, (i) =>
+      dnsRecordType(i.input) === "SRV"
+        ? issueText("port is given with record_type SRV", "no port: each SRV record gives its target's port")
+        : issueText(
+            `required for a ${i.input.type} target with ${dnsRecordType(i.input)} records`,
+            "an integer from 1 to 65535, the targets' dst_port",
+          ),
+    ),
+    ["port"],
+  ),
+  v.forward(
+    v.partialCheck(
+      DNS_PAYLOAD_PATHS,
+      (d) => payloadFitsFamily({ ...d, address_family: dnsTargetFamily(d), destination: "" }),
+      (i) => payloadTooLarge({ ...i.input, destination: "" }),
+    ),
+    ["ip_payload_size"],
+  ),
+  hints({ expected: "a map with type, names and optionally record_type, port, refresh_interval, servers, exclude_self, groups and target fields" }),
+  v.description(
+    "Names looked up in DNS, every address behind them a target, in the spirit of Prometheus dns_sd. With a " +
+      "Kubernetes headless Service, the full mesh of probers.",
+  ),
+);
+
 const inventoryNameKey = v.pipe(
   v.string(),
   v.regex(NAME_PATTERN),
@@ -1129,6 +1297,14 @@ export const InventoriesSchema = v.pipe(
       ),
       () => ({}),
     ),
+    dns: v.optional(
+      v.pipe(
+        userRecord(inventoryNameKey, DnsInventorySchema),
+        hints({ expected: "a map of inventory names to dns inventories" }),
+        v.description("DNS inventories by name."),
+      ),
+      () => ({}),
+    ),
   }),
   v.forward(
     v.check(
@@ -1140,7 +1316,18 @@ export const InventoriesSchema = v.pipe(
     ),
     ["http"],
   ),
-  hints({ expected: "a map with modules_directory, modules, file and/or http" }),
+  v.forward(
+    v.check(
+      (i) => Object.keys(i.dns).every((name) => !Object.hasOwn(i.file, name) && !Object.hasOwn(i.http, name)),
+      (i) => {
+        const name = Object.keys(i.input.dns).find((n) => Object.hasOwn(i.input.file, n) || Object.hasOwn(i.input.http, n)) ?? "";
+        const other = Object.hasOwn(i.input.file, name) ? "a file" : "an http";
+        return issueText(`${show(name)} names both ${other} and a dns inventory`, "a name used once across inventories");
+      },
+    ),
+    ["dns"],
+  ),
+  hints({ expected: "a map with modules_directory, modules, file, http and/or dns" }),
   v.description(
     "Added by this project: dynamic inventories besides the API (which api.yaml beside the config " +
       "enables). Each publishes targets named <inventory>_<hostname>. Read at start and on reload.",
@@ -1150,6 +1337,7 @@ export const InventoriesSchema = v.pipe(
 export type InventoriesConfig = v.InferOutput<typeof InventoriesSchema>;
 export type HttpInventoryConfig = v.InferOutput<typeof HttpInventorySchema>;
 export type FileInventoryConfig = v.InferOutput<typeof FileInventorySchema>;
+export type DnsInventoryConfig = v.InferOutput<typeof DnsInventorySchema>;
 
 // --- the whole file ---
 

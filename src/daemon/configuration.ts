@@ -48,6 +48,7 @@ function restorePrototypes(config: Config): Config {
             ...inv,
             file: withoutPrototype(inv.file),
             http: withoutPrototype(inv.http),
+            dns: withoutPrototype(inv.dns),
             modules: withoutPrototype(
               Object.fromEntries(Object.entries(inv.modules).map(([name, options]) => [name, withoutPrototype(options)])),
             ),

@@ -56,8 +56,8 @@ export type InventoryStart = (
 export interface InventorySpec {
   /** Inventory name: the prefix of its targets' names and the `inventory` label. */
   readonly name: string;
-  /** "api", "file", "http" (built-ins, run in a Worker) or "module" (a file, run in a child process). */
-  readonly kind: "api" | "file" | "http" | "module";
+  /** "api", "file", "http", "dns" (built-ins, run in a Worker) or "module" (a file, run in a child process). */
+  readonly kind: "api" | "file" | "http" | "dns" | "module";
   /** For kind "module": the absolute path of the .ts or .js file. */
   readonly modulePath?: string;
   /**

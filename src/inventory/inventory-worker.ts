@@ -1,9 +1,10 @@
 /**
- * Worker entry of the built-in inventories (api, file, http): a failure in one of them is
+ * Worker entry of the built-in inventories (api, file, http, dns): a failure in one of them is
  * contained in this Worker, which the supervisor replaces. Listed in build.ts.
  */
 import { startApi } from "./api.ts";
 import type { InventoryCommand, InventoryMessage, InventorySpec, InventoryStart } from "./contract.ts";
+import { start as startDns } from "./dns.ts";
 import { start as startFile } from "./file.ts";
 import { start as startHttp } from "./http.ts";
 import { describeError, runInventory } from "./runner.ts";
@@ -11,10 +12,11 @@ import { describeError, runInventory } from "./runner.ts";
 declare const self: Worker;
 
 /** The built-ins by kind; the API's listens with the web config's TLS settings, which its spec carries. */
-const BUILT_INS: Record<"api" | "file" | "http", (spec: InventorySpec) => InventoryStart> = {
+const BUILT_INS: Record<"api" | "file" | "http" | "dns", (spec: InventorySpec) => InventoryStart> = {
   api: (spec) => startApi(spec.listener ?? null),
   file: () => startFile,
   http: () => startHttp,
+  dns: () => startDns,
 };
 
 const controller = new AbortController();

@@ -1,6 +1,6 @@
 /**
- * Which inventories a config asks for: the API when api.yaml sits beside the config, the file and
- * http inventories of its `inventories` section, and one custom inventory per module file in the
+ * Which inventories a config asks for: the API when api.yaml sits beside the config, the file,
+ * http and dns inventories of its `inventories` section, and one custom inventory per module file in the
  * modules directory; less those global.disable_dynamic_inventories names.
  *
  * A prober running as root or with capabilities starts a module only from a trusted file in a
@@ -93,6 +93,7 @@ export async function planInventories(
   const section = config.inventories;
   for (const [name, options] of Object.entries(section?.file ?? {})) add({ name, kind: "file", options });
   for (const [name, options] of Object.entries(section?.http ?? {})) add({ name, kind: "http", options });
+  for (const [name, options] of Object.entries(section?.dns ?? {})) add({ name, kind: "dns", options });
 
   const directory = resolve(baseDir, section?.modules_directory ?? DEFAULT_MODULES_DIRECTORY);
   const modules = moduleFiles(directory);

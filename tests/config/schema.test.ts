@@ -150,6 +150,7 @@ test("the example config sets every field of every map, and every target type", 
   note("inventories", Object.keys(inventories));
   for (const f of maps(inventories.file)) note("file inventory", Object.keys(f));
   for (const h of maps(inventories.http)) note("http inventory", Object.keys(h));
+  for (const d of maps(inventories.dns)) note("dns inventory", Object.keys(d));
   const tcp = { type: "TCPsyn" };
   const expectations: [string, string[]][] = [
     ["global", knownKeys(schemaAt(CONFIG_ROOT, ["global"], data)?.node ?? CONFIG_ROOT, data.global) ?? []],
@@ -161,6 +162,7 @@ test("the example config sets every field of every map, and every target type", 
     ["file inventory", knownKeys(schemaAt(CONFIG_ROOT, ["inventories", "file", "x"], {})?.node ?? CONFIG_ROOT, {}) ?? []],
     // bearer_token and bearer_token_file exclude each other: the example shows the file.
     ["http inventory", (knownKeys(schemaAt(CONFIG_ROOT, ["inventories", "http", "x"], {})?.node ?? CONFIG_ROOT, {}) ?? []).filter((k) => k !== "bearer_token")],
+    ["dns inventory", knownKeys(schemaAt(CONFIG_ROOT, ["inventories", "dns", "x"], {})?.node ?? CONFIG_ROOT, tcp) ?? []],
   ];
   for (const [where, keys] of expectations) {
     expect(keys.length).toBeGreaterThan(0);

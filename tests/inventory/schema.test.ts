@@ -274,7 +274,7 @@ targets: {}
 
   test("absent: undefined; empty: every default", () => {
     expect(inventoriesOf("")).toBeUndefined();
-    expect(inventoriesOf("inventories: {}\n")).toEqual({ modules_directory: "dynamic_inventories", modules: {}, file: {}, http: {} });
+    expect(inventoriesOf("inventories: {}\n")).toEqual({ modules_directory: "dynamic_inventories", modules: {}, file: {}, http: {}, dns: {} });
   });
 
   test("file, http and modules", () => {
@@ -305,6 +305,7 @@ targets: {}
         sd: { url: "https://sd.example/targets", refresh_interval: 30, timeout: 2.5, bearer_token: "abc" },
         sd2: { url: "http://10.0.0.1:8080/sd", refresh_interval: 60, timeout: 10, bearer_token_file: "token.txt" },
       },
+      dns: {},
     });
   });
 
@@ -357,14 +358,14 @@ targets: {}
 
   test("unknown and empty fields, a list for the section, options that are not a map", () => {
     expect(issues("inventories:\n  files: {}\n")).toEqual([
-      "n.yaml:12:3: inventories.files: unknown field, did you mean file? (one of modules_directory, modules, file, http)",
+      "n.yaml:12:3: inventories.files: unknown field, did you mean file? (one of modules_directory, modules, file, http, dns)",
     ]);
     expect(issues('inventories:\n  file:\n    cmdb:\n      directory: ""\n      dir: x\n')).toEqual([
       "n.yaml:14:18: inventories.file.cmdb.directory: the value is empty (a path of at most 4096 characters, relative to the config file's directory or absolute)",
       "n.yaml:15:7: inventories.file.cmdb.dir: unknown field (one of directory)",
     ]);
     expect(issues("inventories: []\n")).toEqual([
-      "n.yaml:11:14: inventories: a list is not a map (a map with modules_directory, modules, file and/or http)",
+      "n.yaml:11:14: inventories: a list is not a map (a map with modules_directory, modules, file, http and/or dns)",
     ]);
     expect(issues("inventories:\n  modules:\n    hostlist: 5\n")).toEqual([
       "n.yaml:13:15: inventories.modules.hostlist: 5 is not a map (a map of options)",
