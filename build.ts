@@ -8,7 +8,7 @@
  * (scripts/bun-runtime.ts). The revision and build date come from git (SOURCE_DATE_EPOCH when
  * set): two builds of one commit are the same bytes, whatever the directory or the clock.
  */
-import { mkdtempSync, renameSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { BuildError, crossRuntime } from "./scripts/bun-runtime.ts";
 import { hostArch, isArch, libpcapDir, TARGETS, type Arch } from "./scripts/targets.ts";
@@ -76,6 +76,8 @@ const libpcapForTarget: Bun.BunPlugin = {
 
 // The binary's own name is part of it (/$bunfs/root/<name>): always "netprobify", whatever the
 // outfile is called, so the bytes do not depend on it.
+// A fresh clone has no dist/ yet.
+mkdirSync(dirname(outfile), { recursive: true });
 const work = mkdtempSync(join(dirname(outfile), ".netprobify-build-"));
 try {
   const result = await Bun.build({
