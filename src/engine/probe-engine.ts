@@ -568,6 +568,7 @@ export class ProbeEngine {
     p.hopLimit = 64;
     p.payloadLength = st.dataLength;
     p.payloadTag = -1;
+    p.payloadHeadLength = 0;
     p.quote = null;
     const ident = this.#match.slotIdent[s]!;
     const sport = this.#match.slotSrcPort[s]!;

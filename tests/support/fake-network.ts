@@ -181,6 +181,7 @@ export class AnswerBuilder {
     s.hopLimit = 64;
     s.payloadLength = 0;
     s.payloadTag = -1;
+    s.payloadHeadLength = 0;
     s.quote = null;
     s.quoteLength = 0;
     return s;
