@@ -22,6 +22,7 @@ export const icmpPing = {
   headerBytes: ICMP_HEADER,
   port: { use: "none" },
   rotatesPorts: false,
+  stampsSendTime: false,
   minDataBytes: () => 0,
 
   assignIdent: (t, k) => ((t.targetId << 16) | (k & 0xffff)) >>> 0,
@@ -54,4 +55,5 @@ export const icmpPing = {
   answeredByError: false,
   quotedIdent: () => -1,
   strayAnswers: false,
+  answerValues: null,
 } as const satisfies ProbeType;

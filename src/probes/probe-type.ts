@@ -31,6 +31,35 @@ export interface IdentCounter {
   next: number;
 }
 
+/**
+ * Where a probe sits among its target's probes of a batch. A flow is one source address and
+ * port (one 5-tuple): probe k of a target is in flow k mod flows, the flow's `round`-th probe.
+ * Written by the engine into one reused object: read it, never keep it.
+ */
+export interface FlowPosition {
+  /** The flow, 0 .. flows - 1 within the target. */
+  flow: number;
+  /** Probes of the same flow before this one in the batch. */
+  round: number;
+  /** 32 random bits drawn by the engine for each batch (a random start per flow and batch). */
+  salt: number;
+}
+
+/**
+ * Values a direct answer carries beyond its arrival (a reflector's own timestamps and sequence
+ * number), recorded per slot into arrays the engine owns.
+ */
+export interface AnswerValues {
+  /** Values per answered slot. */
+  readonly count: number;
+  /**
+   * Writes the answer `o`'s values at out[at .. at + count) (NaN for one it lacks) and returns
+   * how long the far end held the probe, in ns (0 when it does not say): the engine takes that
+   * off the RTT, so a type's RTT is the network's alone.
+   */
+  record(o: IpFields, out: Float64Array, at: number): number;
+}
+
 /** What the capture filter fragment of a type is built from: this batch's targets of the type. */
 export interface FilterContext {
   /** Source ports of the type's targets in this batch, lowest and highest. */
@@ -88,13 +117,15 @@ export interface ProbeType {
   /** Data bytes the type needs after its header whatever the size asked (an identifier it carries). */
   minDataBytes(family: Family): number;
 
-  /** The identifier probe k of target t carries, the one its answer will carry back. */
-  assignIdent(t: ProbeTargetFields, k: number, counter: IdentCounter): number;
+  /** The identifier probe k of target t (at `flow` among its probes) carries, the one its answer will carry back. */
+  assignIdent(t: ProbeTargetFields, k: number, counter: IdentCounter, flow: FlowPosition): number;
   /**
    * A second identifier an answer may carry back for the same probe, or `ident` itself: a TCP
    * SYN with data is acknowledged at seq + 1 by some stacks and seq + data + 1 by others.
    */
   altIdent(ident: number, t: ProbeTargetFields): number;
+  /** The type writes the send time into its probes (PacketSpec.sendSec, sendNsec): the engine reads the wall clock per probe for it. */
+  readonly stampsSendTime: boolean;
   /** Fills the type's fields of probe `ident` (the engine has set addresses, TOS, DF, sizes). */
   fill(p: PacketSpec, t: ProbeTargetFields, ident: number, srcPort: number): void;
   /**
@@ -131,4 +162,6 @@ export interface ProbeType {
   quotedIdent(q: IpFields): number;
   /** Direct answers that match none of the probes are counted (matchAckFail) when their identifier is in the engine's window. */
   readonly strayAnswers: boolean;
+  /** What a direct answer carries beyond its arrival, recorded per slot; null: nothing. */
+  readonly answerValues: AnswerValues | null;
 }

@@ -16,6 +16,7 @@ export const tcpSyn = {
   headerBytes: TCP_HEADER,
   port: { use: "required" },
   rotatesPorts: true,
+  stampsSendTime: false,
   minDataBytes: () => 0,
 
   assignIdent(t, _k, counter) {
@@ -76,4 +77,5 @@ export const tcpSyn = {
   // An error is sure to quote the ports and the sequence number only (8 bytes of TCP).
   quotedIdent: (q) => (q.protocol === IPPROTO_TCP ? q.seq : -1),
   strayAnswers: true,
+  answerValues: null,
 } as const satisfies ProbeType;

@@ -23,6 +23,7 @@ export const udpUnreachable = {
   // 33434: the traceroute port, closed on hosts by convention.
   port: { use: "required", cliDefault: 33434, note: "a closed port" },
   rotatesPorts: true,
+  stampsSendTime: false,
   minDataBytes: (family) => (family === 6 ? 4 : 0),
 
   assignIdent(t, _k, counter) {
@@ -49,4 +50,5 @@ export const udpUnreachable = {
   answeredByError: true,
   quotedIdent: carriedIdent,
   strayAnswers: false,
+  answerValues: null,
 } as const satisfies ProbeType;

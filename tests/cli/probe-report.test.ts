@@ -38,6 +38,9 @@ function batch(status: number[][], rttUs: number[][]): BatchResult {
     portMismatch: new Uint32Array(status.length),
     timeOutOfOrder: new Uint32Array(status.length),
     unroutable: status.map(() => ""),
+    ident: new Uint32Array(n),
+    values: new Float64Array(0),
+    valueWidth: 1,
     stats: emptyBatchStats(),
   };
 }

@@ -48,6 +48,9 @@ test("addPathHealth agrees with pathHealth(paths()) on seeded random batches", (
       portMismatch: new Uint32Array(1),
       timeOutOfOrder: new Uint32Array(1),
       unroutable: [""],
+      ident: new Uint32Array(n),
+      values: new Float64Array(0),
+      valueWidth: 1,
       stats: emptyBatchStats(),
     };
     const acc = { worstLossRatio: 0, pathsDown: 0 };
@@ -70,6 +73,9 @@ function batch(status: number[]): BatchResult {
     portMismatch: new Uint32Array(1),
     timeOutOfOrder: new Uint32Array(1),
     unroutable: [""],
+    ident: new Uint32Array(n),
+    values: new Float64Array(0),
+    valueWidth: 1,
     stats: emptyBatchStats(),
   };
 }

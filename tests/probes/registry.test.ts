@@ -43,7 +43,7 @@ const DST: Record<Family, string> = { 4: "198.18.1.2", 6: "fd00:18:1::2" };
 function writeAndParse(typeIndex: number, family: Family, dataLength: number, k: number, counter: IdentCounter) {
   const type = PROBE_TYPE_LIST[typeIndex]!;
   const t: ProbeTargetFields = { family, dstPort: type.port.use === "none" ? 0 : 4242, dataLength: Math.max(dataLength, type.minDataBytes(family)), targetId: 0x1357 };
-  const ident = type.assignIdent(t, k, counter);
+  const ident = type.assignIdent(t, k, counter, { flow: k % 4, round: Math.floor(k / 4), salt: 0x9e3779b9 });
   const p = new PacketSpec();
   p.link = LINK_RAW;
   p.family = family;
