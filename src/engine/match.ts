@@ -27,15 +27,11 @@ import { ICMP4_PORT_UNREACH, ICMP4_UNREACH, ICMP6_PORT_UNREACH, ICMP6_UNREACH, I
 import type { IpFields, ParsedFrame } from "../packet/parse.ts";
 import type { AnswerFields, FlowPosition, IdentCounter, ProbeTargetFields, ProbeType } from "../probes/probe-type.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
-import { REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_UNREACHABLE } from "../probes/replies.ts";
+import { REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_UNREACHABLE, SLOT_ANSWERED } from "../probes/replies.ts";
 
 export { REPLY_ECHO, REPLY_NAMES, REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_RST_ACK, REPLY_SYN_ACK, REPLY_UNREACHABLE } from "../probes/replies.ts";
 
-/** Slot states after a batch. */
-export const SLOT_LOST = 0;
-export const SLOT_ANSWERED = 1;
-/** Never left: no route, unresolved next hop, or the send call failed. Neither sent nor lost. */
-export const SLOT_UNSENT = 2;
+export { SLOT_ANSWERED, SLOT_LOST, SLOT_UNSENT } from "../probes/replies.ts";
 
 // What a frame is to the batch (ProbeMatcher.classify).
 /** None of ours: not a probe of the batch nor an answer to one. */

@@ -128,6 +128,8 @@ export interface BatchStats {
  */
 export interface BatchResult {
   targetStart: Int32Array;
+  /** Per target: its type's code (PROBE_CODE, its index in PROBE_TYPE_LIST). */
+  kind: Uint8Array;
   status: Uint8Array;
   reply: Uint8Array;
   /** Kernel RTT in ns; NaN when lost or not timed. */
@@ -737,6 +739,7 @@ export class ProbeEngine {
     }
     return {
       targetStart,
+      kind: Uint8Array.from(this.#targets, (t) => t.kind),
       status: this.#slotStatus.subarray(0, total),
       reply: this.#slotReply.subarray(0, total),
       rttNs: rtt,

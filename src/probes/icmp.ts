@@ -56,4 +56,5 @@ export const icmpPing = {
   quotedIdent: () => -1,
   strayAnswers: false,
   answerValues: null,
+  seriesMetrics: null,
 } as const satisfies ProbeType;

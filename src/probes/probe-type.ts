@@ -60,6 +60,43 @@ export interface AnswerValues {
   record(o: IpFields, out: Float64Array, at: number): number;
 }
 
+/**
+ * A batch's results as a type's series summary reads them (BatchResult has these and more):
+ * slots of one target are in send order.
+ */
+export interface SlotResults {
+  /** SLOT_LOST, SLOT_ANSWERED or SLOT_UNSENT (src/probes/replies.ts). */
+  readonly status: Uint8Array;
+  readonly ident: Uint32Array;
+  readonly srcPort: Uint16Array;
+  readonly srcIndex: Uint16Array;
+  /** `valueWidth` per slot: the far end's hold (ns), then the type's answerValues. */
+  readonly values: Float64Array;
+  readonly valueWidth: number;
+}
+
+/** A metric family of a type's own, named `<prefix>_<name>`, with the labels of the type's other families. */
+export type TypeMetric =
+  /** Added up over iterations; its value per series comes from the type's fold(). */
+  | { readonly kind: "counter"; readonly name: string; readonly help: string }
+  /**
+   * A gauge per configured percentile of a per-slot value over the series' answered probes:
+   * `value` indexes the slot's values (0: the far end's hold, 1 on: the type's answerValues),
+   * times `scale` (1e-9: ns to seconds). Absent when no slot has one.
+   */
+  | { readonly kind: "percentiles"; readonly name: string; readonly help: string; readonly value: number; readonly scale: number };
+
+/** The metric families a type adds to those every type has, and how a series' values are made. */
+export interface SeriesMetrics {
+  readonly families: readonly TypeMetric[];
+  /**
+   * Folds one target's slots [from, to) into `acc`, one number per family (counters; what sits at
+   * a percentile family's index is ignored). `acc` starts NaN: a family left NaN is absent for
+   * the series (not zero), as a value no probe of it could tell.
+   */
+  fold(r: SlotResults, from: number, to: number, acc: Float64Array): void;
+}
+
 /** What the capture filter fragment of a type is built from: this batch's targets of the type. */
 export interface FilterContext {
   /** Source ports of the type's targets in this batch, lowest and highest. */
@@ -164,4 +201,6 @@ export interface ProbeType {
   readonly strayAnswers: boolean;
   /** What a direct answer carries beyond its arrival, recorded per slot; null: nothing. */
   readonly answerValues: AnswerValues | null;
+  /** Metric families of the type's own beyond sent, loss, RTT and paths; null: none. */
+  readonly seriesMetrics: SeriesMetrics | null;
 }

@@ -78,4 +78,5 @@ export const tcpSyn = {
   quotedIdent: (q) => (q.protocol === IPPROTO_TCP ? q.seq : -1),
   strayAnswers: true,
   answerValues: null,
+  seriesMetrics: null,
 } as const satisfies ProbeType;

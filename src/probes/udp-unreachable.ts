@@ -51,4 +51,5 @@ export const udpUnreachable = {
   quotedIdent: carriedIdent,
   strayAnswers: false,
   answerValues: null,
+  seriesMetrics: null,
 } as const satisfies ProbeType;

@@ -51,6 +51,7 @@ function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
     portMismatch: 0,
     timeOutOfOrder: 0,
     unroutable: "",
+    extra: [],
     ...o,
   };
 }
