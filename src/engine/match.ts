@@ -29,7 +29,7 @@ import type { AnswerFields, FlowPosition, IdentCounter, ProbeTargetFields, Probe
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_UNREACHABLE, SLOT_ANSWERED } from "../probes/replies.ts";
 
-export { REPLY_ECHO, REPLY_NAMES, REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_RST_ACK, REPLY_SYN_ACK, REPLY_UNREACHABLE } from "../probes/replies.ts";
+export { REPLY_ECHO, REPLY_NAMES, REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_REFLECTED, REPLY_RST_ACK, REPLY_SYN_ACK, REPLY_UNREACHABLE } from "../probes/replies.ts";
 
 export { SLOT_ANSWERED, SLOT_LOST, SLOT_UNSENT } from "../probes/replies.ts";
 
