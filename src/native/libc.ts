@@ -27,6 +27,7 @@ const libc = dlopen("libc.so.6", {
   execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  adjtimex: { args: [FFIType.ptr], returns: FFIType.i32 },
 });
 
 const c = libc.symbols;
@@ -221,4 +222,17 @@ export function addSeals(fd: number, seals: number): void {
 /** The seals of a memory file; -1 when fd is not one (or not open). */
 export function sealsOf(fd: number): number {
   return c.fcntl(fd, F_GET_SEALS, 0);
+}
+
+/** adjtimex(2)'s state when the kernel's clock is not synchronised (by NTP, PTP or chrony). */
+const TIME_ERROR = 5;
+/** struct timex is 208 bytes on 64-bit Linux; `modes` (the first field) 0 only reads. */
+const timex = new Uint8Array(256);
+
+/** Whether the kernel says its clock is synchronised to an external source (adjtimex(2)), null when it cannot say. */
+export function clockSynchronised(): boolean | null {
+  timex.fill(0);
+  const state = c.adjtimex(ptr(timex));
+  if (state < 0) return null;
+  return state !== TIME_ERROR;
 }
