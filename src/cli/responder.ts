@@ -64,6 +64,8 @@ export interface ResponderCounters {
   /** Datagrams shorter than a Sender packet: not reflected. */
   malformed: number;
   sendErrors: number;
+  /** ICMP errors for reflected packets (the sender's port closed since): counted, nothing else. */
+  unreachable: number;
 }
 
 export interface RunningResponder {
@@ -98,6 +100,9 @@ function metricsText(c: ResponderCounters, senders: number, synchronised: boolea
     "# HELP twamp_responder_send_errors_total reflected packets the socket refused.",
     "# TYPE twamp_responder_send_errors_total counter",
     `twamp_responder_send_errors_total ${c.sendErrors}`,
+    "# HELP twamp_responder_unreachable_total ICMP errors for reflected packets (the sender's port closed: a raw-socket prober keeps none open).",
+    "# TYPE twamp_responder_unreachable_total counter",
+    `twamp_responder_unreachable_total ${c.unreachable}`,
     "# HELP twamp_responder_senders senders (address and port) with a sequence counter.",
     "# TYPE twamp_responder_senders gauge",
     `twamp_responder_senders ${senders}`,
@@ -114,7 +119,7 @@ function metricsText(c: ResponderCounters, senders: number, synchronised: boolea
 
 /** Starts reflecting on every endpoint; rejects (nothing left open) when one cannot be bound. */
 export async function startResponder(o: ResponderOptions): Promise<RunningResponder> {
-  const counters: ResponderCounters = { received: 0, reflected: 0, malformed: 0, sendErrors: 0 };
+  const counters: ResponderCounters = { received: 0, reflected: 0, malformed: 0, sendErrors: 0, unreachable: 0 };
   const senders = new SenderCounters();
   const readClock = await clockStateReader();
   let synchronised = readClock();
@@ -149,6 +154,11 @@ export async function startResponder(o: ResponderOptions): Promise<RunningRespon
             }
             if (sock.send(out.subarray(0, n), port, address)) counters.reflected++;
             else counters.sendErrors++;
+          },
+          // A sender whose port is closed (a raw-socket prober such as netprobify's) makes the
+          // kernel report the ICMP port unreachable on the socket: expected, counted, not logged.
+          error() {
+            counters.unreachable++;
           },
         },
       });
