@@ -211,9 +211,11 @@ class TypeFamilies {
     this.pathsDown = paths
       ? new Family(`${p}_paths_down`, `paths (source address and port) with 3 or more probes and no answer using ${w}.`, "gauge")
       : null;
-    this.matchFail =
-      type.metrics.matchAckFail ? new Family(`${p}_match_ack_fail_count`, "fail to match response packet with sent packet using ack.", "gauge") : null;
-    this.portMismatch = !type.rotatesPorts ? null : new Family(`${p}_port_mismatch_count`, "port source/destination mismatch.", "gauge");
+    // The original's *_count gauges for its own types; a counter named *_total for any other.
+    const count = (name: string, help: string) =>
+      type.metrics.legacyCountNames ? new Family(`${p}_${name}_count`, help, "gauge") : new Family(`${p}_${name}_total`, help, "counter");
+    this.matchFail = type.metrics.matchAckFail ? count("match_ack_fail", "fail to match response packet with sent packet using ack.") : null;
+    this.portMismatch = type.rotatesPorts ? count("port_mismatch", "port source/destination mismatch.") : null;
     this.own = (type.seriesMetrics?.families ?? []).map((metric) => ({
       metric,
       family: new Family(`${p}_${metric.name}`, metric.help, metric.kind === "counter" ? "counter" : "gauge"),
@@ -626,7 +628,7 @@ export class Metrics {
       if (r.buckets.length > 0) fam.histogram.observe(hKey, ls.hLabels, r.buckets, r.rttSum);
     }
     for (const k of this.#labelCache.keys()) if (!liveLabels.has(k)) this.#labelCache.delete(k);
-    // The *_count gauges of the original are incremented, never reset: they add up over time.
+    // The per-target counts (the original's *_count gauges among them) are incremented, never reset.
     for (const fam of Object.values(this.#types)) {
       for (const [f, m] of [[fam.matchFail, matchFail], [fam.portMismatch, portMismatch]] as const) {
         if (!f) continue;

@@ -18,7 +18,7 @@ export const icmpPing = {
   name: "icmp",
   aliases: ["ping", "echo"],
   title: "ICMP echo",
-  metrics: { prefix: "icmp", what: "ICMP ping probing", matchAckFail: false },
+  metrics: { prefix: "icmp", what: "ICMP ping probing", matchAckFail: false, legacyCountNames: true },
   headerBytes: ICMP_HEADER,
   port: { use: "none" },
   rotatesPorts: false,

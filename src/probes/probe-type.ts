@@ -142,6 +142,13 @@ export interface ProbeType {
      * window, that acknowledge none of its probes (see strayAnswers).
      */
     readonly matchAckFail: boolean;
+    /**
+     * The per-target counts (match_ack_fail, port_mismatch: labels probe_name, destination and
+     * address_family only) under the original's names, `<prefix>_*_count` gauges, for drop-in
+     * compatibility: true for its three types only. Any other type gets `<prefix>_*_total`
+     * counters, names `promtool check metrics` accepts.
+     */
+    readonly legacyCountNames: boolean;
   };
   /** The L4 header: the smallest ip_payload_size of the type. */
   readonly headerBytes: number;

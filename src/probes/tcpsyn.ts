@@ -12,7 +12,7 @@ export const tcpSyn = {
   name: "tcpsyn",
   aliases: ["tcp", "syn"],
   title: "TCP SYN",
-  metrics: { prefix: "tcpsyn", what: "tcp syn stealth probing", matchAckFail: true },
+  metrics: { prefix: "tcpsyn", what: "tcp syn stealth probing", matchAckFail: true, legacyCountNames: true },
   headerBytes: TCP_HEADER,
   port: { use: "required" },
   rotatesPorts: true,

@@ -129,7 +129,7 @@ export const twampLight = {
   name: "twamp",
   aliases: ["twamp-light"],
   title: "TWAMP-light",
-  metrics: { prefix: "twamp", what: "TWAMP-light probing", matchAckFail: false },
+  metrics: { prefix: "twamp", what: "TWAMP-light probing", matchAckFail: false, legacyCountNames: false },
   headerBytes: UDP_HEADER,
   port: { use: "default", value: 862 },
   rotatesPorts: true,

@@ -18,7 +18,7 @@ export const udpUnreachable = {
   name: "udp",
   aliases: [],
   title: "UDP",
-  metrics: { prefix: "udp_unreachable", what: "udp unreachable probing", matchAckFail: false },
+  metrics: { prefix: "udp_unreachable", what: "udp unreachable probing", matchAckFail: false, legacyCountNames: true },
   headerBytes: UDP_HEADER,
   // 33434: the traceroute port, closed on hosts by convention.
   port: { use: "required", cliDefault: 33434, note: "a closed port" },
