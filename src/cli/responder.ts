@@ -2,17 +2,23 @@
  * `netprobify responder [--listen ADDR:PORT]... [--metrics ADDR:PORT]`: a stateful TWAMP-light
  * session-reflector (RFC 5357 4.2.1, unauthenticated, no control session) on plain UDP sockets:
  * no CAP_NET_RAW and no libpcap; port 862 needs CAP_NET_BIND_SERVICE, ports above 1023 nothing.
- * Each sender (address and port) gets its own sequence counter from 0. T2 is the clock read when
- * Bun hands the datagram over and T3 the clock read just before the send: Bun's UDP socket gives
- * no kernel receive timestamp (SO_TIMESTAMPNS needs recvmsg), so the reflector's hold includes
- * the event loop's delay to deliver the datagram, not the network's. The error estimate's S bit
- * is the kernel's clock state (adjtimex), read again every minute.
+ * Each sender (address and port) gets its own sequence counter from 0. T2 is the kernel's
+ * receive timestamp (SO_TIMESTAMPNS, read with recvmsg), T3 the clock (CLOCK_REALTIME, the same
+ * clock) read just before the send, and the Sender TTL the received one (IP_RECVTTL,
+ * IPV6_RECVHOPLIMIT): the reflector's hold is the time the datagram waited in this process, the
+ * network's time is not in it. The error estimate's S bit is the kernel's clock state
+ * (adjtimex), read again every minute.
+ *
+ * The sockets are read on the main thread in slices: poll(2) for up to SLICE_MS, every waiting
+ * datagram reflected, then a turn of the event loop (the metrics listener, signals). A datagram
+ * arriving during the turn waits for it: that wait is in T3 - T2, which the prober takes off.
  */
 import { defineCommand } from "citty";
 import type { ParsedCommandLine } from "./args.ts";
 import { listOption, stringOption } from "./args.ts";
 import { EXIT_OK, EXIT_OSERR, EXIT_USAGE, ExitError } from "./exit.ts";
-import { errorEstimate, ntpNow, SenderCounters, writeReflected, type NtpTime } from "../twamp/reflector.ts";
+import { errorEstimate, ntpFromUnix, SenderCounters, stampSent, writeReflected, type NtpTime } from "../twamp/reflector.ts";
+import type { SocketPoll, TimestampedUdpSocket } from "../native/timestamped-udp.ts";
 
 export const responderCommand = defineCommand({
   meta: { name: "responder", description: "A TWAMP-light reflector (RFC 5357), for TWAMPlight targets" },
@@ -64,8 +70,10 @@ export interface ResponderCounters {
   /** Datagrams shorter than a Sender packet: not reflected. */
   malformed: number;
   sendErrors: number;
-  /** ICMP errors for reflected packets (the sender's port closed since): counted, nothing else. */
-  unreachable: number;
+  /** recvmsg failures other than "nothing waiting". */
+  receiveErrors: number;
+  /** Datagrams the kernel gave no receive timestamp for: T2 read from the clock instead. */
+  untimestamped: number;
 }
 
 export interface RunningResponder {
@@ -100,9 +108,12 @@ function metricsText(c: ResponderCounters, senders: number, synchronised: boolea
     "# HELP twamp_responder_send_errors_total reflected packets the socket refused.",
     "# TYPE twamp_responder_send_errors_total counter",
     `twamp_responder_send_errors_total ${c.sendErrors}`,
-    "# HELP twamp_responder_unreachable_total ICMP errors for reflected packets (the sender's port closed: a raw-socket prober keeps none open).",
-    "# TYPE twamp_responder_unreachable_total counter",
-    `twamp_responder_unreachable_total ${c.unreachable}`,
+    "# HELP twamp_responder_receive_errors_total failed reads of the responder's sockets (recvmsg).",
+    "# TYPE twamp_responder_receive_errors_total counter",
+    `twamp_responder_receive_errors_total ${c.receiveErrors}`,
+    "# HELP twamp_responder_untimestamped_total datagrams without a kernel receive timestamp: their T2 is the clock read after the receive.",
+    "# TYPE twamp_responder_untimestamped_total counter",
+    `twamp_responder_untimestamped_total ${c.untimestamped}`,
     "# HELP twamp_responder_senders senders (address and port) with a sequence counter.",
     "# TYPE twamp_responder_senders gauge",
     `twamp_responder_senders ${senders}`,
@@ -117,54 +128,89 @@ function metricsText(c: ResponderCounters, senders: number, synchronised: boolea
   return `${lines.join("\n")}\n`;
 }
 
+/** How long one poll(2) may hold the main thread before the event loop gets a turn. */
+const SLICE_MS = 20;
+/** Datagrams reflected per socket per slice: one busy socket cannot starve the others or the event loop. */
+const BURST = 256;
+const EAGAIN = 11;
+
 /** Starts reflecting on every endpoint; rejects (nothing left open) when one cannot be bound. */
 export async function startResponder(o: ResponderOptions): Promise<RunningResponder> {
-  const counters: ResponderCounters = { received: 0, reflected: 0, malformed: 0, sendErrors: 0, unreachable: 0 };
+  const counters: ResponderCounters = { received: 0, reflected: 0, malformed: 0, sendErrors: 0, receiveErrors: 0, untimestamped: 0 };
   const senders = new SenderCounters();
   const readClock = await clockStateReader();
+  const native = await import("../native/timestamped-udp.ts");
   let synchronised = readClock();
   const clockTimer = setInterval(() => (synchronised = readClock()), 60_000);
   clockTimer.unref();
   const out = new Uint8Array(65_536);
   const t2: NtpTime = { sec: 0, frac: 0 };
   const t3: NtpTime = { sec: 0, frac: 0 };
-  const sockets: { close(): void }[] = [];
+  const clock = { sec: 0, nsec: 0 };
+  const sockets: TimestampedUdpSocket[] = [];
   const listening: Endpoint[] = [];
   let server: ReturnType<typeof Bun.serve> | null = null;
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     clearInterval(clockTimer);
     for (const s of sockets) s.close();
     server?.stop(true);
   };
+
+  const reflectFrom = (sock: TimestampedUdpSocket) => {
+    for (let k = 0; k < BURST; k++) {
+      const n = sock.receive();
+      if (n === -EAGAIN) return;
+      if (n < 0) {
+        counters.receiveErrors++;
+        return;
+      }
+      counters.received++;
+      if (sock.receivedSec >= 0) ntpFromUnix(sock.receivedSec, sock.receivedNsec, t2);
+      else {
+        counters.untimestamped++;
+        sock.now(clock);
+        ntpFromUnix(clock.sec, clock.nsec, t2);
+      }
+      const len = writeReflected(sock.data, n, out, 0, t2, null, errorEstimate(synchronised === true), sock.ttl);
+      if (len < 0) {
+        counters.malformed++;
+        continue;
+      }
+      // The counter advances only for what is reflected (4.2.1: the packets this reflector sent).
+      const seq = senders.take(sock.senderKey());
+      out[0] = seq >>> 24;
+      out[1] = (seq >>> 16) & 0xff;
+      out[2] = (seq >>> 8) & 0xff;
+      out[3] = seq & 0xff;
+      sock.now(clock);
+      stampSent(out, ntpFromUnix(clock.sec, clock.nsec, t3));
+      if (sock.reply(out, len) === len) counters.reflected++;
+      else counters.sendErrors++;
+    }
+  };
+
+  let poll: SocketPoll | null = null;
+  const slice = () => {
+    if (stopped || !poll) return;
+    try {
+      if (poll.wait(SLICE_MS) > 0) for (let i = 0; i < sockets.length; i++) if (poll.ready(i)) reflectFrom(sockets[i]!);
+    } catch {
+      // poll itself failing (EINTR aside) leaves nothing to wait on: counted, tried again next turn.
+      counters.receiveErrors++;
+    }
+    setImmediate(slice);
+  };
+
   try {
     for (const e of o.listen) {
-      const socket = await Bun.udpSocket({
-        hostname: e.host,
-        port: e.port,
-        socket: {
-          data(sock, buf, port, address) {
-            ntpNow(t2);
-            counters.received++;
-            // No TTL from a plain socket (IP_RECVTTL needs recvmsg): Sender TTL stays 0, "not known".
-            ntpNow(t3);
-            const n = writeReflected(buf, buf.length, out, senders.take(`${address}|${port}`), t2, t3, errorEstimate(synchronised === true), 0);
-            if (n < 0) {
-              counters.malformed++;
-              return;
-            }
-            if (sock.send(out.subarray(0, n), port, address)) counters.reflected++;
-            else counters.sendErrors++;
-          },
-          // A sender whose port is closed (a raw-socket prober such as netprobify's) makes the
-          // kernel report the ICMP port unreachable on the socket: expected, counted, not logged.
-          error() {
-            counters.unreachable++;
-          },
-        },
-      });
-      sockets.push(socket);
-      listening.push({ host: e.host, port: socket.port });
+      const sock = new native.TimestampedUdpSocket(e.host, e.port);
+      sockets.push(sock);
+      listening.push({ host: e.host, port: sock.port });
     }
+    poll = new native.SocketPoll(sockets.map((s) => s.fd));
     if (o.metrics) {
       server = Bun.serve({
         hostname: o.metrics.host,
@@ -179,6 +225,7 @@ export async function startResponder(o: ResponderOptions): Promise<RunningRespon
     stop();
     throw e;
   }
+  setImmediate(slice);
   return { listening, metricsPort: server?.port ?? null, counters, stop };
 }
 

@@ -2,6 +2,7 @@
  * A TWAMP-Test session-reflector's packet (RFC 5357 4.2.1, unauthenticated mode), pure: what
  * `netprobify responder` sends back for a Sender packet, and the sequence counter it keeps per
  * sender 5-tuple (stateful reflection: its own count of the packets it reflected, from 0).
+ * Sockets and clocks are the responder's (src/cli/responder.ts).
  */
 import { put16, put32 } from "../packet/build.ts";
 
@@ -18,18 +19,23 @@ export interface NtpTime {
   frac: number;
 }
 
-/** The wall clock as an NTP timestamp, into `out` (no allocation): a fraction of a microsecond kept. */
-export function ntpNow(out: NtpTime): NtpTime {
-  const ms = performance.timeOrigin + performance.now();
-  const sec = Math.floor(ms / 1000);
+/** A CLOCK_REALTIME reading (seconds and nanoseconds since 1970) as an NTP timestamp, into `out` (no allocation). */
+export function ntpFromUnix(sec: number, nsec: number, out: NtpTime): NtpTime {
   out.sec = (sec + NTP_UNIX_OFFSET) >>> 0;
-  out.frac = Math.min(0xffffffff, Math.floor(((ms - sec * 1000) / 1000) * 0x1_0000_0000));
+  out.frac = Math.floor((nsec * 0x1_0000_0000) / 1e9) >>> 0;
   return out;
+}
+
+/** Writes the reflector's send timestamp (T3) into a packet writeReflected made. */
+export function stampSent(out: Uint8Array, sent: NtpTime): void {
+  put32(out, 4, sent.sec);
+  put32(out, 8, sent.frac);
 }
 
 /**
  * The error estimate (4.1.2): S when the clock is synchronised to an external source, Z = 0
- * (NTP format), scale and multiplier for about 1 ms (2^-10 s): a user-space clock read.
+ * (NTP format), scale and multiplier for about 1 ms (2^-10 s): what an NTP-disciplined clock
+ * is typically within (the timestamps themselves are the kernel's, to the nanosecond).
  */
 export function errorEstimate(synchronised: boolean): number {
   return (synchronised ? 0x8000 : 0) | (22 << 8) | 1;
@@ -46,7 +52,7 @@ export function writeReflected(
   out: Uint8Array,
   seq: number,
   received: NtpTime,
-  sent: NtpTime,
+  sent: NtpTime | null,
   error: number,
   senderTtl: number,
 ): number {
@@ -54,8 +60,8 @@ export function writeReflected(
   const n = Math.max(len, REFLECTED_HEADER);
   out.fill(0, 0, n);
   put32(out, 0, seq >>> 0);
-  put32(out, 4, sent.sec);
-  put32(out, 8, sent.frac);
+  // T3, when not given here, is stamped by stampSent just before the send.
+  if (sent) stampSent(out, sent);
   put16(out, 12, error);
   // 14-15: MBZ
   put32(out, 16, received.sec);
@@ -73,11 +79,11 @@ export function writeReflected(
  * restarts, which a prober reads as an unknown direction, never as a wrong one).
  */
 export class SenderCounters {
-  readonly #next = new Map<string, number>();
+  readonly #next = new Map<string | number, number>();
   constructor(private readonly max = 65_536) {}
 
   /** The sequence number for the next packet of `sender`, advancing its counter. */
-  take(sender: string): number {
+  take(sender: string | number): number {
     const n = this.#next.get(sender);
     if (n !== undefined) this.#next.delete(sender);
     else if (this.#next.size >= this.max) this.#next.delete(this.#next.keys().next().value!);

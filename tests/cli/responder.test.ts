@@ -93,6 +93,37 @@ describe("the responder on loopback", () => {
     for (const c of clients) c.close();
   });
 
+  test("T2 is the kernel's receive time (SO_TIMESTAMPNS), not the read's: datagrams left waiting 60 ms show it in T3 - T2; Sender TTL is the received TTL; both families on [::]", async () => {
+    const d = await startResponder({ listen: [{ host: "::", port: 0 }], metrics: null });
+    try {
+      const port = d.listening[0]!.port;
+      const got: Uint8Array[] = [];
+      const socket = { data: (_s: unknown, buf: Buffer) => void got.push(new Uint8Array(buf)) };
+      const v4 = await Bun.udpSocket({ hostname: "127.0.0.1", socket });
+      const v6 = await Bun.udpSocket({ hostname: "::1", socket });
+      const sentAt = Date.now() / 1000 + NTP_UNIX_OFFSET;
+      v4.send(senderPacket(1), port, "127.0.0.1");
+      v6.send(senderPacket(2), port, "::1");
+      // The main thread (the responder's too) held: the datagrams wait in the socket's queue.
+      Bun.sleepSync(60);
+      for (let t = 0; t < 200 && got.length < 2; t++) await Bun.sleep(5);
+      expect(got).toHaveLength(2);
+      for (const g of got) {
+        const v = new DataView(g.buffer);
+        const t2 = v.getUint32(16) + v.getUint32(20) / 2 ** 32;
+        const t3 = v.getUint32(4) + v.getUint32(8) / 2 ** 32;
+        expect({ t2AtArrival: t2 - sentAt < 0.03, heldWhileWaiting: t3 - t2 > 0.05 }).toEqual({ t2AtArrival: true, heldWhileWaiting: true });
+        // Loopback's default TTL and hop limit; a per-sender counter each (the IPv4 one mapped on [::]).
+        expect([g[40], v.getUint32(0)]).toEqual([64, 0]);
+      }
+      expect(d.counters.untimestamped).toBe(0);
+      v4.close();
+      v6.close();
+    } finally {
+      d.stop();
+    }
+  });
+
   test("a port already taken: startResponder rejects and leaves nothing open", async () => {
     const taken = await Bun.udpSocket({ hostname: "127.0.0.1" });
     try {
