@@ -88,6 +88,7 @@ function results(): SeriesSummary[] {
       portMismatch: 0,
       timeOutOfOrder: 0,
       unroutable: "",
+      extra: [],
     };
   });
 }

@@ -10,6 +10,7 @@ import { buildInfo } from "../version.ts";
 import { helpText, parseCommandLine, stringOption } from "./args.ts";
 import { EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, ExitError } from "./exit.ts";
 import { parseProbeArgs, probeCommand, runProbe } from "./probe.ts";
+import { parseResponderArgs, RESPONDER_REPEATABLE, responderCommand, runResponder } from "./responder.ts";
 import { DAEMON_REPEATABLE, daemonCommand, logInternalError, parseDaemonArgs, runDaemon } from "./daemon.ts";
 import { checkFiles } from "../daemon/configuration.ts";
 import { logRuntimeWarnings, setLogFormat, setLogLevel } from "../log.ts";
@@ -29,12 +30,14 @@ const COMMANDS = {
   daemon: { cmd: daemonCommand, usage: "netprobify [OPTIONS] [FILE]", help: "netprobify --help" },
   probe: { cmd: probeCommand, usage: "netprobify probe DESTINATION --type TYPE [OPTIONS]", help: "netprobify probe --help" },
   check: { cmd: checkCommand, usage: "netprobify check [FILE] [--web.config.file FILE]", help: "netprobify check --help" },
+  responder: { cmd: responderCommand, usage: "netprobify responder [--listen ADDR:PORT]... [--metrics ADDR:PORT]", help: "netprobify responder --help" },
 } as const;
 
 const DAEMON_FOOTER = [
   "Other commands:",
   "  netprobify check [FILE] [--web.config.file WEB]   validate a config file and a web config (see check --help)",
   `  netprobify probe DESTINATION --type TYPE          a one-shot measurement, TYPE ${PROBE_TYPE_LIST.map((t) => t.name).join(", ")} (see probe --help)`,
+  "  netprobify responder [--listen ADDR:PORT]...      a TWAMP-light reflector for TWAMPlight targets (see responder --help)",
   "  netprobify --version                              netprobify's version, revision and build date, Bun's and libpcap's versions",
 ];
 
@@ -74,6 +77,15 @@ export async function runCli(argv: string[], out: Out, err: Out): Promise<number
         return EXIT_OK;
       }
       return await runProbe(parseProbeArgs(parsed), out);
+    }
+    if (sub === "responder") {
+      command = COMMANDS.responder;
+      const parsed = parseCommandLine(command.cmd as CommandDef<ArgsDef>, argv.slice(1), { repeatable: RESPONDER_REPEATABLE });
+      if (parsed.help) {
+        out(helpText(command.cmd as CommandDef<ArgsDef>, command.usage));
+        return EXIT_OK;
+      }
+      return await runResponder(parseResponderArgs(parsed), out);
     }
     if (sub === "check") {
       command = COMMANDS.check;

@@ -38,7 +38,7 @@ import {
  */
 export const NAME_PATTERN = new RegExp(`^[a-z0-9_\\-\\.]{1,${MAX_NAME_LENGTH}}$`);
 
-export const TARGET_TYPES = ["TCPsyn", "ICMPping", "UDPunreachable"] as const;
+export const TARGET_TYPES = ["TCPsyn", "ICMPping", "UDPunreachable", "TWAMPlight"] as const;
 export type TargetType = (typeof TARGET_TYPES)[number];
 
 export const ADDRESS_FAMILIES = ["ipv4", "ipv6"] as const;
@@ -857,9 +857,26 @@ export const UdpUnreachableTargetSchema = v.pipe(
   ),
 );
 
+export const TwampLightTargetSchema = v.pipe(
+  v.strictObject({
+    type: typeField("TWAMPlight"),
+    ...targetEntries,
+    dst_port: v.optional(portField(DST_PORT_TEXT)),
+    ip_payload_size: payloadField("TWAMPlight"),
+  }),
+  v.forward(
+    v.partialCheck(PAYLOAD_PATHS, payloadFitsFamily, (i) => payloadTooLarge(i.input)),
+    ["ip_payload_size"],
+  ),
+  v.forward(
+    v.partialCheck([["address_family"], ["destination"]], familyFitsDestination, (i) => familyMismatch(i.input)),
+    ["address_family"],
+  ),
+);
+
 /** A variant on `type` gives a discriminated union: `target.dst_port` is a number for TCPsyn. */
 export const TargetSchema = v.pipe(
-  v.variant("type", [TcpSynTargetSchema, IcmpPingTargetSchema, UdpUnreachableTargetSchema]),
+  v.variant("type", [TcpSynTargetSchema, IcmpPingTargetSchema, UdpUnreachableTargetSchema, TwampLightTargetSchema]),
   v.forward(
     v.partialCheck([["is_subnet"], ["destination"]], subnetFlagFits, (i) => subnetWithoutFlag(i.input)),
     ["is_subnet"],
@@ -1000,6 +1017,13 @@ export const InventoryTargetSchema = v.pipe(
       ...inventoryEntries,
       dst_port: portField(DST_PORT_TEXT),
       ip_payload_size: payloadField("UDPunreachable"),
+    }),
+    v.strictObject({
+      type: typeField("TWAMPlight"),
+      ...targetEntries,
+      ...inventoryEntries,
+      dst_port: v.optional(portField(DST_PORT_TEXT)),
+      ip_payload_size: payloadField("TWAMPlight"),
     }),
   ]),
   v.forward(
@@ -1214,7 +1238,7 @@ const dnsVariant = <const T extends TargetType>(type: T) =>
   });
 
 const DnsInventorySchema = v.pipe(
-  v.variant("type", [dnsVariant("TCPsyn"), dnsVariant("ICMPping"), dnsVariant("UDPunreachable")]),
+  v.variant("type", [dnsVariant("TCPsyn"), dnsVariant("ICMPping"), dnsVariant("UDPunreachable"), dnsVariant("TWAMPlight")]),
   v.forward(
     v.partialCheck(DNS_FAMILY_PATHS, dnsFamilyFits, (i) =>
       issueText(

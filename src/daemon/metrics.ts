@@ -16,7 +16,7 @@ import type { SeriesSummary } from "../engine/stats.ts";
 import type { Resolution } from "./resolver.ts";
 import type { Series } from "./plan.ts";
 import type { Shard } from "./shard.ts";
-import type { ProbeType } from "../probes/probe-type.ts";
+import type { ProbeType, TypeMetric } from "../probes/probe-type.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { buildInfo, type BuildInfo } from "../version.ts";
 
@@ -191,6 +191,8 @@ class TypeFamilies {
   readonly pathsDown: Family | null;
   readonly matchFail: Family | null;
   readonly portMismatch: Family | null;
+  /** The type's own families (its seriesMetrics), in its order: SeriesSummary.extra's. */
+  readonly own: { readonly metric: TypeMetric; readonly family: Family }[];
 
   constructor(type: ProbeType) {
     const { prefix: p, what: w } = type.metrics;
@@ -209,15 +211,30 @@ class TypeFamilies {
     this.pathsDown = paths
       ? new Family(`${p}_paths_down`, `paths (source address and port) with 3 or more probes and no answer using ${w}.`, "gauge")
       : null;
-    this.matchFail =
-      type.metrics.matchAckFail ? new Family(`${p}_match_ack_fail_count`, "fail to match response packet with sent packet using ack.", "gauge") : null;
-    this.portMismatch = !type.rotatesPorts ? null : new Family(`${p}_port_mismatch_count`, "port source/destination mismatch.", "gauge");
+    // The original's *_count gauges for its own types; a counter named *_total for any other.
+    const count = (name: string, help: string) =>
+      type.metrics.legacyCountNames ? new Family(`${p}_${name}_count`, help, "gauge") : new Family(`${p}_${name}_total`, help, "counter");
+    this.matchFail = type.metrics.matchAckFail ? count("match_ack_fail", "fail to match response packet with sent packet using ack.") : null;
+    this.portMismatch = type.rotatesPorts ? count("port_mismatch", "port source/destination mismatch.") : null;
+    this.own = (type.seriesMetrics?.families ?? []).map((metric) => ({
+      metric,
+      family: new Family(`${p}_${metric.name}`, metric.help, metric.kind === "counter" ? "counter" : "gauge"),
+    }));
   }
 
   all(): (Family | HistogramFamily)[] {
-    return [this.sent, this.loss, this.lossRatio, this.rtt, this.matchFail, this.portMismatch, this.pathLossMax, this.pathsDown, this.histogram].filter(
-      (f): f is Family | HistogramFamily => f !== null,
-    );
+    return [
+      this.sent,
+      this.loss,
+      this.lossRatio,
+      this.rtt,
+      this.matchFail,
+      this.portMismatch,
+      this.pathLossMax,
+      this.pathsDown,
+      this.histogram,
+      ...this.own.map((o) => o.family),
+    ].filter((f): f is Family | HistogramFamily => f !== null);
   }
 }
 
@@ -583,6 +600,21 @@ export class Metrics {
         kept(this.#threshold).add(tl);
       }
       if (it.histogramBuckets.length > 0) kept(fam.histogram).add(hKey);
+      // A type's own family is absent for a series until it has a value (a direction no probe
+      // revealed is no zero); once there, a counter stays.
+      for (let f = 0; f < fam.own.length; f++) {
+        const { metric, family } = fam.own[f]!;
+        const v = r?.extra[f] ?? [];
+        if (metric.kind === "counter") {
+          if (v.length > 0) family.add(L, v[0]!);
+          if (family.series.has(L)) kept(family).add(L);
+        } else if (v.length > 0) {
+          v.forEach((x, k) => family.set(pct[k]!, x));
+          for (const pl of pct) kept(family).add(pl);
+        } else if (!r) {
+          for (const pl of pct) if (family.series.has(pl)) kept(family).add(pl);
+        }
+      }
       if (!r) continue; // the Worker failed: keep the series, advance nothing
       fam.sent.add(L, r.sent);
       fam.loss.add(L, r.lost);
@@ -596,7 +628,7 @@ export class Metrics {
       if (r.buckets.length > 0) fam.histogram.observe(hKey, ls.hLabels, r.buckets, r.rttSum);
     }
     for (const k of this.#labelCache.keys()) if (!liveLabels.has(k)) this.#labelCache.delete(k);
-    // The *_count gauges of the original are incremented, never reset: they add up over time.
+    // The per-target counts (the original's *_count gauges among them) are incremented, never reset.
     for (const fam of Object.values(this.#types)) {
       for (const [f, m] of [[fam.matchFail, matchFail], [fam.portMismatch, portMismatch]] as const) {
         if (!f) continue;

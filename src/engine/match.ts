@@ -25,17 +25,13 @@
 import type { Family } from "../packet/address.ts";
 import { ICMP4_PORT_UNREACH, ICMP4_UNREACH, ICMP6_PORT_UNREACH, ICMP6_UNREACH, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../packet/build.ts";
 import type { IpFields, ParsedFrame } from "../packet/parse.ts";
-import type { AnswerFields, IdentCounter, ProbeTargetFields, ProbeType } from "../probes/probe-type.ts";
+import type { AnswerFields, FlowPosition, IdentCounter, ProbeTargetFields, ProbeType } from "../probes/probe-type.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
-import { REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_UNREACHABLE } from "../probes/replies.ts";
+import { REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_UNREACHABLE, SLOT_ANSWERED } from "../probes/replies.ts";
 
-export { REPLY_ECHO, REPLY_NAMES, REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_RST_ACK, REPLY_SYN_ACK, REPLY_UNREACHABLE } from "../probes/replies.ts";
+export { REPLY_ECHO, REPLY_NAMES, REPLY_NONE, REPLY_PORT_UNREACHABLE, REPLY_REFLECTED, REPLY_RST_ACK, REPLY_SYN_ACK, REPLY_UNREACHABLE } from "../probes/replies.ts";
 
-/** Slot states after a batch. */
-export const SLOT_LOST = 0;
-export const SLOT_ANSWERED = 1;
-/** Never left: no route, unresolved next hop, or the send call failed. Neither sent nor lost. */
-export const SLOT_UNSENT = 2;
+export { SLOT_ANSWERED, SLOT_LOST, SLOT_UNSENT } from "../probes/replies.ts";
 
 // What a frame is to the batch (ProbeMatcher.classify).
 /** None of ours: not a probe of the batch nor an answer to one. */
@@ -92,6 +88,8 @@ export class ProbeMatcher {
   slot = -1;
   target = -1;
   reply = REPLY_NONE;
+  /** The last answer was a direct one (answerIdent()), not an ICMP error quoting the probe. */
+  direct = false;
 
   slotTarget = new Int32Array(0);
   slotIdent = new Uint32Array(0);
@@ -110,6 +108,7 @@ export class ProbeMatcher {
   readonly #counter: IdentCounter;
   readonly #window: number;
   readonly #answer: AnswerFields = { reply: REPLY_NONE };
+  readonly #flow: FlowPosition = { flow: 0, round: 0, salt: 0 };
 
   constructor(identBase: number, types: readonly ProbeType[] = PROBE_TYPE_LIST) {
     this.#types = types;
@@ -124,6 +123,7 @@ export class ProbeMatcher {
   begin(targets: readonly MatchTarget[], slots: number, status: Uint8Array): void {
     this.#targets = targets;
     this.#status = status;
+    this.#flow.salt = (Math.random() * 0x1_0000_0000) >>> 0;
     if (slots > this.#capacity) {
       const cap = Math.max(slots, 1024);
       this.#capacity = cap;
@@ -151,11 +151,16 @@ export class ProbeMatcher {
     }
   }
 
-  /** Gives slot s, probe k of target t sent from srcPort, the identifier its answer will carry back. */
-  assign(s: number, t: number, k: number, srcPort: number): void {
+  /**
+   * Gives slot s, probe k of target t sent from srcPort (the `round`-th probe of the target's
+   * flow `flow`), the identifier its answer will carry back.
+   */
+  assign(s: number, t: number, k: number, srcPort: number, flow = 0, round = k): void {
     const st = this.#targets[t]!;
     const type = this.#types[st.kind]!;
-    const ident = type.assignIdent(st, k, this.#counter);
+    this.#flow.flow = flow;
+    this.#flow.round = round;
+    const ident = type.assignIdent(st, k, this.#counter, this.#flow);
     this.slotTarget[s] = t;
     this.slotSrcPort[s] = srcPort;
     this.slotIdent[s] = ident;
@@ -206,6 +211,7 @@ export class ProbeMatcher {
     this.slot = -1;
     this.target = -1;
     this.reply = REPLY_NONE;
+    this.direct = false;
     // Told apart by content, not direction: on loopback libpcap keeps only the incoming copy of
     // every packet, our probes included.
     if (this.#departure(p.outer)) return MATCH_DEPARTURE;
@@ -240,6 +246,7 @@ export class ProbeMatcher {
       const s = this.#lookup(kind, ident, true, o.family, o.src);
       if (s >= 0) {
         const ports = !type.answerPortsMatch || (o.srcPort === this.#targets[this.slotTarget[s]!]!.dstPort && o.dstPort === this.slotSrcPort[s]);
+        this.direct = true;
         return this.#answered(s, ports, this.#answer.reply);
       }
       if (!type.strayAnswers) continue;

@@ -34,6 +34,7 @@ export {
   REPLY_NAMES,
   REPLY_NONE,
   REPLY_PORT_UNREACHABLE,
+  REPLY_REFLECTED,
   REPLY_RST_ACK,
   REPLY_SYN_ACK,
   REPLY_UNREACHABLE,
@@ -128,6 +129,8 @@ export interface BatchStats {
  */
 export interface BatchResult {
   targetStart: Int32Array;
+  /** Per target: its type's code (PROBE_CODE, its index in PROBE_TYPE_LIST). */
+  kind: Uint8Array;
   status: Uint8Array;
   reply: Uint8Array;
   /** Kernel RTT in ns; NaN when lost or not timed. */
@@ -142,8 +145,23 @@ export interface BatchResult {
   timeOutOfOrder: Uint32Array;
   /** Per target: why its probes could not leave, or "" when they did. */
   unroutable: string[];
+  /** Per slot: the identifier the probe carried (its type's assignIdent()). */
+  ident: Uint32Array;
+  /**
+   * Per slot, `valueWidth` numbers from slot s * valueWidth: how long the far end held the probe
+   * (ns, already taken off rttNs), then the values its type's answerValues recorded from the
+   * answer (NaN when none). Empty when no target of the batch has a type recording values.
+   */
+  values: Float64Array;
+  valueWidth: number;
   stats: BatchStats;
 }
+
+/**
+ * Numbers per slot in BatchResult.values: the far end's hold time, then the most any type
+ * records.
+ */
+export const SLOT_VALUE_WIDTH = 1 + Math.max(0, ...PROBE_TYPE_LIST.map((t) => t.answerValues?.count ?? 0));
 
 /** Figures of a batch that has not run (or had nothing to send). */
 export function emptyBatchStats(): BatchStats {
@@ -225,6 +243,9 @@ export class ProbeEngine {
    * rttNs is this array, NaN where there is no RTT.
    */
   #slotTime = new Float64Array(0);
+  /** BatchResult.values: sized only for batches with a type recording answer values. */
+  #slotValues = new Float64Array(0);
+  #valuesUsed = false;
   // Send schedule: a binary min-heap of targets by the due time of their next probe (ties by
   // target index, so a target's burst stays together), instead of a sorted array per slot.
   #heap = new Int32Array(0);
@@ -363,17 +384,24 @@ export class ProbeEngine {
     this.#slotStatus.fill(SLOT_LOST, 0, total);
     this.#slotReply.fill(REPLY_NONE, 0, total);
     this.#slotFlags.fill(0, 0, total);
+    this.#valuesUsed = this.#targets.some((t) => t.type.answerValues !== null);
+    if (this.#valuesUsed) {
+      if (this.#slotValues.length < total * SLOT_VALUE_WIDTH) this.#slotValues = new Float64Array(Math.max(total, 1024) * SLOT_VALUE_WIDTH);
+      this.#slotValues.fill(NaN, 0, total * SLOT_VALUE_WIDTH);
+    }
     this.#match.begin(this.#targets, total, this.#slotStatus);
     for (let t = 0; t < targets.length; t++) {
       const spec = targets[t]!;
       const st = this.#targets[t]!;
       const nPorts = spec.srcPortZ - spec.srcPortA + 1;
       const nSrc = st.srcs.length;
+      // Packet k: the source address rotates fastest; the port advances each time it wraps. So
+      // the flows (address and port) repeat every nSrc x nPorts packets.
+      const flows = nSrc * nPorts;
       for (let k = 0; k < spec.count; k++) {
         const s = targetStart[t]! + k;
-        // Packet k: the source address rotates fastest; the port advances each time it wraps.
         this.#slotSrcIndex[s] = k % nSrc;
-        this.#match.assign(s, t, k, spec.srcPortA + (Math.floor(k / nSrc) % nPorts));
+        this.#match.assign(s, t, k, spec.srcPortA + (Math.floor(k / nSrc) % nPorts), k % flows, Math.floor(k / flows));
       }
     }
     this.#schedule(targets.length);
@@ -568,7 +596,9 @@ export class ProbeEngine {
     p.hopLimit = 64;
     p.payloadLength = st.dataLength;
     p.payloadTag = -1;
+    p.payloadHeadLength = 0;
     p.quote = null;
+    if (st.type.stampsSendTime) this.#wallClock(p);
     const ident = this.#match.slotIdent[s]!;
     const sport = this.#match.slotSrcPort[s]!;
     if (close) st.type.close!.fill(p, st, ident, sport);
@@ -577,6 +607,17 @@ export class ProbeEngine {
     // (addresses, protocol, ports) and never of the packet: each source port keeps its path.
     p.flowLabel = st.family === 6 ? this.#flowLabel(st, p) : 0;
     return writePacket(this.#frame, p);
+  }
+
+  /**
+   * The wall clock into p.sendSec and sendNsec: performance.timeOrigin + now() keeps a fraction
+   * of a microsecond, where Date.now() has milliseconds.
+   */
+  #wallClock(p: PacketSpec): void {
+    const ms = performance.timeOrigin + performance.now();
+    const sec = Math.floor(ms / 1000);
+    p.sendSec = sec;
+    p.sendNsec = Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6));
   }
 
   #flowLabel(st: TargetState, p: PacketSpec): number {
@@ -654,6 +695,13 @@ export class ProbeEngine {
     }
     this.#slotStatus[s] = SLOT_ANSWERED;
     this.#slotReply[s] = reply;
+    const values = st.type.answerValues;
+    // Only a direct answer carries the type's values: an ICMP error is the network's.
+    if (values && this.#match.direct) {
+      const at = s * SLOT_VALUE_WIDTH;
+      const held = values.record(this.#parsed.outer, this.#slotValues, at + 1);
+      this.#slotValues[at] = Number.isFinite(held) ? held : 0;
+    }
     // RTT at once when the departure was seen, else the answer's time until it is.
     this.#slotTime[s] = this.#slotFlags[s]! & FLAG_TX_SEEN ? ts - this.#slotTime[s]! : ts;
     this.#pending--;
@@ -671,9 +719,17 @@ export class ProbeEngine {
       } else if (!(this.#slotFlags[s]! & FLAG_TX_SEEN)) {
         this.#stats.txMissing++;
         rtt[s] = NaN;
-      } else if (rtt[s]! < 0) {
-        this.#timeOoo[this.#match.slotTarget[s]!]!++;
-        rtt[s] = NaN;
+      } else {
+        // The far end's hold (answerValues) is not the network's: taken off.
+        // (NaN when the answer recorded nothing: an ICMP error).
+        const held = this.#valuesUsed ? this.#slotValues[s * SLOT_VALUE_WIDTH]! : 0;
+        if (held > 0) rtt[s] = rtt[s]! - held;
+        // Answered before its departure, or a far end whose clock ran faster than ours: a
+        // timestamp issue either way.
+        if (rtt[s]! < 0) {
+          this.#timeOoo[this.#match.slotTarget[s]!]!++;
+          rtt[s] = NaN;
+        }
       }
     }
     const unroutable: string[] = [];
@@ -684,6 +740,7 @@ export class ProbeEngine {
     }
     return {
       targetStart,
+      kind: Uint8Array.from(this.#targets, (t) => t.kind),
       status: this.#slotStatus.subarray(0, total),
       reply: this.#slotReply.subarray(0, total),
       rttNs: rtt,
@@ -693,6 +750,9 @@ export class ProbeEngine {
       portMismatch: this.#portMismatch,
       timeOutOfOrder: this.#timeOoo,
       unroutable,
+      ident: this.#match.slotIdent.subarray(0, total),
+      values: this.#valuesUsed ? this.#slotValues.subarray(0, total * SLOT_VALUE_WIDTH) : new Float64Array(0),
+      valueWidth: SLOT_VALUE_WIDTH,
       stats: this.#stats,
     };
   }

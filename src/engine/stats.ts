@@ -6,6 +6,8 @@
  * the send call failed) is the prober's failure, counted in the batch's sendErrors, and is
  * neither sent nor lost here, on any path.
  */
+import type { SeriesMetrics } from "../probes/probe-type.ts";
+import { PROBE_TYPE_LIST } from "../probes/registry.ts";
 import { SLOT_ANSWERED, SLOT_UNSENT, type BatchResult } from "./probe-engine.ts";
 
 /**
@@ -108,6 +110,11 @@ export interface SeriesSummary {
   timeOutOfOrder: number;
   /** Why some of its probes could not leave, or "". */
   unroutable: string;
+  /**
+   * The series type's own families (seriesMetrics), in its order: a counter's value, or the
+   * values at each percentile asked for; empty when the family is absent for the series.
+   */
+  extra: number[][];
 }
 
 /** RTTs of the series being summarized, reused from one series (and batch) to the next. */
@@ -167,6 +174,8 @@ export function summarizeSeries(
       timeOoo += r.timeOutOfOrder[t]!;
       unroutable ||= r.unroutable[t]!;
     }
+    const own = PROBE_TYPE_LIST[r.kind[members[first[k]!]!] ?? 0]?.seriesMetrics;
+    const extra = own && first[k + 1]! > first[k]! ? typeSeries(r, members.subarray(first[k]!, first[k + 1]!), own, percentiles) : [];
     const sorted = rtts.subarray(0, timed).sort();
     const buckets = bucketBounds.length === 0 ? [] : new Array<number>(bucketBounds.length + 1).fill(0);
     let rttSum = 0;
@@ -191,9 +200,38 @@ export function summarizeSeries(
       portMismatch,
       timeOutOfOrder: timeOoo,
       unroutable,
+      extra,
     });
   }
   return out;
+}
+
+/** A type's own families for one series (its targets `members`): see SeriesMetrics. */
+function typeSeries(r: BatchResult, members: Int32Array, own: SeriesMetrics, percentiles: readonly number[]): number[][] {
+  const acc = new Float64Array(own.families.length).fill(NaN);
+  for (const t of members) own.fold(r, r.targetStart[t]!, r.targetStart[t + 1]!, acc);
+  return own.families.map((f, i) => {
+    if (f.kind === "counter") return Number.isNaN(acc[i]!) ? [] : [acc[i]!];
+    let n = 0;
+    for (const t of members) {
+      for (let s = r.targetStart[t]!; s < r.targetStart[t + 1]!; s++) {
+        if (r.status[s] !== SLOT_ANSWERED) continue;
+        const v = r.values[s * r.valueWidth + f.value];
+        if (v === undefined || Number.isNaN(v)) continue;
+        if (scratchRtts.length <= n) scratchRtts = growCopy(scratchRtts);
+        scratchRtts[n++] = v * f.scale;
+      }
+    }
+    if (n === 0) return [];
+    const sorted = scratchRtts.subarray(0, n).sort();
+    return percentiles.map((p) => percentile(sorted, p));
+  });
+}
+
+function growCopy(a: Float64Array): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 // Per-path counting without an object per path: 10,000 targets x 100 ports would otherwise make

@@ -3,7 +3,8 @@
  * `l3_raw_socket`, netlink sockets for the routing and neighbour tables, memcpy to copy
  * captured frames out of libpcap's ring into a preallocated buffer without allocating; and for
  * privilege: prctl and capset to give capabilities up, execve to start afresh without them,
- * memfd_create and fcntl seals to load native code from memory rather than from a file.
+ * memfd_create and fcntl seals to load native code from memory rather than from a file; bind,
+ * getsockname, recvmsg and clock_gettime for the TWAMP responder's timestamped UDP sockets.
  */
 import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 
@@ -27,6 +28,11 @@ const libc = dlopen("libc.so.6", {
   execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  adjtimex: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  recvmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64 },
+  clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
 });
 
 const c = libc.symbols;
@@ -221,4 +227,55 @@ export function addSeals(fd: number, seals: number): void {
 /** The seals of a memory file; -1 when fd is not one (or not open). */
 export function sealsOf(fd: number): number {
   return c.fcntl(fd, F_GET_SEALS, 0);
+}
+
+/** adjtimex(2)'s state when the kernel's clock is not synchronised (by NTP, PTP or chrony). */
+const TIME_ERROR = 5;
+/** struct timex is 208 bytes on 64-bit Linux; `modes` (the first field) 0 only reads. */
+const timex = new Uint8Array(256);
+
+/** Whether the kernel says its clock is synchronised to an external source (adjtimex(2)), null when it cannot say. */
+export function clockSynchronised(): boolean | null {
+  timex.fill(0);
+  const state = c.adjtimex(ptr(timex));
+  if (state < 0) return null;
+  return state !== TIME_ERROR;
+}
+
+/** bind(2) to a struct sockaddr; throws SystemError naming `what`. */
+export function bindSocket(fd: number, sockaddr: Uint8Array, what: string): void {
+  if (c.bind(fd, sockaddr, sockaddr.byteLength) < 0) throw new SystemError(`bind(${what})`, errno());
+}
+
+/** The local port a bound socket got (getsockname(2)): the kernel's choice for port 0. */
+export function localPort(fd: number): number {
+  const sa = new Uint8Array(28);
+  const len = new Uint32Array([28]);
+  if (c.getsockname(fd, sa, len) < 0) throw new SystemError("getsockname", errno());
+  return (sa[2]! << 8) | sa[3]!;
+}
+
+/**
+ * recvmsg(2) without blocking into the struct msghdr at `msghdr` (its buffers set up by the
+ * caller): the datagram's length, or -errno (-11, EAGAIN, when nothing is waiting).
+ */
+export function recvMsg(fd: number, msghdr: Pointer): number {
+  const r = Number(c.recvmsg(fd, msghdr, MSG_DONTWAIT));
+  return r >= 0 ? r : -errno();
+}
+
+/** poll(2) over `count` struct pollfd at `fds`: how many are ready, 0 on timeout or EINTR. */
+export function pollFds(fds: Pointer, count: number, timeoutMs: number): number {
+  const r = c.poll(fds, count, Math.max(0, Math.min(timeoutMs, 0x7fffffff) | 0));
+  if (r >= 0) return r;
+  const e = errno();
+  if (e === 4) return 0;
+  throw new SystemError("poll", e);
+}
+
+const CLOCK_REALTIME = 0;
+
+/** clock_gettime(CLOCK_REALTIME) into the struct timespec at `timespec` (two 64-bit words): the kernel's receive timestamps' clock. */
+export function realtimeNow(timespec: Pointer): void {
+  c.clock_gettime(CLOCK_REALTIME, timespec);
 }

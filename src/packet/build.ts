@@ -44,6 +44,9 @@ export const TCP_HEADER = 20;
 export const UDP_HEADER = 8;
 export const ICMP_HEADER = 8;
 
+/** Room for a probe's own payload header (PacketSpec.payloadHead). */
+export const PAYLOAD_HEAD_BYTES = 128;
+
 /**
  * Everything one packet needs. One instance is reused for every packet of a run: the writer
  * reads it, never keeps it.
@@ -78,6 +81,16 @@ export class PacketSpec {
   payloadLength = 0;
   /** When >= 0, written big-endian in the first 4 payload bytes (needs payloadLength >= 4). */
   payloadTag = -1;
+  /**
+   * The first `payloadHeadLength` bytes of the payload (the rest is zeros), for a type whose
+   * probe carries a header of its own (a TWAMP-Test sender packet); written before the checksum.
+   * The type fills it in place: no buffer per packet.
+   */
+  readonly payloadHead = new Uint8Array(PAYLOAD_HEAD_BYTES);
+  payloadHeadLength = 0;
+  /** Wall-clock time of the send (Unix seconds and nanoseconds), set by the sender for types that stamp their probes. */
+  sendSec = 0;
+  sendNsec = 0;
   /** ICMP errors: the offending packet, quoted after the 8-byte ICMP header. */
   quote: Uint8Array | null = null;
   quoteLength = 0;
@@ -154,6 +167,8 @@ export function writePacket(buf: Uint8Array, s: PacketSpec): number {
   } else {
     buf.fill(0, bodyOff, bodyOff + s.payloadLength);
     if (s.payloadTag >= 0 && s.payloadLength >= 4) put32(buf, bodyOff, s.payloadTag);
+    const head = Math.min(s.payloadHeadLength, s.payloadLength);
+    for (let i = 0; i < head; i++) buf[bodyOff + i] = s.payloadHead[i]!;
   }
   let checksumAt: number;
   let sum: number;

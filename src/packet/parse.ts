@@ -65,6 +65,25 @@ export class IpFields {
   payloadOffset = 0;
   /** End of this IP packet in the frame: link-layer padding or trailers lie beyond it. */
   end = 0;
+  /** The frame these fields were decoded from (the caller's buffer, not a copy): payloadU32() reads it. */
+  bytes: Uint8Array = EMPTY;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The 4 payload bytes at `off` after the L4 header (big-endian), or -1 when the packet ends
+ * before them: a type whose identifier sits deeper in the payload (a TWAMP reflector's copy of
+ * the sender's sequence number) reads it here, per frame, without a copy.
+ */
+export function payloadU32(f: IpFields, off: number): number {
+  const at = f.payloadOffset + off;
+  return off < 0 || at + 4 > f.end ? -1 : u32(f.bytes, at);
+}
+
+/** Payload bytes after the L4 header. */
+export function payloadLength(f: IpFields): number {
+  return Math.max(0, f.end - f.payloadOffset);
 }
 
 export class ParsedFrame {
@@ -145,6 +164,7 @@ function parseIp(b: Uint8Array, off: number, end: number, f: IpFields, quoted: b
   }
   f.l4Offset = l4;
   f.end = l4End;
+  f.bytes = b;
   f.srcPort = f.dstPort = f.tcpFlags = f.seq = f.ack = 0;
   f.icmpType = f.icmpCode = f.icmpId = f.icmpSeq = 0;
   f.payloadTag = -1;

@@ -18,10 +18,11 @@ export const icmpPing = {
   name: "icmp",
   aliases: ["ping", "echo"],
   title: "ICMP echo",
-  metrics: { prefix: "icmp", what: "ICMP ping probing", matchAckFail: false },
+  metrics: { prefix: "icmp", what: "ICMP ping probing", matchAckFail: false, legacyCountNames: true },
   headerBytes: ICMP_HEADER,
   port: { use: "none" },
   rotatesPorts: false,
+  stampsSendTime: false,
   minDataBytes: () => 0,
 
   assignIdent: (t, k) => ((t.targetId << 16) | (k & 0xffff)) >>> 0,
@@ -54,4 +55,6 @@ export const icmpPing = {
   answeredByError: false,
   quotedIdent: () => -1,
   strayAnswers: false,
+  answerValues: null,
+  seriesMetrics: null,
 } as const satisfies ProbeType;

@@ -31,6 +31,72 @@ export interface IdentCounter {
   next: number;
 }
 
+/**
+ * Where a probe sits among its target's probes of a batch. A flow is one source address and
+ * port (one 5-tuple): probe k of a target is in flow k mod flows, the flow's `round`-th probe.
+ * Written by the engine into one reused object: read it, never keep it.
+ */
+export interface FlowPosition {
+  /** The flow, 0 .. flows - 1 within the target. */
+  flow: number;
+  /** Probes of the same flow before this one in the batch. */
+  round: number;
+  /** 32 random bits drawn by the engine for each batch (a random start per flow and batch). */
+  salt: number;
+}
+
+/**
+ * Values a direct answer carries beyond its arrival (a reflector's own timestamps and sequence
+ * number), recorded per slot into arrays the engine owns.
+ */
+export interface AnswerValues {
+  /** Values per answered slot. */
+  readonly count: number;
+  /**
+   * Writes the answer `o`'s values at out[at .. at + count) (NaN for one it lacks) and returns
+   * how long the far end held the probe, in ns (0 when it does not say): the engine takes that
+   * off the RTT, so a type's RTT is the network's alone.
+   */
+  record(o: IpFields, out: Float64Array, at: number): number;
+}
+
+/**
+ * A batch's results as a type's series summary reads them (BatchResult has these and more):
+ * slots of one target are in send order.
+ */
+export interface SlotResults {
+  /** SLOT_LOST, SLOT_ANSWERED or SLOT_UNSENT (src/probes/replies.ts). */
+  readonly status: Uint8Array;
+  readonly ident: Uint32Array;
+  readonly srcPort: Uint16Array;
+  readonly srcIndex: Uint16Array;
+  /** `valueWidth` per slot: the far end's hold (ns), then the type's answerValues. */
+  readonly values: Float64Array;
+  readonly valueWidth: number;
+}
+
+/** A metric family of a type's own, named `<prefix>_<name>`, with the labels of the type's other families. */
+export type TypeMetric =
+  /** Added up over iterations; its value per series comes from the type's fold(). */
+  | { readonly kind: "counter"; readonly name: string; readonly help: string }
+  /**
+   * A gauge per configured percentile of a per-slot value over the series' answered probes:
+   * `value` indexes the slot's values (0: the far end's hold, 1 on: the type's answerValues),
+   * times `scale` (1e-9: ns to seconds). Absent when no slot has one.
+   */
+  | { readonly kind: "percentiles"; readonly name: string; readonly help: string; readonly value: number; readonly scale: number };
+
+/** The metric families a type adds to those every type has, and how a series' values are made. */
+export interface SeriesMetrics {
+  readonly families: readonly TypeMetric[];
+  /**
+   * Folds one target's slots [from, to) into `acc`, one number per family (counters; what sits at
+   * a percentile family's index is ignored). `acc` starts NaN: a family left NaN is absent for
+   * the series (not zero), as a value no probe of it could tell.
+   */
+  fold(r: SlotResults, from: number, to: number, acc: Float64Array): void;
+}
+
 /** What the capture filter fragment of a type is built from: this batch's targets of the type. */
 export interface FilterContext {
   /** Source ports of the type's targets in this batch, lowest and highest. */
@@ -76,6 +142,13 @@ export interface ProbeType {
      * window, that acknowledge none of its probes (see strayAnswers).
      */
     readonly matchAckFail: boolean;
+    /**
+     * The per-target counts (match_ack_fail, port_mismatch: labels probe_name, destination and
+     * address_family only) under the original's names, `<prefix>_*_count` gauges, for drop-in
+     * compatibility: true for its three types only. Any other type gets `<prefix>_*_total`
+     * counters, names `promtool check metrics` accepts.
+     */
+    readonly legacyCountNames: boolean;
   };
   /** The L4 header: the smallest ip_payload_size of the type. */
   readonly headerBytes: number;
@@ -88,13 +161,15 @@ export interface ProbeType {
   /** Data bytes the type needs after its header whatever the size asked (an identifier it carries). */
   minDataBytes(family: Family): number;
 
-  /** The identifier probe k of target t carries, the one its answer will carry back. */
-  assignIdent(t: ProbeTargetFields, k: number, counter: IdentCounter): number;
+  /** The identifier probe k of target t (at `flow` among its probes) carries, the one its answer will carry back. */
+  assignIdent(t: ProbeTargetFields, k: number, counter: IdentCounter, flow: FlowPosition): number;
   /**
    * A second identifier an answer may carry back for the same probe, or `ident` itself: a TCP
    * SYN with data is acknowledged at seq + 1 by some stacks and seq + data + 1 by others.
    */
   altIdent(ident: number, t: ProbeTargetFields): number;
+  /** The type writes the send time into its probes (PacketSpec.sendSec, sendNsec): the engine reads the wall clock per probe for it. */
+  readonly stampsSendTime: boolean;
   /** Fills the type's fields of probe `ident` (the engine has set addresses, TOS, DF, sizes). */
   fill(p: PacketSpec, t: ProbeTargetFields, ident: number, srcPort: number): void;
   /**
@@ -131,4 +206,8 @@ export interface ProbeType {
   quotedIdent(q: IpFields): number;
   /** Direct answers that match none of the probes are counted (matchAckFail) when their identifier is in the engine's window. */
   readonly strayAnswers: boolean;
+  /** What a direct answer carries beyond its arrival, recorded per slot; null: nothing. */
+  readonly answerValues: AnswerValues | null;
+  /** Metric families of the type's own beyond sent, loss, RTT and paths; null: none. */
+  readonly seriesMetrics: SeriesMetrics | null;
 }

@@ -8,6 +8,7 @@ import type { TargetType } from "../config/schema.ts";
 import { icmpPing } from "./icmp.ts";
 import type { ProbeType } from "./probe-type.ts";
 import { tcpSyn } from "./tcpsyn.ts";
+import { twampLight } from "./twamp-light.ts";
 import { udpUnreachable } from "./udp-unreachable.ts";
 
 /** A module for each type of the config, its `type` naming its own key. */
@@ -17,6 +18,7 @@ export const PROBE_TYPES = {
   TCPsyn: tcpSyn,
   ICMPping: icmpPing,
   UDPunreachable: udpUnreachable,
+  TWAMPlight: twampLight,
 } as const satisfies ProbeRegistry;
 
 /**

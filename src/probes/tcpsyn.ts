@@ -12,10 +12,11 @@ export const tcpSyn = {
   name: "tcpsyn",
   aliases: ["tcp", "syn"],
   title: "TCP SYN",
-  metrics: { prefix: "tcpsyn", what: "tcp syn stealth probing", matchAckFail: true },
+  metrics: { prefix: "tcpsyn", what: "tcp syn stealth probing", matchAckFail: true, legacyCountNames: true },
   headerBytes: TCP_HEADER,
   port: { use: "required" },
   rotatesPorts: true,
+  stampsSendTime: false,
   minDataBytes: () => 0,
 
   assignIdent(t, _k, counter) {
@@ -76,4 +77,6 @@ export const tcpSyn = {
   // An error is sure to quote the ports and the sequence number only (8 bytes of TCP).
   quotedIdent: (q) => (q.protocol === IPPROTO_TCP ? q.seq : -1),
   strayAnswers: true,
+  answerValues: null,
+  seriesMetrics: null,
 } as const satisfies ProbeType;

@@ -18,11 +18,12 @@ export const udpUnreachable = {
   name: "udp",
   aliases: [],
   title: "UDP",
-  metrics: { prefix: "udp_unreachable", what: "udp unreachable probing", matchAckFail: false },
+  metrics: { prefix: "udp_unreachable", what: "udp unreachable probing", matchAckFail: false, legacyCountNames: true },
   headerBytes: UDP_HEADER,
   // 33434: the traceroute port, closed on hosts by convention.
   port: { use: "required", cliDefault: 33434, note: "a closed port" },
   rotatesPorts: true,
+  stampsSendTime: false,
   minDataBytes: (family) => (family === 6 ? 4 : 0),
 
   assignIdent(t, _k, counter) {
@@ -49,4 +50,6 @@ export const udpUnreachable = {
   answeredByError: true,
   quotedIdent: carriedIdent,
   strayAnswers: false,
+  answerValues: null,
+  seriesMetrics: null,
 } as const satisfies ProbeType;

@@ -29,6 +29,7 @@ function batch(status: number[][], rttUs: number[][]): BatchResult {
   for (const s of status) starts.push(starts[starts.length - 1]! + s.length);
   return {
     targetStart: Int32Array.from(starts),
+    kind: new Uint8Array(status.length),
     status: Uint8Array.from(flat),
     reply: Uint8Array.from(flat, (s) => (s === A ? REPLY_ECHO : 0)),
     rttNs: Float64Array.from(rttUs.flat(), (us) => us * 1e3),
@@ -38,6 +39,9 @@ function batch(status: number[][], rttUs: number[][]): BatchResult {
     portMismatch: new Uint32Array(status.length),
     timeOutOfOrder: new Uint32Array(status.length),
     unroutable: status.map(() => ""),
+    ident: new Uint32Array(n),
+    values: new Float64Array(0),
+    valueWidth: 1,
     stats: emptyBatchStats(),
   };
 }

@@ -155,7 +155,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-missing-probe-name.yaml:3:3: global: probe_name is required (a name of up to 255 lowercase letters, digits, _, - and .)",
   ]],
   ["bad-missing-type.yaml", [
-    "bad-missing-type.yaml:17:5: targets.web: type is required (one of TCPsyn, ICMPping, UDPunreachable)",
+    "bad-missing-type.yaml:17:5: targets.web: type is required (one of TCPsyn, ICMPping, UDPunreachable, TWAMPlight)",
   ]],
   ["bad-nb-packets.yaml", [
     "bad-nb-packets.yaml:20:17: targets.web.nb_packets: 0 is out of range (an integer from 1 to 1000000)",
@@ -267,7 +267,7 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-threshold-not-map.yaml:20:16: targets.web.threshold: 0.1 is not a map (a map of latency and/or loss to numbers)",
   ]],
   ["bad-type.yaml", [
-    "bad-type.yaml:17:11: targets.web.type: \"TCPSyn\" is not allowed (one of TCPsyn, ICMPping, UDPunreachable)",
+    "bad-type.yaml:17:11: targets.web.type: \"TCPSyn\" is not allowed (one of TCPsyn, ICMPping, UDPunreachable, TWAMPlight)",
   ]],
   ["bad-unknown-explicit-groups-field.yaml", [
     "bad-unknown-explicit-groups-field.yaml:21:7: targets.web.explicit_groups.include: unknown field (one of register_to, exclude_from)",

@@ -115,6 +115,7 @@ test("their series are published under their names", async () => {
       portMismatch: 0,
       timeOutOfOrder: 0,
       unroutable: "",
+      extra: [],
     })),
     percentiles: c.global.percentile,
     histogramBuckets: [],

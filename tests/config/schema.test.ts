@@ -43,7 +43,7 @@ test("a TargetConfig is a union on type: dst_port is a number for TCPsyn", () =>
   // Compiles only because the union narrows; the assertion checks the value.
   const port: number | undefined = target.type === "TCPsyn" ? target.dst_port : undefined;
   expect(port).toBe(80);
-  expect(TARGET_TYPES).toEqual(["TCPsyn", "ICMPping", "UDPunreachable"]);
+  expect(TARGET_TYPES).toEqual(["TCPsyn", "ICMPping", "UDPunreachable", "TWAMPlight"]);
 });
 
 test("targetAddressFamily: address_family, else IPv6 for a destination with a colon, else IPv4", () => {

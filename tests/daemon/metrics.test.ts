@@ -23,6 +23,7 @@ targets:
   web: {type: TCPsyn, destination: 198.18.0.1, dst_port: 443, state: in production, alert_level: paging, threshold: {latency: 0.02, loss: 5}}
   ping: {type: ICMPping, destination: "fd00::1"}
   udp: {type: UDPunreachable, destination: 198.18.0.2, dst_port: 33434, threshold: {loss: 0}}
+  twamp: {type: TWAMPlight, destination: 198.18.0.3}
 `,
     "metrics.yaml",
   );
@@ -35,6 +36,7 @@ const S = {
   webB: { target: "web", group: "b", type: "TCPsyn", family: 4, state: "in production" },
   pingA: { target: "ping", group: "a", type: "ICMPping", family: 6, state: "None" },
   udpA: { target: "udp", group: "a", type: "UDPunreachable", family: 4, state: "None" },
+  twampA: { target: "twamp", group: "a", type: "TWAMPlight", family: 4, state: "None" },
 } satisfies Record<string, Series>;
 
 function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
@@ -51,6 +53,7 @@ function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
     portMismatch: 0,
     timeOutOfOrder: 0,
     unroutable: "",
+    extra: [],
     ...o,
   };
 }
@@ -220,6 +223,20 @@ describe("Metrics.applyIteration", () => {
     expect(e.families.get("tcpsyn_match_ack_fail_count")?.type).toBe("gauge");
     expect(e.families.has("icmp_match_ack_fail_count")).toBe(false);
     expect(e.families.has("icmp_port_mismatch_count")).toBe(false);
+  });
+
+  test("a type other than the original three counts port mismatches in a *_total counter; *_count names are the original's three only", async () => {
+    const m = fresh();
+    const all = [S.webA, S.pingA, S.udpA, S.twampA];
+    await m.applyIteration(iteration(all, [summary({ matchFail: 1 }), summary(), summary(), summary({ portMismatch: 2 })]));
+    await m.applyIteration(iteration(all, [summary(), summary(), summary(), summary({ portMismatch: 3 })]));
+    const e = await scrape(m);
+    const short = { probe_name: PN, destination: "twamp", address_family: "ipv4" };
+    expect(e.value("twamp_port_mismatch_total", short)).toBe(5);
+    expect(e.families.get("twamp_port_mismatch_total")?.type).toBe("counter");
+    expect(e.families.has("twamp_match_ack_fail_total")).toBe(false);
+    const countNames = [...e.families.entries()].filter(([n, f]) => n.endsWith("_count") && f.type !== "histogram" && f.type !== "summary").map(([n]) => n);
+    expect(countNames.sort()).toEqual(["tcpsyn_match_ack_fail_count", "tcpsyn_port_mismatch_count", "udp_unreachable_port_mismatch_count"]);
   });
 
   test("path gauges (tcpsyn, udp only), app_time_ooo_total per target and group", async () => {

@@ -21,6 +21,7 @@ const summary = (sent: number, lost: number): SeriesSummary => ({
   portMismatch: 0,
   timeOutOfOrder: 0,
   unroutable: "",
+  extra: [],
 });
 
 test("one INFO line per series with a result: target, group, family, sent, answered and lost", () => {

@@ -20,6 +20,8 @@ import {
 import { formatAddress } from "../../src/packet/address.ts";
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN } from "../../src/packet/build.ts";
 import type { IpFields } from "../../src/packet/parse.ts";
+import type { ProbeType } from "../../src/probes/probe-type.ts";
+import { PROBE_TYPES } from "../../src/probes/registry.ts";
 import { AnswerBuilder, FakeNetwork, type Responder, type SentFrame } from "../support/fake-network.ts";
 
 const OPEN_PORT = 443;
@@ -346,5 +348,81 @@ describe("slots", () => {
     });
     const r = engineOn(net).run([target("TCPsyn", "198.18.1.2", { count: 2, timeoutMs: 10 })]);
     expect(r.stats.answered).toBe(0);
+  });
+});
+
+describe("what the engine gives a type beyond its packets", () => {
+  /** Runs `body` with the module of `type` changed as `patch` says, then puts it back. */
+  function withPatched<T>(type: TargetType, patch: Partial<ProbeType>, body: () => T): T {
+    const mod = PROBE_TYPES[type] as unknown as Record<string, unknown>;
+    const saved = Object.fromEntries(Object.keys(patch).map((k) => [k, mod[k]]));
+    Object.assign(mod, patch);
+    try {
+      return body();
+    } finally {
+      Object.assign(mod, saved);
+    }
+  }
+
+  test("each probe's flow (source address and port) and round in it: 2 sources x 3 ports make 6 flows, probe k is flow k mod 6", () => {
+    const seen: [number, number, number][] = [];
+    const salts = new Set<number>();
+    const original: ProbeType["assignIdent"] = PROBE_TYPES.UDPunreachable.assignIdent;
+    withPatched(
+      "UDPunreachable",
+      {
+        assignIdent: (t, k, counter, flow) => {
+          seen.push([k, flow.flow, flow.round]);
+          salts.add(flow.salt);
+          return original(t, k, counter, flow);
+        },
+      },
+      () => {
+        const net = new FakeNetwork({ responder: host(1) });
+        const spec = target("UDPunreachable", "198.18.1.2", { count: 14, srcAddresses: ["198.18.0.1", "198.18.0.7"], srcPortA: 65000, srcPortZ: 65002 });
+        const engine = engineOn(net);
+        const r = engine.run([spec]);
+        for (const [k, flow, round] of seen) {
+          expect([flow, round]).toEqual([k % 6, Math.floor(k / 6)]);
+          // The flow is the 5-tuple: every probe of a flow left from the same address and port.
+          const first = seen.find((x) => x[1] === flow)![0];
+          expect([r.srcIndex[k], r.srcPort[k]]).toEqual([r.srcIndex[first]!, r.srcPort[first]!]);
+        }
+        expect(seen).toHaveLength(14);
+        // The identifiers the batch reports are the ones the probes carried.
+        expect([...r.ident]).toEqual(net.sentWhere(isProbe).map((s) => s.ip.ipId));
+        engine.run([spec]);
+        // A salt drawn per batch.
+        expect(salts.size).toBe(2);
+      },
+    );
+  });
+
+  test("an ICMP error is no direct answer: the type records nothing from it", () => {
+    let calls = 0;
+    withPatched("UDPunreachable", { answerValues: { count: 0, record: () => (calls++, 1e6) } }, () => {
+      const r = engineOn(new FakeNetwork({ responder: host(7) })).run([target("UDPunreachable", "198.18.1.2", { count: 2 })]);
+      expect(r.stats.answered).toBe(2);
+      expect([...r.rttNs]).toEqual([7e6, 7e6]);
+      expect(calls).toBe(0);
+    });
+  });
+
+  test("the far end's hold time a type reads from an answer is taken off the RTT (and kept per slot); more than the RTT is a timestamp issue", () => {
+    withPatched(
+      "ICMPping",
+      {
+        answerValues: { count: 0, record: (o) => (o.icmpSeq % 2 === 0 ? 2_000_000 : 9_000_000) },
+      },
+      () => {
+        const net = new FakeNetwork({ responder: host(7) });
+        const r = engineOn(net).run([target("ICMPping", "198.18.1.2", { count: 4 })]);
+        // Even probes held 2 ms, odd ones 9 ms: longer than the 7 ms round trip.
+        expect([...r.rttNs]).toEqual([5e6, NaN, 5e6, NaN]);
+        expect(r.timeOutOfOrder[0]).toBe(2);
+        expect(r.values.length).toBe(4 * r.valueWidth);
+        expect([0, 1, 2, 3].map((s) => r.values[s * r.valueWidth])).toEqual([2e6, 9e6, 2e6, 9e6]);
+      },
+    );
   });
 });

@@ -36,6 +36,7 @@ test("addPathHealth agrees with pathHealth(paths()) on seeded random batches", (
     const srcs = 1 + Math.floor(rnd() * 3);
     const r = {
       targetStart: new Int32Array([0, n]),
+      kind: new Uint8Array(1),
       status: Uint8Array.from({ length: n }, () => {
         const x = rnd();
         return x < 0.2 ? SLOT_LOST : x < 0.3 ? SLOT_UNSENT : SLOT_ANSWERED;
@@ -48,6 +49,9 @@ test("addPathHealth agrees with pathHealth(paths()) on seeded random batches", (
       portMismatch: new Uint32Array(1),
       timeOutOfOrder: new Uint32Array(1),
       unroutable: [""],
+      ident: new Uint32Array(n),
+      values: new Float64Array(0),
+      valueWidth: 1,
       stats: emptyBatchStats(),
     };
     const acc = { worstLossRatio: 0, pathsDown: 0 };
@@ -61,6 +65,7 @@ function batch(status: number[]): BatchResult {
   const n = status.length;
   return {
     targetStart: new Int32Array([0, n]),
+    kind: new Uint8Array(1),
     status: Uint8Array.from(status),
     reply: new Uint8Array(n),
     rttNs: Float64Array.from(status, (s) => (s === SLOT_ANSWERED ? 1e6 : NaN)),
@@ -70,6 +75,9 @@ function batch(status: number[]): BatchResult {
     portMismatch: new Uint32Array(1),
     timeOutOfOrder: new Uint32Array(1),
     unroutable: [""],
+    ident: new Uint32Array(n),
+    values: new Float64Array(0),
+    valueWidth: 1,
     stats: emptyBatchStats(),
   };
 }

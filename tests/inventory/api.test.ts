@@ -375,7 +375,7 @@ describe("POST /api/target", () => {
       [{ owner: "a", hostname: "web1.test", dst_port: 0 }, "dst_port", "dst_port: 0 is out of range"],
       [{ owner: "a", hostname: "web1.test", dst_port: "80" }, "dst_port", 'dst_port: "80" is not a number'],
       [{ owner: "a", hostname: "web1.test", dst_port: 80.5 }, "dst_port", "dst_port: 80.5 is not an integer"],
-      [{ owner: "a", hostname: "web1.test", type: "tcpsyn" }, "type", 'type: "tcpsyn" is not allowed (one of TCPsyn, ICMPping, UDPunreachable)'],
+      [{ owner: "a", hostname: "web1.test", type: "tcpsyn" }, "type", 'type: "tcpsyn" is not allowed (one of TCPsyn, ICMPping, UDPunreachable, TWAMPlight)'],
       [{ owner: "a", hostname: "web1.test", address_family: "ipv5" }, "address_family", 'address_family: "ipv5" is not allowed (ipv4 or ipv6)'],
       [{ owner: "a", hostname: "web1.test", ip_payload_size: 4 }, "ip_payload_size", "ip_payload_size: 4 is out of range for ICMPping over ipv4 (0 (the bare header) or an integer from 8 to 65515)"],
       [{ owner: "a", hostname: "web1.test", type: "TCPsyn", ip_payload_size: 19 }, "ip_payload_size", "ip_payload_size: 19 is out of range for TCPsyn over ipv4"],
@@ -824,7 +824,7 @@ describe("OpenAPI document and page", () => {
     expect(doc.paths["/api/targets"]!.get!.security).toBeUndefined();
     const request = doc.components.schemas.TargetRequest!;
     expect(request.required).toEqual(["owner", "hostname"]);
-    expect(request.properties?.type?.enum).toEqual(["TCPsyn", "ICMPping", "UDPunreachable"]);
+    expect(request.properties?.type?.enum).toEqual(["TCPsyn", "ICMPping", "UDPunreachable", "TWAMPlight"]);
     expect(request.properties?.groups?.items?.enum).toEqual(["lab", "wan"]);
     expect(Object.keys(doc.components.schemas.TargetKeys!.properties ?? {})).toEqual([
       "owner",

@@ -102,7 +102,7 @@ describe("valid", () => {
 describe("refused, each at its FILE:LINE:COL", () => {
   test("a missing type, a missing port for TCPsyn, a port with SRV", () => {
     expect(issues("    mesh: {names: [a.test], port: 443}\n")).toEqual([
-      "n.yaml:13:11: inventories.dns.mesh: type is required (one of TCPsyn, ICMPping, UDPunreachable)",
+      "n.yaml:13:11: inventories.dns.mesh: type is required (one of TCPsyn, ICMPping, UDPunreachable, TWAMPlight)",
     ]);
     expect(issues("    mesh:\n      type: TCPsyn\n      names: [a.test]\n")).toEqual([
       "n.yaml:14:7: inventories.dns.mesh.port: required for a TCPsyn target with A records (an integer from 1 to 65535, the targets' dst_port)",

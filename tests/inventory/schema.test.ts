@@ -149,7 +149,7 @@ describe("InventoryListSchema through validateValue", () => {
 
   test("bad type", () => {
     expect(problems([{ hostname: "a", type: "Bogus" }])).toEqual([
-      '[0].type: "Bogus" is not allowed (one of TCPsyn, ICMPping, UDPunreachable)',
+      '[0].type: "Bogus" is not allowed (one of TCPsyn, ICMPping, UDPunreachable, TWAMPlight)',
     ]);
   });
 

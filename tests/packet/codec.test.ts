@@ -38,6 +38,8 @@ import {
   PARSE_TRUNCATED,
   parseFrame,
   ParsedFrame,
+  payloadLength,
+  payloadU32,
   type IpFields,
 } from "../../src/packet/parse.ts";
 import { concat, fromHex, hex, ipv4HeaderChecksumOk, l4Checksum, loadFixture } from "./vectors.ts";
@@ -429,6 +431,39 @@ describe("writePacket's checksums agree with the independent RFC 1071 code", () 
           if (frame[14]! >> 4 === 4) expect(ipv4HeaderChecksumOk(frame, 14)).toBe(true);
         }
       }
+    }
+  });
+});
+
+describe("a type's own payload header (payloadHead) and payload words read back (payloadU32)", () => {
+  test("UDP over IPv4 and IPv6: the head is written before the checksum, the rest is zeros, words read at any offset, -1 past the end", () => {
+    for (const name of ["lo-udp4.pcap", "lo-udp6.pcap"] as const) {
+      const kernel = FIXTURES.find((f) => f.name === name)!.frames[0]!;
+      const s = specFrom(kernel, parse(kernel).p);
+      s.payloadTag = -1;
+      s.payloadLength = 41;
+      const head = [0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+      s.payloadHead.set(head);
+      s.payloadHeadLength = head.length;
+      const frame = build(s);
+      const c = l4Checksum(frame, 14);
+      expect(c.stored).toBe(c.correct);
+      expect([...frame.subarray(frame.length - 41)]).toEqual([...head, ...new Array(41 - head.length).fill(0)]);
+      const p = new ParsedFrame();
+      expect(parseFrame(frame, frame.length, DLT_EN10MB, p)).toBe(PARSE_OK);
+      expect(payloadU32(p.outer, 0)).toBe(0xdeadbeef);
+      expect(payloadU32(p.outer, 4)).toBe(0x01020304);
+      expect(payloadU32(p.outer, 37)).toBe(0);
+      expect(payloadU32(p.outer, 38)).toBe(-1);
+      expect(payloadU32(p.outer, -1)).toBe(-1);
+      expect(payloadLength(p.outer)).toBe(41);
+      // Ethernet padding or a trailer past the IP packet is not payload.
+      const padded = concat(frame, new Uint8Array(8).fill(0xa5));
+      expect(parseFrame(padded, padded.length, DLT_EN10MB, p)).toBe(PARSE_OK);
+      expect(payloadU32(p.outer, 38)).toBe(-1);
+      // A head longer than the payload is cut to it.
+      s.payloadLength = 2;
+      expect([...build(s).subarray(-2)]).toEqual([0xde, 0xad]);
     }
   });
 });

@@ -8,7 +8,7 @@
  *   and both are 200 once it goes on;
  * - the landing page links the metrics, the health endpoints and the API's documentation;
  * - `promtool check metrics` on a real scrape complains of the original's three `*_count` names
- *   and of nothing else;
+ *   and of nothing else, a TWAMPlight target's families (against `netprobify responder`) included;
  * - a real Prometheus (Debian's package) scrapes it, over gzip and basic auth: `up` 1 and the
  *   per-target series in its database;
  * - `curl --compressed` gets the plain scrape's text (process_* aside), the loop held so that no
@@ -26,6 +26,7 @@ import type { Subprocess } from "bun";
 import { VERSION } from "../../src/version.ts";
 import { freePort, parseExposition, startDaemon, type DaemonProcess, type Exposition } from "../support/daemon-process.ts";
 import { requireRoot } from "../support/testnet.ts";
+import { startResponderProcess, type ResponderProcess } from "../support/responder-process.ts";
 
 const USER = "prom";
 const PASSWORD = "s3cret:pass";
@@ -34,6 +35,9 @@ const authHeader = { authorization: `Basic ${Buffer.from(AUTH).toString("base64"
 
 /** The inherited names promtool may complain of: kept for drop-in compatibility. */
 const INHERITED_COUNT_NAMES = ["tcpsyn_match_ack_fail_count", "tcpsyn_port_mismatch_count", "udp_unreachable_port_mismatch_count"];
+
+/** The UDP port `netprobify responder` reflects on (set before the daemon starts). */
+let twampPort = 0;
 
 function config(tcpPort: number, extra = ""): string {
   return `global:
@@ -65,6 +69,12 @@ targets:
     type: UDPunreachable
     destination: 127.0.0.1
     dst_port: 33434
+    nb_packets: 2
+    timeout: 0.3
+  twamp4:
+    type: TWAMPlight
+    destination: 127.0.0.1
+    dst_port: ${twampPort}
     nb_packets: 2
     timeout: 0.3
 ${extra}`;
@@ -106,6 +116,7 @@ describe("the metrics listener's endpoints in a running daemon", () => {
   let apiPort: number;
   let prometheus: Subprocess | null = null;
   let promDir: string | null = null;
+  let responder: ResponderProcess | null = null;
 
   const get = async (path: string, init: RequestInit = {}) => {
     const r = await d.fetch(path, init);
@@ -120,6 +131,8 @@ describe("the metrics listener's endpoints in a running daemon", () => {
     }
     tcpPort = await freePort();
     apiPort = await freePort();
+    twampPort = await freePort();
+    responder = await startResponderProcess(["--listen", `127.0.0.1:${twampPort}`]);
     dir = mkdtempSync(join(tmpdir(), "netprobify-endpoints-"));
     stallFile = join(dir, "stall");
     writeFileSync(stallFile, "");
@@ -141,6 +154,7 @@ describe("the metrics listener's endpoints in a running daemon", () => {
     await prometheus?.exited;
     if (promDir) rmSync(promDir, { recursive: true, force: true });
     await d?.stop();
+    await responder?.stop();
   });
 
   test("/-/ready 503 until the first publish; /-/healthy 200, then 503 with the reason while the loop is held, then 200 again", async () => {
@@ -177,9 +191,15 @@ describe("the metrics listener's endpoints in a running daemon", () => {
   test("every probe type's series, the new netprobify_* gauges, and promtool complaining of the three inherited *_count names only", async () => {
     const e = await until("series of every probe type", async () => {
       const x = await scrape();
-      const present = ["tcpsyn_sent_total", "icmp_sent_total", "udp_unreachable_sent_total", "tcpsyn_round_trip_duration_seconds_bucket"].every(
-        (n) => x.get(n).length > 0,
-      );
+      const present = [
+        "tcpsyn_sent_total",
+        "icmp_sent_total",
+        "udp_unreachable_sent_total",
+        "tcpsyn_round_trip_duration_seconds_bucket",
+        "twamp_sent_total",
+        "twamp_reflector_seconds",
+        "twamp_port_mismatch_total",
+      ].every((n) => x.get(n).length > 0);
       return present && x.value("netprobify_last_iteration_end_timestamp_seconds") !== undefined ? x : null;
     });
     const pn = { probe_name: "nb-endpoints" };

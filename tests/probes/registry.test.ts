@@ -20,6 +20,7 @@ import {
   type ProbeRegistry,
 } from "../../src/probes/registry.ts";
 import { tcpSyn } from "../../src/probes/tcpsyn.ts";
+import { twampLight } from "../../src/probes/twamp-light.ts";
 import { udpUnreachable } from "../../src/probes/udp-unreachable.ts";
 
 // --- compile-time: each of these must be a type error ---------------------------------------
@@ -28,11 +29,14 @@ const { fill: _fill, ...tcpSynWithoutFill } = tcpSyn;
 // @ts-expect-error a module without its packet filling is not a probe type
 export const missingPart = { ...PROBE_TYPES, TCPsyn: tcpSynWithoutFill } satisfies ProbeRegistry;
 // @ts-expect-error a type of the config without a module
-export const missingType = { TCPsyn: tcpSyn, ICMPping: icmpPing } satisfies ProbeRegistry;
+export const missingType = { TCPsyn: tcpSyn, ICMPping: icmpPing, UDPunreachable: udpUnreachable } satisfies ProbeRegistry;
 // @ts-expect-error a module registered under another type's name
-export const swapped = { TCPsyn: icmpPing, ICMPping: tcpSyn, UDPunreachable: udpUnreachable } satisfies ProbeRegistry;
+export const swapped = { TCPsyn: icmpPing, ICMPping: tcpSyn, UDPunreachable: udpUnreachable, TWAMPlight: twampLight } satisfies ProbeRegistry;
 // @ts-expect-error a module for a type the config does not have
-export const extra = { ...PROBE_TYPES, TWAMPlight: { ...udpUnreachable, type: "TWAMPlight" } } satisfies ProbeRegistry;
+export const extra = { ...PROBE_TYPES, OWAMP: { ...twampLight, type: "OWAMP" } } satisfies ProbeRegistry;
+const { answerValues: _values, ...twampWithoutValues } = twampLight;
+// @ts-expect-error a module without its answer values (null says it has none) is not a probe type
+export const missingValues = { ...PROBE_TYPES, TWAMPlight: twampWithoutValues } satisfies ProbeRegistry;
 
 // --- run time: the contract of every registered type ----------------------------------------
 
@@ -43,7 +47,7 @@ const DST: Record<Family, string> = { 4: "198.18.1.2", 6: "fd00:18:1::2" };
 function writeAndParse(typeIndex: number, family: Family, dataLength: number, k: number, counter: IdentCounter) {
   const type = PROBE_TYPE_LIST[typeIndex]!;
   const t: ProbeTargetFields = { family, dstPort: type.port.use === "none" ? 0 : 4242, dataLength: Math.max(dataLength, type.minDataBytes(family)), targetId: 0x1357 };
-  const ident = type.assignIdent(t, k, counter);
+  const ident = type.assignIdent(t, k, counter, { flow: k % 4, round: Math.floor(k / 4), salt: 0x9e3779b9 });
   const p = new PacketSpec();
   p.link = LINK_RAW;
   p.family = family;
@@ -80,13 +84,16 @@ describe("the registry", () => {
     for (const t of PROBE_TYPE_LIST) {
       for (const n of [t.name, t.type, t.type.toUpperCase(), ...t.aliases]) expect(probeTypeByName(n)).toBe(t);
     }
-    expect(probeTypeByName("twamp")).toBeNull();
+    expect(probeTypeByName("twamp")).toBe(twampLight);
+    expect(probeTypeByName("owamp")).toBeNull();
   });
 
   test("destination ports follow each type's rule", () => {
     expect(destinationPort("TCPsyn", 443)).toBe(443);
     expect(destinationPort("ICMPping", 443)).toBe(0);
     expect(() => destinationPort("UDPunreachable", undefined)).toThrow("dst_port");
+    expect(destinationPort("TWAMPlight", undefined)).toBe(862);
+    expect(destinationPort("TWAMPlight", 4862)).toBe(4862);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   ICMP6_UNREACH,
   IPPROTO_ICMP,
   IPPROTO_TCP,
+  IPPROTO_UDP,
   LINK_RAW,
   PacketSpec,
   TCP_ACK,
@@ -181,6 +182,7 @@ export class AnswerBuilder {
     s.hopLimit = 64;
     s.payloadLength = 0;
     s.payloadTag = -1;
+    s.payloadHeadLength = 0;
     s.quote = null;
     s.quoteLength = 0;
     return s;
@@ -217,6 +219,18 @@ export class AnswerBuilder {
     s.icmpCode = 0;
     s.icmpId = p.icmpId;
     s.icmpSeq = p.icmpSeq;
+    return this.#out();
+  }
+
+  /** A UDP datagram back from the probe's destination port to its source port, carrying `payload`. */
+  udp(p: IpFields, payload: Uint8Array, opts: { srcPort?: number; dstPort?: number } = {}): Uint8Array {
+    const s = this.#begin(p);
+    s.protocol = IPPROTO_UDP;
+    s.srcPort = opts.srcPort ?? p.dstPort;
+    s.dstPort = opts.dstPort ?? p.srcPort;
+    s.payloadLength = payload.length;
+    s.payloadHead.set(payload.subarray(0, s.payloadHead.length));
+    s.payloadHeadLength = Math.min(payload.length, s.payloadHead.length);
     return this.#out();
   }
 
