@@ -13,10 +13,13 @@ import {
   parseDocument,
   type Document,
   type Node,
+  type Pair,
+  type YAMLMap,
 } from "yaml";
 import { describeExpected } from "./describe.ts";
 import { checkValue, formatPath, type DescribedSchema, type Issue, type Key } from "./validate.ts";
 import { AnchorTable, documentData, YamlDataError } from "./yaml-data.ts";
+import { subsetData, subsetPositions, type YamlPosition, type YamlReadOptions } from "./yaml-subset.ts";
 
 /** One problem of a configuration file, at the node that causes it. */
 export interface ConfigIssue {
@@ -56,17 +59,22 @@ export function parseYamlText<T>(
   schema: DescribedSchema<T>,
   options: { yaml11?: boolean } = { yaml11: true },
 ): YamlParse<T> {
-  const lines = new LineCounter();
   // YAML 1.1 with merge keys, because the original read its files with PyYAML: `yes`, `on` and
   // `<<: *defaults` must mean there what they meant there. Duplicate keys are only warned about:
   // PyYAML kept the last one silently, and files that relied on it must still load.
-  const doc = parseDocument(text, {
+  const readOptions: YamlReadOptions = {
     version: options.yaml11 === false ? "1.2" : "1.1",
     merge: options.yaml11 !== false,
     uniqueKeys: false,
-    lineCounter: lines,
     prettyErrors: false,
-  });
+  };
+  // Most files are plain YAML, which the subset reader reads many times faster, with no
+  // positions kept: those of the problems found, if any, are looked up afterwards.
+  const subset = subsetData(text, readOptions);
+  if (subset) return checkData(schema, subset.data, new SubsetLocator(text, readOptions), file, () => []);
+
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { ...readOptions, lineCounter: lines });
   const at = (offset: number) => lines.linePos(offset);
 
   if (doc.errors.length > 0) {
@@ -105,14 +113,27 @@ export function parseYamlText<T>(
     return { ok: false, issues: [issue] };
   }
 
-  const locator = new Locator(doc, lines, anchors);
+  const locator = new DocumentLocator(doc, lines, anchors);
+  return checkData(schema, data, locator, file, () => [...yamlWarnings(doc, at), ...duplicateKeyWarnings(doc, locator)]);
+}
+
+/** The data checked against the schema, its problems placed with `locator`. */
+function checkData<T>(
+  schema: DescribedSchema<T>,
+  data: unknown,
+  locator: Locator,
+  file: string,
+  warnings: () => Warning[],
+): YamlParse<T> {
   const checked = checkValue(schema, data);
   if (!checked.ok) {
-    const placed = checked.raw.map((issue) => locator.place(issue, file));
+    const positions = locator.positions(checked.raw);
+    const placed = checked.raw.map(
+      (issue, i): ConfigIssue => ({ file, ...positions[i]!, path: formatPath(issue.path), message: issue.message, expected: issue.expected }),
+    );
     return { ok: false, issues: sortUnique(placed) };
   }
-  const warnings = [...yamlWarnings(doc, at), ...duplicateKeyWarnings(doc, locator)];
-  return { ok: true, value: checked.value, data, locator, warnings };
+  return { ok: true, value: checked.value, data, locator, warnings: warnings() };
 }
 
 function formatWarning(file: string, w: Warning): string {
@@ -181,20 +202,67 @@ function sortUnique(issues: ConfigIssue[]): ConfigIssue[] {
     });
 }
 
-/** Finds the YAML node behind a path, to turn issues into positions. */
-export class Locator {
+/** A path into the data and the part of its node to point at (see {@link Issue}). */
+export interface Place {
+  readonly keys: readonly Key[];
+  readonly at: Issue["at"];
+}
+
+/** Turns paths into the data into positions in the text. */
+export interface Locator {
+  /** Where one path leads. */
+  position(keys: readonly Key[], at: Issue["at"]): YamlPosition;
+  /** Where each of many paths leads, in order: a large file is gone through once for them all. */
+  positions(places: readonly Place[]): YamlPosition[];
+}
+
+/**
+ * Places paths in text the subset reader read (yaml-subset.ts): one more pass over the text per
+ * call, only when a problem or a warning needs a position.
+ */
+export class SubsetLocator implements Locator {
+  constructor(
+    private readonly text: string,
+    private readonly options: YamlReadOptions,
+  ) {}
+
+  position(keys: readonly Key[], at: Issue["at"]): YamlPosition {
+    return this.positions([{ keys, at }])[0]!;
+  }
+
+  positions(places: readonly Place[]): YamlPosition[] {
+    if (places.length === 0) return [];
+    const found = subsetPositions(
+      this.text,
+      this.options,
+      places.map((place) => place.keys),
+    );
+    return places.map(({ keys, at }, i) => {
+      const { spot, depth } = found[i]!;
+      // As DocumentLocator does: the key of a key issue or of an empty value, else the value;
+      // for a path that leads nowhere, the deepest node on its way.
+      if (depth < keys.length) return spot.value;
+      return at === "key" || spot.empty ? (spot.key ?? spot.value) : spot.value;
+    });
+  }
+}
+
+/** Finds the YAML node behind a path in the yaml package's document. */
+export class DocumentLocator implements Locator {
+  /** Each map's keys, the last of equal ones winning, built the first time a path goes through it. */
+  private readonly indexes = new WeakMap<YAMLMap, Map<string, Pair>>();
+
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
     private readonly anchors: AnchorTable,
   ) {}
 
-  place(issue: Issue, file: string): ConfigIssue {
-    const { line, col } = this.position(issue.keys, issue.at);
-    return { file, line, col, path: formatPath(issue.path), message: issue.message, expected: issue.expected };
+  positions(places: readonly Place[]): YamlPosition[] {
+    return places.map((place) => this.position(place.keys, place.at));
   }
 
-  position(keys: readonly Key[], at: Issue["at"]): { line: number; col: number } {
+  position(keys: readonly Key[], at: Issue["at"]): YamlPosition {
     const found = this.find(keys);
     let node: Node | undefined;
     if (found.complete) {
@@ -235,13 +303,17 @@ export class Locator {
       return isNode(item) ? { value: item } : undefined;
     }
     if (!isMap(container)) return undefined;
-    // The last pair wins, as it does in the parsed data when a key repeats.
-    for (let i = container.items.length - 1; i >= 0; i--) {
-      const pair = container.items[i];
-      if (pair && isScalar(pair.key) && String(pair.key.value) === String(step)) {
-        return { key: pair.key, value: isNode(pair.value) ? pair.value : undefined };
-      }
+    // Looked up in an index: scanning the pairs for every issue made 100,000 issues in a map of
+    // 100,000 targets take ten billion comparisons.
+    let index = this.indexes.get(container);
+    if (!index) {
+      index = new Map();
+      // The last pair wins, as it does in the parsed data when a key repeats.
+      for (const pair of container.items) if (isScalar(pair.key)) index.set(String(pair.key.value), pair as Pair);
+      this.indexes.set(container, index);
     }
+    const pair = index.get(String(step));
+    if (pair) return { key: pair.key as Node, value: isNode(pair.value) ? pair.value : undefined };
     // A key brought in by `<<: *anchor` lives in the anchored map.
     for (const pair of container.items) {
       if (!isScalar(pair.key) || pair.key.source !== "<<") continue;
@@ -260,7 +332,7 @@ function yamlWarnings(doc: Document, at: (offset: number) => { line: number; col
   return doc.warnings.map((w) => ({ ...at(w.pos[0]), path: "", message: w.message.split("\n")[0] ?? w.message }));
 }
 
-function duplicateKeyWarnings(doc: Document, locator: Locator): Warning[] {
+function duplicateKeyWarnings(doc: Document, locator: DocumentLocator): Warning[] {
   const warnings: Warning[] = [];
   const visit = (node: unknown, keys: Key[]) => {
     if (isSeq(node)) node.items.forEach((item, i) => visit(item, [...keys, i]));
