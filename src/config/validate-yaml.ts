@@ -43,6 +43,20 @@ export function formatIssue(issue: ConfigIssue): string {
   return `${issue.file}:${issue.line}:${issue.col}: ${path}${issue.message}${expected}`;
 }
 
+/**
+ * Problems printed in full before the rest are only counted: a generated file with a fault in
+ * each of its 100,000 targets is told in a screenful, not in 100,000 lines.
+ */
+export const MAX_SHOWN_ISSUES = 100;
+
+/** The first `max` issues as {@link formatIssue} prints them, then `... and N more problems`. */
+export function formatIssues(issues: readonly ConfigIssue[], max = MAX_SHOWN_ISSUES): string[] {
+  const lines = issues.slice(0, max).map(formatIssue);
+  const rest = issues.length - lines.length;
+  if (rest > 0) lines.push(`... and ${rest.toLocaleString("en-US")} more problem${rest === 1 ? "" : "s"}`);
+  return lines;
+}
+
 /** {@link parseYamlText}'s result: the value and what is needed to place further warnings. */
 export type YamlParse<T> =
   | { readonly ok: true; readonly value: T; readonly data: unknown; readonly locator: Locator; readonly warnings: Warning[] }
@@ -191,15 +205,21 @@ const cutLong = (message: string) =>
   message.length <= 200 ? message : `${message.slice(0, 160)}... (${message.length.toLocaleString("en-US")} characters)`;
 
 function sortUnique(issues: ConfigIssue[]): ConfigIssue[] {
-  const seen = new Set<string>();
-  return issues
-    .sort((a, b) => a.line - b.line || a.col - b.col || a.path.localeCompare(b.path))
-    .filter((issue) => {
-      const text = formatIssue(issue);
-      if (seen.has(text)) return false;
-      seen.add(text);
-      return true;
-    });
+  issues.sort((a, b) => a.line - b.line || a.col - b.col || a.path.localeCompare(b.path));
+  // Equal issues are in the same run of one place and path once sorted: each is compared with
+  // the few kept before it in its run, rather than every issue formatted into a set.
+  const kept: ConfigIssue[] = [];
+  let runStart = 0;
+  for (const issue of issues) {
+    const last = kept[kept.length - 1];
+    if (!last || last.line !== issue.line || last.col !== issue.col || last.path !== issue.path) runStart = kept.length;
+    let seen = false;
+    for (let i = runStart; i < kept.length && !seen; i++) {
+      seen = kept[i]!.message === issue.message && kept[i]!.expected === issue.expected && kept[i]!.file === issue.file;
+    }
+    if (!seen) kept.push(issue);
+  }
+  return kept;
 }
 
 /** A path into the data and the part of its node to point at (see {@link Issue}). */

@@ -166,6 +166,8 @@ class SubsetReader {
   constructor(
     private readonly text: string,
     private readonly resolver: ScalarResolver,
+    /** Make the data; false when only positions are wanted (the text is known to be in the subset). */
+    private readonly build: boolean,
   ) {}
 
   read(root?: Wanted): unknown {
@@ -353,7 +355,12 @@ class SubsetReader {
   }
 
   private remember(slots: Recalled[], p: number, end: number, raw: string, value: unknown): void {
-    slots[this.slot(p, end)] = { raw, value };
+    const slot = this.slot(p, end);
+    // A number or a boolean, which costs a resolution, is not pushed out by a text (a stream of
+    // distinct addresses would keep evicting the few thresholds that repeat).
+    const kept = slots[slot];
+    if (kept && typeof value === "string" && typeof kept.value !== "string") return;
+    slots[slot] = { raw, value };
   }
 
   /** A scalar's slot: its length, first, middle and last characters. */
@@ -392,7 +399,7 @@ class SubsetReader {
     for (;;) {
       const colon = this.entryColon(p);
       if (colon < 0) throw OUTSIDE;
-      const key = this.keyText(p, colon);
+      const key = this.build || wanted?.children ? this.keyText(p, colon) : "";
       const want = wanted?.children?.get(key);
       let v = colon + 1;
       while (v < this.lineEnd && this.text.charCodeAt(v) === SPACE) v++;
@@ -404,7 +411,7 @@ class SubsetReader {
         value = this.inline(v, depth, want);
         this.advance();
       }
-      SubsetReader.set(map, key, value);
+      if (this.build) SubsetReader.set(map, key, value);
       if (this.indent !== col) {
         if (this.indent > col) throw OUTSIDE;
         return map;
@@ -445,26 +452,30 @@ class SubsetReader {
   private seq(col: number, depth: number, wanted: Wanted | undefined, atKeyIndent: boolean): unknown[] {
     if (depth > MAX_DEPTH) throw OUTSIDE;
     const list: unknown[] = [];
+    let index = 0;
     for (;;) {
       const p = this.lineStart + col;
       if (!this.isDash(p)) {
         if (atKeyIndent) return list;
         throw OUTSIDE;
       }
-      const want = wanted?.children?.get(list.length);
+      const want = wanted?.children?.get(index++);
       let v = p + 1;
       while (v < this.lineEnd && this.text.charCodeAt(v) === SPACE) v++;
       if (v === this.lineEnd || this.text.charCodeAt(v) === HASH) {
-        list.push(this.below(col, depth, want, false, p, v));
+        const item = this.below(col, depth, want, false, p, v);
+        if (this.build) list.push(item);
       } else if (this.isDash(v)) {
         throw OUTSIDE; // - - a: a list in a list on one line
       } else {
         if (want) this.place(want, undefined, v, false);
         const c = this.text.charCodeAt(v);
         if (c !== OPEN_BRACKET && c !== OPEN_BRACE && this.entryColon(v) >= 0) {
-          list.push(this.map(v - this.lineStart, v, depth + 1, want));
+          const item = this.map(v - this.lineStart, v, depth + 1, want);
+          if (this.build) list.push(item);
         } else {
-          list.push(this.inline(v, depth, want));
+          const item = this.inline(v, depth, want);
+          if (this.build) list.push(item);
           this.advance();
         }
       }
@@ -482,7 +493,7 @@ class SubsetReader {
     if (c === QUOTE_DOUBLE || c === QUOTE_SINGLE) {
       const end = this.quoteEnd(p);
       this.tail(end);
-      return this.quoted(p, end);
+      return this.build ? this.quoted(p, end) : null;
     }
     if (c === OPEN_BRACKET || c === OPEN_BRACE) {
       const [value, end] = this.flow(p, depth + 1, want);
@@ -503,6 +514,7 @@ class SubsetReader {
 
   /** The value of a plain scalar from `p` to `end`. */
   private plain(p: number, end: number): unknown {
+    if (!this.build) return null;
     const seen = this.recall(this.values, p, end);
     if (seen) return seen.value;
     const raw = this.text.slice(p, end);
@@ -521,12 +533,12 @@ class SubsetReader {
     const map: Record<string, unknown> = {};
     let q = this.skipSpaces(p + 1);
     if (text.charCodeAt(q) === close) return [isList ? list : map, q + 1];
-    for (;;) {
+    for (let index = 0; ; index++) {
       if (isList) {
-        const want = wanted?.children?.get(list.length);
+        const want = wanted?.children?.get(index);
         if (want) this.place(want, undefined, q, false);
         const [item, end] = this.flowItem(q, depth, want);
-        list.push(item);
+        if (this.build) list.push(item);
         q = end;
       } else {
         const keyAt = q;
@@ -535,7 +547,7 @@ class SubsetReader {
         q = this.skipSpaces(colon + 1);
         if (want) this.place(want, keyAt, q, false);
         const [value, end] = this.flowItem(q, depth, want);
-        SubsetReader.set(map, key, value);
+        if (this.build) SubsetReader.set(map, key, value);
         q = end;
       }
       q = this.skipSpaces(q);
@@ -594,7 +606,7 @@ class SubsetReader {
     const c = text.charCodeAt(q);
     if (c === QUOTE_DOUBLE || c === QUOTE_SINGLE) {
       const end = this.quoteEnd(q);
-      return [this.quoted(q, end), end];
+      return [this.build ? this.quoted(q, end) : null, end];
     }
     if (c === OPEN_BRACKET || c === OPEN_BRACE) return this.flow(q, depth + 1, want);
     this.plainStart(q);
@@ -614,7 +626,7 @@ class SubsetReader {
 function readSubset(text: string, options: YamlReadOptions, root?: Wanted): { data: unknown } | undefined {
   if (OUTSIDE_CHARACTERS.test(text)) return undefined;
   try {
-    return { data: new SubsetReader(text, resolverFor(options)).read(root) };
+    return { data: new SubsetReader(text, resolverFor(options), root === undefined).read(root) };
   } catch (error) {
     if (error === OUTSIDE) return undefined;
     throw error;
