@@ -484,6 +484,28 @@ test("defaults are fresh objects: changing one config's list leaves the next par
   expect(second.global.histogram_buckets).toEqual([...DEFAULT_HISTOGRAM_BUCKETS]);
 });
 
+test("targets without explicit_groups share one frozen empty default; given ones are their own", () => {
+  const text =
+    "global: {probe_name: p, interval: 30, nb_proc: 1, logging_level: INFO, prometheus_port: 8000, dns_update_interval: 0}\n" +
+    "groups: {g: {}}\n" +
+    "targets:\n" +
+    "  a: {type: ICMPping, destination: 198.18.0.1}\n" +
+    "  b: {type: ICMPping, destination: 198.18.0.2}\n" +
+    "  c: {type: ICMPping, destination: 198.18.0.3, explicit_groups: {}}\n" +
+    "  d: {type: ICMPping, destination: 198.18.0.4, explicit_groups: {register_to: [g]}}\n";
+  const { targets } = configOf(parseConfigText(text, "t.yaml")).config;
+  const [a, b, c, d] = ["a", "b", "c", "d"].map((name) => targets[name]!.explicit_groups);
+  expect(a).toEqual({ register_to: [], exclude_from: [] });
+  // One value for every target that leaves the field out (100,000 copies cost a third of a large
+  // file's load); frozen, so that no code can change one target's groups through it.
+  expect(b).toBe(a!);
+  expect(Object.isFrozen(a) && Object.isFrozen(a!.register_to) && Object.isFrozen(a!.exclude_from)).toBe(true);
+  expect(() => (a!.register_to as string[]).push("g")).toThrow();
+  expect(c).toEqual({ register_to: [], exclude_from: [] });
+  expect(c).not.toBe(a!);
+  expect(d).toEqual({ register_to: ["g"], exclude_from: [] });
+});
+
 test("src_ip is read as src_ipv4, with a deprecation warning", async () => {
   const { config, warnings } = configOf(await parseFixture("src-ip-alias.yaml"));
   expect(config.groups.legacy?.src_ipv4).toBe("198.18.0.10");
