@@ -83,26 +83,29 @@ export function targetFile(options: TargetFileOptions): string {
 }
 
 if (import.meta.main) {
-  const argv = process.argv.slice(2);
-  const number = (name: string, fallback: number) => {
-    const i = argv.indexOf(`--${name}`);
-    const value = i >= 0 ? Number(argv[i + 1]) : fallback;
-    if (!Number.isInteger(value) || value < 0) {
-      console.error(`gen-targets: --${name} wants a non-negative integer`);
-      process.exit(EXIT_USAGE);
-    }
-    return value;
-  };
-  const known = new Set(["--targets", "--packets", "--invalid"]);
-  const unknown = argv.filter((a, i) => a.startsWith("--") && !known.has(a) && !(i > 0 && known.has(argv[i - 1]!)));
-  if (unknown.length > 0) {
-    console.error(`gen-targets: unknown option ${unknown[0]}; usage: gen-targets.ts --targets N [--packets P] [--invalid]`);
+  const usage = "usage: gen-targets.ts --targets N [--packets P] [--invalid]";
+  const fail = (message: string) => {
+    console.error(`gen-targets: ${message}; ${usage}`);
     process.exit(EXIT_USAGE);
+  };
+  const options = { targets: 1000, packets: 100, invalid: false };
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--invalid") {
+      options.invalid = true;
+    } else if (arg === "--targets" || arg === "--packets") {
+      const value = Number(argv[++i]);
+      const least = arg === "--packets" ? 1 : 0;
+      if (!Number.isInteger(value) || value < least) fail(`${arg} wants ${least ? "a positive" : "a non-negative"} integer`);
+      options[arg === "--targets" ? "targets" : "packets"] = value;
+    } else {
+      fail(`unknown option ${arg}`);
+    }
   }
   try {
-    process.stdout.write(targetFile({ targets: number("targets", 1000), packets: number("packets", 100), invalid: argv.includes("--invalid") }));
+    process.stdout.write(targetFile(options));
   } catch (error) {
-    console.error(`gen-targets: ${error instanceof Error ? error.message : String(error)}`);
-    process.exit(EXIT_USAGE);
+    fail(error instanceof Error ? error.message : String(error));
   }
 }

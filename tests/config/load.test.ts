@@ -4,7 +4,7 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConfigFile, loadConfigFile, loadDefaultConfig, parseConfigText, type ParseResult } from "../../src/config/load.ts";
-import { formatIssue } from "../../src/config/validate-yaml.ts";
+import { formatIssue, formatIssues, MAX_SHOWN_ISSUES } from "../../src/config/validate-yaml.ts";
 import { DEFAULT_HISTOGRAM_BUCKETS } from "../../src/config/schema.ts";
 import { checkFile } from "../../src/daemon/configuration.ts";
 
@@ -768,4 +768,32 @@ test("formatIssue leaves out an empty path and an empty expectation", () => {
   expect(formatIssue({ ...base, path: "global.interval", message: "0 is out of range", expected: "an integer of at least 1" })).toBe(
     "f.yaml:3:7: global.interval: 0 is out of range (an integer of at least 1)",
   );
+});
+
+test("formatIssues: every issue up to the limit, then one line counting the rest", () => {
+  const issue = (line: number) => ({ file: "f.yaml", line, col: 1, path: "targets.t", message: "bad", expected: "" });
+  const issues = Array.from({ length: 1_234 }, (_, i) => issue(i + 1));
+  expect(formatIssues(issues.slice(0, 3), 3)).toEqual(["f.yaml:1:1: targets.t: bad", "f.yaml:2:1: targets.t: bad", "f.yaml:3:1: targets.t: bad"]);
+  expect(formatIssues(issues.slice(0, 4), 3)).toEqual([...formatIssues(issues.slice(0, 3), 3), "... and 1 more problem"]);
+  const lines = formatIssues(issues);
+  expect(lines.length).toBe(MAX_SHOWN_ISSUES + 1);
+  expect(lines[MAX_SHOWN_ISSUES - 1]).toBe(`f.yaml:${MAX_SHOWN_ISSUES}:1: targets.t: bad`);
+  expect(lines.at(-1)).toBe("... and 1,134 more problems");
+  expect(formatIssues([])).toEqual([]);
+});
+
+test("check: an invalid file with more problems than MAX_SHOWN_ISSUES prints them, then the count, and exits 65", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "netprobify-many-"));
+  try {
+    const path = join(dir, "many.yaml");
+    const targets = Array.from({ length: MAX_SHOWN_ISSUES + 5 }, (_, i) => `  t${i}: {type: TCPsyn, destination: 198.18.0.1, dst_port: 0}`);
+    await writeFile(path, `${GLOBAL_LINE}\ngroups: {g: {}}\ntargets:\n${targets.join("\n")}\n`);
+    const outcome = await checkFile(path);
+    expect(outcome.exitCode).toBe(65);
+    expect(outcome.lines.length).toBe(MAX_SHOWN_ISSUES + 1);
+    expect(outcome.lines[0]).toBe(`${path}:4:57: targets.t0.dst_port: 0 is out of range (an integer from 1 to 65535)`);
+    expect(outcome.lines.at(-1)).toBe("... and 5 more problems");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
