@@ -10,14 +10,15 @@
  * in a second pass when they are.
  *
  * Anything outside the subset (anchors, aliases, merge keys, tags, block scalars, multi-line
- * scalars or flow collections, escapes, duplicate keys, tabs, documents markers after the first
+ * scalars or flow collections, escapes, duplicate keys, tabs, document markers after the first
  * line, anything the yaml package would call an error or warn about) makes it answer undefined,
  * and the caller reads the text with the yaml package as before. Inside the subset the data is
  * the data yaml-data.ts makes of the yaml package's document: plain scalars are resolved by the
  * yaml package's own tags for the same version and options (YAML 1.1: yes is true, 0x1F is 31),
  * keys are strings as there, and a scalar that would resolve to anything but a primitive (a
- * YAML 1.1 timestamp is a Date) leaves the subset too. tests/config/yaml-subset.test.ts holds the
- * two readers to the same result on the fixtures and on mutants of them.
+ * YAML 1.1 timestamp is a Date) leaves the subset too. scripts/fuzz-yaml-subset.ts (and
+ * tests/config/yaml-subset.test.ts, at CI size) holds the two readers to the same data and the same
+ * positions on the config corpus and mutants of it.
  */
 import { isScalar, parseDocument, type DocumentOptions, type ParseOptions, type SchemaOptions } from "yaml";
 import type { Key } from "./validate.ts";
@@ -32,7 +33,7 @@ export interface YamlPosition {
 export interface SubsetSpot {
   /** The key naming the node; undefined for a list item and for the root. */
   readonly key?: YamlPosition;
-  /** Where the value starts; for `key:` with nothing after it, where the key starts. */
+  /** Where the value starts; for `key:` with nothing after it, past the `:` and its spaces (as the yaml package has it). */
   readonly value: YamlPosition;
   /** `key:` with no value at all (null, without even a `~`). */
   readonly empty: boolean;
@@ -159,7 +160,7 @@ class SubsetReader {
   private indent = -1;
   /** Before the first line with content: the only place a `---` may stand. */
   private firstLine = true;
-  /** Plain keys and values last seen, by first character and length (see recall). */
+  /** Plain keys and values last seen, by length and a few of their characters (see recall). */
   private readonly keys: Recalled[] = [];
   private readonly values: Recalled[] = [];
 
