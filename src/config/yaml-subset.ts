@@ -142,8 +142,8 @@ class Wanted {
 
 /** A plain scalar's text and value, as {@link SubsetReader}'s recall keeps them. */
 interface Recalled {
-  readonly raw: string;
-  readonly value: unknown;
+  raw: string;
+  value: unknown;
 }
 
 const RECALL_SLOTS = 4096;
@@ -357,11 +357,16 @@ class SubsetReader {
 
   private remember(slots: Recalled[], p: number, end: number, raw: string, value: unknown): void {
     const slot = this.slot(p, end);
+    const kept = slots[slot];
+    if (!kept) {
+      slots[slot] = { raw, value };
+      return;
+    }
     // A number or a boolean, which costs a resolution, is not pushed out by a text (a stream of
     // distinct addresses would keep evicting the few thresholds that repeat).
-    const kept = slots[slot];
-    if (kept && typeof value === "string" && typeof kept.value !== "string") return;
-    slots[slot] = { raw, value };
+    if (typeof value === "string" && typeof kept.value !== "string") return;
+    kept.raw = raw;
+    kept.value = value;
   }
 
   /** A scalar's slot: its length, first, middle and last characters. */
