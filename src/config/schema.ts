@@ -1175,7 +1175,7 @@ const ITERATION_EXPECTED = (limit: number, what: string) =>
 /**
  * v.forward(action, [key]) for the checks on the whole file, minus its cost there: v.forward
  * copies the issues found before it and looks every issue up in that copy, so after 100,000
- * targets with a problem each it made ten billion comparisons (seconds per check). An action
+ * targets with a problem each it made five billion comparisons (seconds per check). An action
  * only appends issues, so the new ones are those past the count before it ran.
  */
 function forwardToKey<TInput extends Record<string, unknown>, TIssue extends v.BaseIssue<unknown>>(

@@ -324,7 +324,7 @@ export class DocumentLocator implements Locator {
     }
     if (!isMap(container)) return undefined;
     // Looked up in an index: scanning the pairs for every issue made 100,000 issues in a map of
-    // 100,000 targets take ten billion comparisons.
+    // 100,000 targets take five billion comparisons.
     let index = this.indexes.get(container);
     if (!index) {
       index = new Map();
