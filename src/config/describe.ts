@@ -60,9 +60,19 @@ function unwrap(node: SchemaNode): { inner: SchemaNode; wrappers: SchemaNode[] }
   return { inner, wrappers };
 }
 
-function allActions(node: SchemaNode): PipeItem[] {
-  const { inner, wrappers } = unwrap(node);
-  return [...wrappers.flatMap(actionsOf), ...actionsOf(inner)];
+/**
+ * Every action of a node, outer wrappers first. Kept per node (schemas never change): a file
+ * with 100,000 problems asks for the same few fields' descriptions 100,000 times.
+ */
+const actionsByNode = new WeakMap<SchemaNode, readonly PipeItem[]>();
+function allActions(node: SchemaNode): readonly PipeItem[] {
+  let actions = actionsByNode.get(node);
+  if (!actions) {
+    const { inner, wrappers } = unwrap(node);
+    actions = [...wrappers.flatMap(actionsOf), ...actionsOf(inner)];
+    actionsByNode.set(node, actions);
+  }
+  return actions;
 }
 
 function action(node: SchemaNode, type: string): PipeItem | undefined {
@@ -74,13 +84,19 @@ function requirementOf(node: SchemaNode, type: string): number | undefined {
   return typeof r === "number" ? r : undefined;
 }
 
+const hintsByNode = new WeakMap<SchemaNode, FieldHints>();
+
 /** The hints of {@link FieldHints} attached with v.metadata, outer ones winning. */
 export function hintsOf(node: SchemaNode): FieldHints {
-  const merged: Record<string, unknown> = {};
-  for (const a of allActions(node).reverse()) {
-    if (a.kind === "metadata" && a.metadata) Object.assign(merged, a.metadata);
+  let hints = hintsByNode.get(node);
+  if (!hints) {
+    const merged: Record<string, unknown> = {};
+    for (const a of [...allActions(node)].reverse()) {
+      if (a.kind === "metadata" && a.metadata) Object.assign(merged, a.metadata);
+    }
+    hintsByNode.set(node, (hints = Object.freeze(merged) as FieldHints));
   }
-  return merged as FieldHints;
+  return hints;
 }
 
 export function descriptionOf(node: SchemaNode): string | undefined {
@@ -110,14 +126,10 @@ function variantOption(node: SchemaNode, value: unknown): SchemaNode | undefined
   });
 }
 
-/**
- * The value of a variant's discriminator in `value` (its "type"), which alone decides what the
- * variant allows there; undefined for any other node.
- */
-export function variantDiscriminator(node: SchemaNode, value: unknown): unknown {
+/** The key a variant node discriminates on ("type"); undefined for any other node. */
+export function variantKey(node: SchemaNode): string | undefined {
   const inner = unwrap(node).inner;
-  if (inner.type !== "variant" || typeof inner.key !== "string" || typeof value !== "object" || value === null) return undefined;
-  return (value as Record<string, unknown>)[inner.key];
+  return inner.type === "variant" && typeof inner.key === "string" ? inner.key : undefined;
 }
 
 /** Where a path leads in the schema, and the discriminator value of the last variant passed. */
@@ -260,8 +272,16 @@ export function typeNoun(type: string): string {
   }
 }
 
+const expectedByNode = new WeakMap<SchemaNode, string>();
+
 /** The "(what is expected)" phrase of a field, e.g. "an integer from 1 to 65535". */
 export function describeExpected(node: SchemaNode): string {
+  let expected = expectedByNode.get(node);
+  if (expected === undefined) expectedByNode.set(node, (expected = expectedOf(node)));
+  return expected;
+}
+
+function expectedOf(node: SchemaNode): string {
   const hinted = hintsOf(node).expected;
   if (hinted) return hinted;
   const inner = unwrap(node).inner;

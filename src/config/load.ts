@@ -63,9 +63,9 @@ export async function findConfigFile(dir: string): Promise<string | undefined> {
 }
 
 function configWarnings(config: Config, data: unknown, locator: Locator): Warning[] {
-  const warnings: Warning[] = [];
-  const warn = (keys: Key[], at: Issue["at"], message: string) =>
-    warnings.push({ ...locator.position(keys, at), path: formatPath(keys), message });
+  // Placed all at once at the end: one pass over a large file for every warning, not one each.
+  const pending: { keys: Key[]; at: Issue["at"]; message: string }[] = [];
+  const warn = (keys: Key[], at: Issue["at"], message: string) => pending.push({ keys, at, message });
 
   const level = config.global.logging_level;
   if (config.global.verbose === 1 && LEVELS[level] > LEVELS.INFO) {
@@ -96,5 +96,6 @@ function configWarnings(config: Config, data: unknown, locator: Locator): Warnin
       warn(["targets", name], "key", "belongs to no group, so it is not probed");
     }
   }
-  return warnings;
+  const positions = locator.positions(pending);
+  return pending.map((w, i): Warning => ({ ...positions[i]!, path: formatPath(w.keys), message: w.message }));
 }

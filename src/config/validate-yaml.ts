@@ -13,10 +13,13 @@ import {
   parseDocument,
   type Document,
   type Node,
+  type Pair,
+  type YAMLMap,
 } from "yaml";
 import { describeExpected } from "./describe.ts";
 import { checkValue, formatPath, type DescribedSchema, type Issue, type Key } from "./validate.ts";
 import { AnchorTable, documentData, YamlDataError } from "./yaml-data.ts";
+import { subsetData, subsetPositions, type YamlPosition, type YamlReadOptions } from "./yaml-subset.ts";
 
 /** One problem of a configuration file, at the node that causes it. */
 export interface ConfigIssue {
@@ -40,6 +43,20 @@ export function formatIssue(issue: ConfigIssue): string {
   return `${issue.file}:${issue.line}:${issue.col}: ${path}${issue.message}${expected}`;
 }
 
+/**
+ * Problems printed in full before the rest are only counted: a generated file with a fault in
+ * each of its 100,000 targets is told in a screenful, not in 100,000 lines.
+ */
+export const MAX_SHOWN_ISSUES = 100;
+
+/** The first `max` issues as {@link formatIssue} prints them, then `... and N more problems`. */
+export function formatIssues(issues: readonly ConfigIssue[], max = MAX_SHOWN_ISSUES): string[] {
+  const lines = issues.slice(0, max).map(formatIssue);
+  const rest = issues.length - lines.length;
+  if (rest > 0) lines.push(`... and ${rest.toLocaleString("en-US")} more problem${rest === 1 ? "" : "s"}`);
+  return lines;
+}
+
 /** {@link parseYamlText}'s result: the value and what is needed to place further warnings. */
 export type YamlParse<T> =
   | { readonly ok: true; readonly value: T; readonly data: unknown; readonly locator: Locator; readonly warnings: Warning[] }
@@ -56,17 +73,22 @@ export function parseYamlText<T>(
   schema: DescribedSchema<T>,
   options: { yaml11?: boolean } = { yaml11: true },
 ): YamlParse<T> {
-  const lines = new LineCounter();
   // YAML 1.1 with merge keys, because the original read its files with PyYAML: `yes`, `on` and
   // `<<: *defaults` must mean there what they meant there. Duplicate keys are only warned about:
   // PyYAML kept the last one silently, and files that relied on it must still load.
-  const doc = parseDocument(text, {
+  const readOptions: YamlReadOptions = {
     version: options.yaml11 === false ? "1.2" : "1.1",
     merge: options.yaml11 !== false,
     uniqueKeys: false,
-    lineCounter: lines,
     prettyErrors: false,
-  });
+  };
+  // Most files are plain YAML, which the subset reader reads many times faster, with no
+  // positions kept: those of the problems found, if any, are looked up afterwards.
+  const subset = subsetData(text, readOptions);
+  if (subset) return checkData(schema, subset.data, new SubsetLocator(text, readOptions), file, () => []);
+
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { ...readOptions, lineCounter: lines });
   const at = (offset: number) => lines.linePos(offset);
 
   if (doc.errors.length > 0) {
@@ -105,14 +127,27 @@ export function parseYamlText<T>(
     return { ok: false, issues: [issue] };
   }
 
-  const locator = new Locator(doc, lines, anchors);
+  const locator = new DocumentLocator(doc, lines, anchors);
+  return checkData(schema, data, locator, file, () => [...yamlWarnings(doc, at), ...duplicateKeyWarnings(doc, locator)]);
+}
+
+/** The data checked against the schema, its problems placed with `locator`. */
+function checkData<T>(
+  schema: DescribedSchema<T>,
+  data: unknown,
+  locator: Locator,
+  file: string,
+  warnings: () => Warning[],
+): YamlParse<T> {
   const checked = checkValue(schema, data);
   if (!checked.ok) {
-    const placed = checked.raw.map((issue) => locator.place(issue, file));
+    const positions = locator.positions(checked.raw);
+    const placed = checked.raw.map(
+      (issue, i): ConfigIssue => ({ file, ...positions[i]!, path: formatPath(issue.path), message: issue.message, expected: issue.expected }),
+    );
     return { ok: false, issues: sortUnique(placed) };
   }
-  const warnings = [...yamlWarnings(doc, at), ...duplicateKeyWarnings(doc, locator)];
-  return { ok: true, value: checked.value, data, locator, warnings };
+  return { ok: true, value: checked.value, data, locator, warnings: warnings() };
 }
 
 function formatWarning(file: string, w: Warning): string {
@@ -170,31 +205,84 @@ const cutLong = (message: string) =>
   message.length <= 200 ? message : `${message.slice(0, 160)}... (${message.length.toLocaleString("en-US")} characters)`;
 
 function sortUnique(issues: ConfigIssue[]): ConfigIssue[] {
-  const seen = new Set<string>();
-  return issues
-    .sort((a, b) => a.line - b.line || a.col - b.col || a.path.localeCompare(b.path))
-    .filter((issue) => {
-      const text = formatIssue(issue);
-      if (seen.has(text)) return false;
-      seen.add(text);
-      return true;
-    });
+  issues.sort((a, b) => a.line - b.line || a.col - b.col || a.path.localeCompare(b.path));
+  // Equal issues are in the same run of one place and path once sorted: each is compared with
+  // the few kept before it in its run, rather than every issue formatted into a set.
+  const kept: ConfigIssue[] = [];
+  let runStart = 0;
+  for (const issue of issues) {
+    const last = kept[kept.length - 1];
+    if (!last || last.line !== issue.line || last.col !== issue.col || last.path !== issue.path) runStart = kept.length;
+    let seen = false;
+    for (let i = runStart; i < kept.length && !seen; i++) {
+      seen = kept[i]!.message === issue.message && kept[i]!.expected === issue.expected && kept[i]!.file === issue.file;
+    }
+    if (!seen) kept.push(issue);
+  }
+  return kept;
 }
 
-/** Finds the YAML node behind a path, to turn issues into positions. */
-export class Locator {
+/** A path into the data and the part of its node to point at (see {@link Issue}). */
+export interface Place {
+  readonly keys: readonly Key[];
+  readonly at: Issue["at"];
+}
+
+/** Turns paths into the data into positions in the text. */
+export interface Locator {
+  /** Where one path leads. */
+  position(keys: readonly Key[], at: Issue["at"]): YamlPosition;
+  /** Where each of many paths leads, in order: a large file is gone through once for them all. */
+  positions(places: readonly Place[]): YamlPosition[];
+}
+
+/**
+ * Places paths in text the subset reader read (yaml-subset.ts): one more pass over the text per
+ * call, only when a problem or a warning needs a position.
+ */
+export class SubsetLocator implements Locator {
+  constructor(
+    private readonly text: string,
+    private readonly options: YamlReadOptions,
+  ) {}
+
+  position(keys: readonly Key[], at: Issue["at"]): YamlPosition {
+    return this.positions([{ keys, at }])[0]!;
+  }
+
+  positions(places: readonly Place[]): YamlPosition[] {
+    if (places.length === 0) return [];
+    const found = subsetPositions(
+      this.text,
+      this.options,
+      places.map((place) => place.keys),
+    );
+    return places.map(({ keys, at }, i) => {
+      const { spot, depth } = found[i]!;
+      // As DocumentLocator does: the key of a key issue or of an empty value, else the value;
+      // for a path that leads nowhere, the deepest node on its way.
+      if (depth < keys.length) return spot.value;
+      return at === "key" || spot.empty ? (spot.key ?? spot.value) : spot.value;
+    });
+  }
+}
+
+/** Finds the YAML node behind a path in the yaml package's document. */
+export class DocumentLocator implements Locator {
+  /** Each map's keys, the last of equal ones winning, built the first time a path goes through it. */
+  private readonly indexes = new WeakMap<YAMLMap, Map<string, Pair>>();
+
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
     private readonly anchors: AnchorTable,
   ) {}
 
-  place(issue: Issue, file: string): ConfigIssue {
-    const { line, col } = this.position(issue.keys, issue.at);
-    return { file, line, col, path: formatPath(issue.path), message: issue.message, expected: issue.expected };
+  positions(places: readonly Place[]): YamlPosition[] {
+    return places.map((place) => this.position(place.keys, place.at));
   }
 
-  position(keys: readonly Key[], at: Issue["at"]): { line: number; col: number } {
+  position(keys: readonly Key[], at: Issue["at"]): YamlPosition {
     const found = this.find(keys);
     let node: Node | undefined;
     if (found.complete) {
@@ -235,13 +323,17 @@ export class Locator {
       return isNode(item) ? { value: item } : undefined;
     }
     if (!isMap(container)) return undefined;
-    // The last pair wins, as it does in the parsed data when a key repeats.
-    for (let i = container.items.length - 1; i >= 0; i--) {
-      const pair = container.items[i];
-      if (pair && isScalar(pair.key) && String(pair.key.value) === String(step)) {
-        return { key: pair.key, value: isNode(pair.value) ? pair.value : undefined };
-      }
+    // Looked up in an index: scanning the pairs for every issue made 100,000 issues in a map of
+    // 100,000 targets take five billion comparisons.
+    let index = this.indexes.get(container);
+    if (!index) {
+      index = new Map();
+      // The last pair wins, as it does in the parsed data when a key repeats.
+      for (const pair of container.items) if (isScalar(pair.key)) index.set(String(pair.key.value), pair as Pair);
+      this.indexes.set(container, index);
     }
+    const pair = index.get(String(step));
+    if (pair) return { key: pair.key as Node, value: isNode(pair.value) ? pair.value : undefined };
     // A key brought in by `<<: *anchor` lives in the anchored map.
     for (const pair of container.items) {
       if (!isScalar(pair.key) || pair.key.source !== "<<") continue;
@@ -260,7 +352,7 @@ function yamlWarnings(doc: Document, at: (offset: number) => { line: number; col
   return doc.warnings.map((w) => ({ ...at(w.pos[0]), path: "", message: w.message.split("\n")[0] ?? w.message }));
 }
 
-function duplicateKeyWarnings(doc: Document, locator: Locator): Warning[] {
+function duplicateKeyWarnings(doc: Document, locator: DocumentLocator): Warning[] {
   const warnings: Warning[] = [];
   const visit = (node: unknown, keys: Key[]) => {
     if (isSeq(node)) node.items.forEach((item, i) => visit(item, [...keys, i]));

@@ -14,7 +14,7 @@ import {
   recordKey,
   recordValue,
   schemaAt,
-  variantDiscriminator,
+  variantKey,
   typeNoun,
   type SchemaNode,
 } from "./describe.ts";
@@ -130,59 +130,86 @@ function shapeIssues(
   const listsForMaps: Key[][] = [];
   // What a schema node allows depends on the node and, for a variant, on its discriminator's
   // value alone: worked out once per pair, not once per target (100,000 targets share three).
-  type Shape = { allowed?: string[]; values?: SchemaNode; children: Map<string, SchemaNode | undefined> };
-  const shapes = new Map<SchemaNode, Map<unknown, Shape>>();
+  type Shape = {
+    allowed?: Set<string>;
+    values?: SchemaNode;
+    children: Map<string, SchemaNode | undefined>;
+    /** What is said of each unknown key met: the same misspelling in every target is worded once. */
+    unknown: Map<string, Pick<Issue, "message" | "expected">>;
+  };
+  const shapes = new Map<SchemaNode, { key: string | undefined; byVariant: Map<unknown, Shape> }>();
   const shapeOf = (schema: SchemaNode, data: unknown) => {
-    let byVariant = shapes.get(schema);
-    if (!byVariant) shapes.set(schema, (byVariant = new Map()));
-    const variant = variantDiscriminator(schema, data);
+    let known = shapes.get(schema);
+    if (!known) shapes.set(schema, (known = { key: variantKey(schema), byVariant: new Map() }));
+    const { key, byVariant } = known;
+    const variant = key !== undefined && typeof data === "object" && data !== null ? (data as Record<string, unknown>)[key] : undefined;
     let shape = byVariant.get(variant);
-    if (!shape) byVariant.set(variant, (shape = { allowed: knownKeys(schema, data), values: recordValue(schema), children: new Map() }));
+    if (!shape) {
+      const allowed = knownKeys(schema, data);
+      shape = { allowed: allowed && new Set(allowed), values: recordValue(schema), children: new Map(), unknown: new Map() };
+      byVariant.set(variant, shape);
+    }
     return shape;
   };
-  const childOf = (schema: SchemaNode, data: unknown, key: string) => {
-    const children = shapeOf(schema, data).children;
-    if (!children.has(key)) children.set(key, schemaAt(schema, [key], data)?.node);
-    return children.get(key);
+  const childOf = (schema: SchemaNode, shape: Shape, data: unknown, key: string) => {
+    if (!shape.children.has(key)) shape.children.set(key, schemaAt(schema, [key], data)?.node);
+    return shape.children.get(key);
   };
-  const visit = (schema: SchemaNode, data: unknown, at: Key[]) => {
-    const { allowed, values } = shapeOf(schema, data);
+  // The path being walked, as a stack: a path is only copied for an issue, not made for every
+  // node (a million of them in a 100,000-target file).
+  const at: Key[] = [...keys];
+  const visit = (schema: SchemaNode, data: unknown) => {
+    const shape = shapeOf(schema, data);
+    const { allowed, values } = shape;
     if ((allowed || values) && Array.isArray(data)) {
-      listsForMaps.push(at);
-      const expected = describeExpected(schema);
-      issues.push({ keys: at, at: "value", path: at, message: `${show(data)} is not a map`, expected });
+      const here = [...at];
+      listsForMaps.push(here);
+      issues.push({ keys: here, at: "value", path: here, message: `${show(data)} is not a map`, expected: describeExpected(schema) });
       return;
     }
     if (allowed && isPlainMap(data)) {
-      for (const [key, child] of Object.entries(data)) {
-        if (!allowed.includes(key)) {
-          issues.push(unknownField([...at, key], key, allowed, schema));
+      for (const key of Object.keys(data)) {
+        if (!allowed.has(key)) {
+          let words = shape.unknown.get(key);
+          if (!words) shape.unknown.set(key, (words = unknownField(key, [...allowed], schema)));
+          const here = [...at, key];
+          issues.push({ keys: here, at: "key", path: here, ...words });
           continue;
         }
-        const next = childOf(schema, data, key);
-        if (next) visit(next, child, [...at, key]);
+        const next = childOf(schema, shape, data, key);
+        if (!next) continue;
+        at.push(key);
+        visit(next, data[key]);
+        at.pop();
       }
     } else if (values && isPlainMap(data)) {
-      for (const [key, child] of Object.entries(data)) visit(values, child, [...at, key]);
+      for (const key of Object.keys(data)) {
+        at.push(key);
+        visit(values, data[key]);
+        at.pop();
+      }
     } else if (Array.isArray(data)) {
       const item = listItem(schema);
-      if (item) data.forEach((child, i) => visit(item, child, [...at, i]));
+      if (!item) return;
+      for (let i = 0; i < data.length; i++) {
+        at.push(i);
+        visit(item, data[i]);
+        at.pop();
+      }
     }
   };
-  visit(node, value, keys);
+  visit(node, value);
   return { issues, listsForMaps };
 }
 
-function unknownField(keys: Key[], key: string, allowed: readonly string[], parent: SchemaNode): Issue {
+/** What is said of an unknown key: a suggestion when a known one is near, and the known ones. */
+function unknownField(key: string, allowed: readonly string[], parent: SchemaNode): Pick<Issue, "message" | "expected"> {
   const offered = allowed.filter((name) => {
     const field = schemaAt(parent, [name], undefined);
     return !(field && hintsOf(field.node).deprecated);
   });
   const guess = closest(key, offered);
   return {
-    keys,
-    at: "key",
-    path: keys,
     message: guess ? `unknown field, did you mean ${guess}?` : "unknown field",
     expected: `one of ${offered.join(", ")}`,
   };

@@ -8,7 +8,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { loadConfigFile, loadDefaultConfig, type LoadResult } from "../config/load.ts";
-import { formatIssue } from "../config/validate-yaml.ts";
+import { formatIssues } from "../config/validate-yaml.ts";
 import { withoutPrototype, type Config } from "../config/schema.ts";
 import { EXIT_DATAERR, EXIT_NOINPUT, EXIT_OK } from "../cli/exit.ts";
 import { logger } from "../log.ts";
@@ -105,7 +105,7 @@ export async function loadAll(
   };
   const r = configPath ? await (isolated ? loadConfigIsolated(configPath) : loadConfigFile(configPath)) : loadDefaultConfig();
   if ("unreadable" in r) return fail(EXIT_NOINPUT, [r.unreadable]);
-  if (!r.ok) return fail(EXIT_DATAERR, r.issues.map(formatIssue));
+  if (!r.ok) return fail(EXIT_DATAERR, formatIssues(r.issues));
   if (web && !web.ok) return fail(EXIT_DATAERR, []);
   const listener = web?.ok ? web.settings.listener : null;
   const baseDir = configPath ? dirname(resolve(configPath)) : process.cwd();
@@ -121,7 +121,8 @@ const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 /**
  * `netprobify check FILE`: {@link loadAll}, told as the tool prints it.
  * @returns 0 with the warnings and a summary (the inventories it would start included), 65 with one
- *   FILE:LINE:COL line per issue, 66 with one line saying why a file cannot be read.
+ *   FILE:LINE:COL line per issue (the first MAX_SHOWN_ISSUES, then a count of the rest), 66 with
+ *   one line saying why a file cannot be read.
  */
 export async function checkFile(path: string): Promise<CheckOutcome> {
   return checkOutcome(path, await loadAll(path, { isolated: false }));

@@ -23,12 +23,15 @@ export function targetGroups(
   target: TargetMembershipFields,
 ): string[] {
   const { register_to, exclude_from } = target.explicit_groups;
-  return Object.entries(config.groups)
-    .filter(([name, group]) => {
-      if (exclude_from.includes(name)) return false;
-      return (target.auto_register_to_groups && group.permit_target_auto_register) || register_to.includes(name);
-    })
-    .map(([name]) => name);
+  // A plain loop: this runs for every target at every load (100,000 of them), where entries,
+  // filter and map made four arrays a call.
+  const groups: string[] = [];
+  for (const name of Object.keys(config.groups)) {
+    if (exclude_from.includes(name)) continue;
+    const auto = target.auto_register_to_groups && config.groups[name]!.permit_target_auto_register;
+    if (auto || register_to.includes(name)) groups.push(name);
+  }
+  return groups;
 }
 
 /**

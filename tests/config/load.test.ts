@@ -4,7 +4,7 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConfigFile, loadConfigFile, loadDefaultConfig, parseConfigText, type ParseResult } from "../../src/config/load.ts";
-import { formatIssue } from "../../src/config/validate-yaml.ts";
+import { formatIssue, formatIssues, MAX_SHOWN_ISSUES } from "../../src/config/validate-yaml.ts";
 import { DEFAULT_HISTOGRAM_BUCKETS } from "../../src/config/schema.ts";
 import { checkFile } from "../../src/daemon/configuration.ts";
 
@@ -484,6 +484,28 @@ test("defaults are fresh objects: changing one config's list leaves the next par
   expect(second.global.histogram_buckets).toEqual([...DEFAULT_HISTOGRAM_BUCKETS]);
 });
 
+test("targets without explicit_groups share one frozen empty default; given ones are their own", () => {
+  const text =
+    "global: {probe_name: p, interval: 30, nb_proc: 1, logging_level: INFO, prometheus_port: 8000, dns_update_interval: 0}\n" +
+    "groups: {g: {}}\n" +
+    "targets:\n" +
+    "  a: {type: ICMPping, destination: 198.18.0.1}\n" +
+    "  b: {type: ICMPping, destination: 198.18.0.2}\n" +
+    "  c: {type: ICMPping, destination: 198.18.0.3, explicit_groups: {}}\n" +
+    "  d: {type: ICMPping, destination: 198.18.0.4, explicit_groups: {register_to: [g]}}\n";
+  const { targets } = configOf(parseConfigText(text, "t.yaml")).config;
+  const [a, b, c, d] = ["a", "b", "c", "d"].map((name) => targets[name]!.explicit_groups);
+  expect(a).toEqual({ register_to: [], exclude_from: [] });
+  // One value for every target that leaves the field out (100,000 copies cost a third of a large
+  // file's load); frozen, so that no code can change one target's groups through it.
+  expect(b).toBe(a!);
+  expect(Object.isFrozen(a) && Object.isFrozen(a!.register_to) && Object.isFrozen(a!.exclude_from)).toBe(true);
+  expect(() => (a!.register_to as string[]).push("g")).toThrow();
+  expect(c).toEqual({ register_to: [], exclude_from: [] });
+  expect(c).not.toBe(a!);
+  expect(d).toEqual({ register_to: ["g"], exclude_from: [] });
+});
+
 test("src_ip is read as src_ipv4, with a deprecation warning", async () => {
   const { config, warnings } = configOf(await parseFixture("src-ip-alias.yaml"));
   expect(config.groups.legacy?.src_ipv4).toBe("198.18.0.10");
@@ -746,4 +768,32 @@ test("formatIssue leaves out an empty path and an empty expectation", () => {
   expect(formatIssue({ ...base, path: "global.interval", message: "0 is out of range", expected: "an integer of at least 1" })).toBe(
     "f.yaml:3:7: global.interval: 0 is out of range (an integer of at least 1)",
   );
+});
+
+test("formatIssues: every issue up to the limit, then one line counting the rest", () => {
+  const issue = (line: number) => ({ file: "f.yaml", line, col: 1, path: "targets.t", message: "bad", expected: "" });
+  const issues = Array.from({ length: 1_234 }, (_, i) => issue(i + 1));
+  expect(formatIssues(issues.slice(0, 3), 3)).toEqual(["f.yaml:1:1: targets.t: bad", "f.yaml:2:1: targets.t: bad", "f.yaml:3:1: targets.t: bad"]);
+  expect(formatIssues(issues.slice(0, 4), 3)).toEqual([...formatIssues(issues.slice(0, 3), 3), "... and 1 more problem"]);
+  const lines = formatIssues(issues);
+  expect(lines.length).toBe(MAX_SHOWN_ISSUES + 1);
+  expect(lines[MAX_SHOWN_ISSUES - 1]).toBe(`f.yaml:${MAX_SHOWN_ISSUES}:1: targets.t: bad`);
+  expect(lines.at(-1)).toBe("... and 1,134 more problems");
+  expect(formatIssues([])).toEqual([]);
+});
+
+test("check: an invalid file with more problems than MAX_SHOWN_ISSUES prints them, then the count, and exits 65", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "netprobify-many-"));
+  try {
+    const path = join(dir, "many.yaml");
+    const targets = Array.from({ length: MAX_SHOWN_ISSUES + 5 }, (_, i) => `  t${i}: {type: TCPsyn, destination: 198.18.0.1, dst_port: 0}`);
+    await writeFile(path, `${GLOBAL_LINE}\ngroups: {g: {}}\ntargets:\n${targets.join("\n")}\n`);
+    const outcome = await checkFile(path);
+    expect(outcome.exitCode).toBe(65);
+    expect(outcome.lines.length).toBe(MAX_SHOWN_ISSUES + 1);
+    expect(outcome.lines[0]).toBe(`${path}:4:57: targets.t0.dst_port: 0 is out of range (an integer from 1 to 65535)`);
+    expect(outcome.lines.at(-1)).toBe("... and 5 more problems");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
