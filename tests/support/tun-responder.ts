@@ -59,6 +59,16 @@
  * the global one) and its index, so the loss pattern of a rule depends only on its seed and the
  * order of the probes it matches, whatever else is configured.
  *
+ * TWAMP-light reflector: UDP to a reflector port (--twamp-port, default 862; 0: none; or the
+ * config's "twampPorts") is answered as an RFC 5357 4.2.1 stateful session-reflector would: its
+ * own sequence counter per sender 5-tuple (from 0), the sender's sequence number, timestamp,
+ * error estimate and TTL copied, T2 the wall clock when the probe was read, T3 the wall clock
+ * just before the reflection is written to the device (so the answer's delay is the reflector's
+ * hold), padded to the probe's size. Loss comes in two directions: `loss` drops the probe before
+ * the reflector (forward: its counter does not advance, reason "loss"), `reverse-loss` drops the
+ * reflection after the counter advanced (reason "reverse-loss"). Both are logged with the
+ * sender's sequence number as the ident and, once counted, the reflector's (reflectorSeq).
+ *
  * Log: one JSON line per probe received (TunDecision): src, dst, proto, srcPort, dstPort, ident
  * (TCP: the SYN's sequence number; ICMP: id << 16 | seq; UDP: IPv4 ID or IPv6 payload tag), rule
  * (-1: the default), action (answer, drop, duplicate, reorder, wrong-quote, mangle, truncate,
@@ -94,6 +104,7 @@ import {
 } from "../../src/packet/build.ts";
 import { LINKTYPE_RAW, PARSE_OK, ParsedFrame, parseFrame } from "../../src/packet/parse.ts";
 import { formatAddress, parseAddress, type Family } from "../../src/packet/address.ts";
+import { NTP_UNIX_OFFSET, REFLECTOR_HEADER as TWAMP_REFLECTOR_HEADER } from "../../src/probes/twamp-light.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -117,6 +128,8 @@ export interface Behaviour {
   /** Bytes kept by a truncation; 0: the default cut of each kind of answer. */
   truncateBytes: number;
   corrupt: number;
+  /** TWAMP-light reflector ports only: fraction of reflections dropped on the way back. */
+  reverseLoss: number;
   /** ICMP replies per second; 0: unlimited. */
   icmpRate: number;
   icmpBurst: number;
@@ -137,6 +150,7 @@ export const BASE_BEHAVIOUR: Readonly<Behaviour> = Object.freeze({
   truncate: 0,
   truncateBytes: 0,
   corrupt: 0,
+  reverseLoss: 0,
   icmpRate: 0,
   icmpBurst: 1,
 });
@@ -157,10 +171,12 @@ export interface SimConfig {
   seed?: number;
   default?: Partial<Behaviour>;
   rules?: Rule[];
+  /** UDP ports answered by the TWAMP-light reflector (default: the command line's, 862). */
+  twampPorts?: number[];
 }
 
 export type Action = "answer" | "drop" | "duplicate" | "reorder" | "wrong-quote" | "mangle" | "truncate" | "corrupt";
-export type DropReason = "src-port" | "loss" | "icmp-rate";
+export type DropReason = "src-port" | "loss" | "icmp-rate" | "reverse-loss";
 
 /** One line of the log. */
 export interface TunDecision {
@@ -170,8 +186,10 @@ export interface TunDecision {
   proto: number;
   srcPort: number;
   dstPort: number;
-  /** TCP: the SYN's sequence number; ICMP: id << 16 | seq; UDP: IPv4 ID or IPv6 payload tag. */
+  /** TCP: the SYN's sequence number; ICMP: id << 16 | seq; UDP: IPv4 ID or IPv6 payload tag (to a reflector port: the sender's sequence number). */
   ident: number;
+  /** TWAMP-light: the reflector's sequence number of this probe (absent: dropped before it). */
+  reflectorSeq?: number;
   /** Index of the rule that applied; -1: the default behaviour. */
   rule: number;
   action: Action;
@@ -233,6 +251,7 @@ const TEXT_KEYS: Record<string, keyof Behaviour> = {
   truncate: "truncate",
   "truncate-bytes": "truncateBytes",
   corrupt: "corrupt",
+  "reverse-loss": "reverseLoss",
   "icmp-rate": "icmpRate",
   "icmp-burst": "icmpBurst",
 };
@@ -280,7 +299,7 @@ export function resolveBehaviour(where: string, ...layers: (Partial<Behaviour> |
     }
   }
   const w = (n: string) => `${where}: ${n}`;
-  for (const k of ["loss", "duplicate", "reorder", "wrongQuote", "mangle", "truncate", "corrupt"] as const) fraction(w(k), b[k]);
+  for (const k of ["loss", "duplicate", "reorder", "wrongQuote", "mangle", "truncate", "corrupt", "reverseLoss"] as const) fraction(w(k), b[k]);
   for (const k of ["delayMs", "jitterMs", "duplicateGapMs", "reorderMs", "truncateBytes", "icmpRate"] as const) nonNegative(w(k), b[k]);
   if (!(b.icmpBurst >= 1)) throw new Error(`${w("icmpBurst")}: ${b.icmpBurst} is below 1`);
   if (b.wrongQuoteField !== "ident" && b.wrongQuoteField !== "port") throw new Error(`${w("wrongQuoteField")}: "${b.wrongQuoteField}" is not ident or port`);
@@ -336,6 +355,8 @@ export interface ProbeInfo {
   dstPort: number;
 }
 
+export const TWAMP_PORT = 862;
+
 export interface Decision {
   rule: number;
   action: Action;
@@ -362,6 +383,8 @@ interface CompiledRule {
   lossRng: Rng;
   jitterRng: Rng;
   effectRng: Rng;
+  /** Reverse loss of reflections: its own stream, so the forward pattern is that of plain loss. */
+  reverseRng: Rng;
   /** The effects with a fraction above 0, in their order of precedence. */
   effects: [Action, number][];
   tokens: number;
@@ -401,6 +424,7 @@ function compileRule(index: number, seed: number, b: Behaviour, r: Rule | null):
     lossRng: new Rng(s, (index + 1) * 3),
     jitterRng: new Rng(s, (index + 1) * 3 + 1),
     effectRng: new Rng(s, (index + 1) * 3 + 2),
+    reverseRng: new Rng(s, 0x1_0000 + index + 1),
     effects: (
       [
         ["duplicate", b.duplicate],
@@ -437,8 +461,10 @@ const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 export class Simulator {
   readonly #rules: CompiledRule[];
   readonly #default: CompiledRule;
+  readonly #twampPorts: Set<number>;
 
-  constructor(readonly config: SimConfig) {
+  constructor(readonly config: SimConfig, twampPorts: readonly number[] = [TWAMP_PORT]) {
+    this.#twampPorts = new Set((config.twampPorts ?? twampPorts).filter((p) => p > 0));
     const seed = config.seed ?? 1;
     const base = resolveBehaviour("default", config.default);
     this.#default = compileRule(-1, seed, base, null);
@@ -450,12 +476,20 @@ export class Simulator {
     return this.#rules.find((r) => matches(r, p))?.index ?? -1;
   }
 
+  /** Whether p goes to the TWAMP-light reflector (UDP to one of its ports). */
+  reflects(p: ProbeInfo): boolean {
+    return p.proto === IPPROTO_UDP && this.#twampPorts.has(p.dstPort);
+  }
+
   /** What to do with probe p received at nowMs (the clock matters to the ICMP rate limit only). */
   decide(p: ProbeInfo, nowMs: number): Decision {
     const r = this.#rules.find((x) => matches(x, p)) ?? this.#default;
     const b = r.b;
     if (r.dropPorts.has(p.srcPort)) return { rule: r.index, action: "drop", reason: "src-port", delayMs: 0 };
     if (b.loss > 0 && r.lossRng.next() < b.loss) return { rule: r.index, action: "drop", reason: "loss", delayMs: 0 };
+    const reflected = this.reflects(p);
+    // Drawn for reflector probes only: the streams of other probes are those they always were.
+    if (reflected && b.reverseLoss > 0 && r.reverseRng.next() < b.reverseLoss) return { rule: r.index, action: "drop", reason: "reverse-loss", delayMs: 0 };
     let delay = b.delayMs;
     if (b.jitterMs > 0) delay = Math.max(0, delay + (2 * r.jitterRng.next() - 1) * b.jitterMs);
     let action: Action = "answer";
@@ -479,7 +513,7 @@ export class Simulator {
     if (action === "wrong-quote") d.field = b.wrongQuoteField;
     if (action === "truncate") d.truncateBytes = b.truncateBytes;
     // ICMP replies: echo replies, port unreachables, and every wrong quote (an ICMP error).
-    const icmp = p.proto !== IPPROTO_TCP || action === "wrong-quote";
+    const icmp = (p.proto !== IPPROTO_TCP && !reflected) || action === "wrong-quote";
     if (icmp && b.icmpRate > 0) {
       if (Number.isNaN(r.lastRefillMs)) r.lastRefillMs = nowMs;
       r.tokens = Math.min(b.icmpBurst, r.tokens + ((nowMs - r.lastRefillMs) * b.icmpRate) / 1000);
@@ -498,6 +532,7 @@ export function configFromArgs(argv: string[]): SimConfig {
   const def: Partial<Behaviour> = {};
   const rules: Rule[] = [];
   let seed = 1;
+  let twampPorts: number[] | undefined;
   let file: SimConfig | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -506,6 +541,7 @@ export function configFromArgs(argv: string[]): SimConfig {
     const value = argv[i + 1];
     if (value === undefined) continue;
     if (key === "seed") seed = Number(value);
+    else if (key === "twamp-port") twampPorts = parsePorts(value).filter((p) => p > 0);
     else if (key === "host") rules.push(parseHostOption(value));
     else if (key === "config") file = JSON.parse(readFileSync(value, "utf8")) as SimConfig;
     else if (setTextKey(def, key, value)) {
@@ -515,9 +551,9 @@ export function configFromArgs(argv: string[]): SimConfig {
   }
   if (file) {
     // The file's default and rules come after the command line's (its keys win, its rules follow).
-    return { seed: file.seed ?? seed, default: { ...def, ...file.default }, rules: [...rules, ...(file.rules ?? [])] };
+    return { seed: file.seed ?? seed, default: { ...def, ...file.default }, rules: [...rules, ...(file.rules ?? [])], twampPorts: file.twampPorts ?? twampPorts };
   }
-  return { seed, default: def, rules };
+  return { seed, default: def, rules, ...(twampPorts ? { twampPorts } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,6 +666,7 @@ function main(): void {
     read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
     write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
     ppoll: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+    clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   }).symbols;
 
   const TUNSETIFF = 0x400454ca;
@@ -643,7 +680,12 @@ function main(): void {
   const openPort = Number(option("open-port", "8443"));
   const controlPort = Number(option("control-port", String(DEFAULT_CONTROL_PORT)));
   const logPath = option("log", "");
-  let sim = new Simulator(configFromArgs(process.argv.slice(2)));
+  const startConfig = configFromArgs(process.argv.slice(2));
+  // The command line's reflector ports stay the default of every later configuration.
+  const cliTwampPorts = startConfig.twampPorts ?? [TWAMP_PORT];
+  let sim = new Simulator(startConfig, cliTwampPorts);
+  /** TWAMP-light: the reflector's next sequence number per sender 5-tuple (restarted by configure). */
+  let reflectorCounters = new Map<string, number>();
 
   const fd = libc.open(Buffer.from("/dev/net/tun\0"), O_RDWR | O_NONBLOCK);
   if (fd < 0) throw new Error("cannot open /dev/net/tun");
@@ -669,12 +711,13 @@ function main(): void {
   };
 
   // -- replies due, a binary heap ordered by due time, then by order of scheduling
-  type Due = { at: number; seq: number; bytes: Uint8Array };
+  /** stampT3: a whole TWAMP reflection, whose send timestamp is written just before it leaves. */
+  type Due = { at: number; seq: number; bytes: Uint8Array; stampT3: boolean };
   const heap: Due[] = [];
   let seqNo = 0;
   const before = (a: Due, b: Due) => a.at < b.at || (a.at === b.at && a.seq < b.seq);
-  const push = (at: number, bytes: Uint8Array) => {
-    const item = { at, seq: seqNo++, bytes };
+  const push = (at: number, bytes: Uint8Array, stampT3 = false) => {
+    const item = { at, seq: seqNo++, bytes, stampT3 };
     let i = heap.push(item) - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
@@ -827,6 +870,58 @@ function main(): void {
     return q;
   }
 
+  const clockBuf = new BigInt64Array(2);
+  const CLOCK_REALTIME = 0;
+  /** Writes the wall clock now as an NTP timestamp (RFC 5905: seconds since 1900, 2^-32 fractions) at b[at..at+8). */
+  function putNtpNow(b: Uint8Array, at: number): void {
+    libc.clock_gettime(CLOCK_REALTIME, ptr(clockBuf));
+    put32(b, at, (Number(clockBuf[0]!) + NTP_UNIX_OFFSET) >>> 0);
+    put32(b, at + 4, Math.floor((Number(clockBuf[1]!) * 0x1_0000_0000) / 1e9) >>> 0);
+  }
+
+  function udpChecksum(b: Uint8Array, n: number): void {
+    const ip = ipLength(b);
+    put16(b, ip + 6, 0);
+    const pseudo = b[0]! >> 4 === 4 ? pseudoHeaderSum(4, b.subarray(12, 16), b.subarray(16, 20), IPPROTO_UDP, n - ip) : pseudoHeaderSum(6, b.subarray(8, 24), b.subarray(24, 40), IPPROTO_UDP, n - ip);
+    put16(b, ip + 6, finish(sum16(b, ip, n - ip, pseudo)) || 0xffff);
+  }
+
+  /** RFC 5357 4.2.1: T3 (the reflection's timestamp) just before the write, the checksum redone. */
+  function stampSendTime(b: Uint8Array): void {
+    putNtpNow(b, ipLength(b) + 8 + 4);
+    udpChecksum(b, b.length);
+  }
+
+  /**
+   * The session-reflector's packet (RFC 5357 4.2.1, unauthenticated) for the probe in inBuf:
+   * its sequence number, T3 (filled at send time), error estimate, T2 (received), the sender's
+   * sequence number, timestamp, error estimate and TTL, zero padding to the probe's size.
+   */
+  function twampReflection(t2: Uint8Array, reflectorSeq: number): Uint8Array {
+    const o = parsed.outer;
+    const senderLen = o.end - o.payloadOffset;
+    const len = Math.max(senderLen, TWAMP_REFLECTOR_HEADER);
+    replySpec();
+    spec.protocol = IPPROTO_UDP;
+    spec.srcPort = o.dstPort;
+    spec.dstPort = o.srcPort;
+    spec.payloadLength = len;
+    const n = writePacket(scratch, spec);
+    const at = ipLength(scratch) + 8;
+    scratch.fill(0, at, at + len);
+    put32(scratch, at, reflectorSeq >>> 0);
+    // Error estimate: S = 1 (the test host's clock is the system's), scale 0, multiplier 1.
+    put16(scratch, at + 12, 0x8001);
+    scratch.set(t2, at + 16);
+    // T3 as built; a reflection sent whole is stamped again as it leaves (stampSendTime).
+    putNtpNow(scratch, at + 4);
+    // The sender's sequence number, timestamp and error estimate (14 bytes), then its TTL.
+    scratch.set(inBuf.subarray(o.payloadOffset, o.payloadOffset + Math.min(14, senderLen)), at + 24);
+    scratch[at + 40] = o.ttl;
+    udpChecksum(scratch, n);
+    return scratch.slice(0, n);
+  }
+
   function truncated(reply: Uint8Array, bytes: number): Uint8Array {
     if (bytes > 0) return reply.slice(0, Math.min(bytes, reply.length));
     const ip = ipLength(reply);
@@ -858,7 +953,10 @@ function main(): void {
         text = parts.join("");
         req = JSON.parse(text) as Request;
       }
-      if (req.op === "configure") sim = new Simulator(req.config ?? {});
+      if (req.op === "configure") {
+        sim = new Simulator(req.config ?? {}, cliTwampPorts);
+        reflectorCounters = new Map();
+      }
       else if (req.op !== "sync") throw new Error(`unknown op ${JSON.stringify(req.op)}`);
       flush();
       answer = { ok: true, op: req.op, decisions };
@@ -877,11 +975,8 @@ function main(): void {
     spec.dstPort = o.srcPort;
     spec.payloadLength = payload.length;
     const n = writePacket(scratch, spec);
-    const ip = ipLength(scratch);
-    scratch.set(payload, ip + 8);
-    put16(scratch, ip + 6, 0);
-    const pseudo = o.family === 4 ? pseudoHeaderSum(4, scratch.subarray(12, 16), scratch.subarray(16, 20), IPPROTO_UDP, n - ip) : pseudoHeaderSum(6, scratch.subarray(8, 24), scratch.subarray(24, 40), IPPROTO_UDP, n - ip);
-    put16(scratch, ip + 6, finish(sum16(scratch, ip, n - ip, pseudo)) || 0xffff);
+    scratch.set(payload, ipLength(scratch) + 8);
+    udpChecksum(scratch, n);
     libc.write(fd, scratch, n);
   }
 
@@ -894,8 +989,11 @@ function main(): void {
     return true;
   };
 
+  const t2 = new Uint8Array(8);
+
   function receive(len: number, now: number): void {
     if (parseFrame(inBuf, len, LINKTYPE_RAW, parsed) !== PARSE_OK) return;
+    putNtpNow(t2, 0);
     const o = parsed.outer;
     let ident: number;
     if (o.protocol === IPPROTO_TCP && o.tcpFlags === TCP_SYN) ident = o.seq;
@@ -905,7 +1003,11 @@ function main(): void {
       if (isControl()) return controlRequest();
       ident = o.family === 4 ? o.ipId : o.payloadTag;
     } else return;
-    const d = sim.decide({ family: o.family, dst: o.dst, proto: o.protocol, srcPort: o.srcPort, dstPort: o.dstPort }, now);
+    const info: ProbeInfo = { family: o.family, dst: o.dst, proto: o.protocol, srcPort: o.srcPort, dstPort: o.dstPort };
+    const reflector = sim.reflects(info);
+    // A TWAMP-Test probe is known by its sender's sequence number, the payload's first 4 bytes.
+    if (reflector) ident = o.payloadTag >>> 0;
+    const d = sim.decide(info, now);
     const e: TunDecision = {
       src: formatAddress(o.family, o.src),
       dst: formatAddress(o.family, o.dst),
@@ -916,13 +1018,22 @@ function main(): void {
       rule: d.rule,
       action: d.action,
     };
+    let reflectorSeq = -1;
+    // The reflector counts what reaches it: a forward drop (src-port, loss) leaves its counter
+    // as it was, a reverse drop comes after the count.
+    if (reflector && !(d.action === "drop" && d.reason !== "reverse-loss")) {
+      const key = `${e.src}|${o.srcPort}|${e.dst}|${o.dstPort}`;
+      reflectorSeq = reflectorCounters.get(key) ?? 0;
+      reflectorCounters.set(key, (reflectorSeq + 1) >>> 0);
+      e.reflectorSeq = reflectorSeq;
+    }
     if (d.action === "drop") {
       e.reason = d.reason;
       log(e);
       return;
     }
     e.delayMs = d.delayMs;
-    const normal = () => (o.protocol === IPPROTO_TCP ? tcpReply(len) : o.protocol === IPPROTO_UDP ? portUnreachable(inBuf, len) : echoReply(len));
+    const normal = () => (reflector ? twampReflection(t2, reflectorSeq) : o.protocol === IPPROTO_TCP ? tcpReply(len) : o.protocol === IPPROTO_UDP ? portUnreachable(inBuf, len) : echoReply(len));
     let reply: Uint8Array;
     switch (d.action) {
       case "wrong-quote":
@@ -964,11 +1075,13 @@ function main(): void {
       default:
         reply = normal();
     }
+    // A reflection sent whole gets its T3 as it leaves; one cut or corrupted keeps the T3 it was built with.
+    const stampT3 = reflector && (d.action === "answer" || d.action === "duplicate" || d.action === "reorder");
     if (d.action === "duplicate") e.gapMs = d.gapMs;
     if (d.action === "reorder") e.extraMs = d.extraMs;
     log(e);
-    push(now + d.delayMs, reply);
-    if (d.action === "duplicate") push(now + d.delayMs + (d.gapMs ?? 0), reply);
+    push(now + d.delayMs, reply, stampT3);
+    if (d.action === "duplicate") push(now + d.delayMs + (d.gapMs ?? 0), reply, stampT3);
   }
 
   process.stdout.write(`ready ${ifname}\n`);
@@ -985,6 +1098,7 @@ function main(): void {
       const now = performance.now();
       while (heap.length > 0 && heap[0]!.at <= now) {
         const p = pop();
+        if (p.stampT3) stampSendTime(p.bytes);
         libc.write(fd, p.bytes, p.bytes.length);
       }
       const wait = heap.length > 0 ? Math.max(0, heap[0]!.at - now) : 100;
