@@ -45,3 +45,19 @@ export function wakeableSleep(ms: number): { done: Promise<void>; wake(): void }
   });
   return { done, wake };
 }
+
+/** Waits ms, or less if the signal aborts; leaves no timer or listener behind. */
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((done) => {
+    if (signal.aborted) return done();
+    const onAbort = () => {
+      timer.cancel();
+      done();
+    };
+    const timer = longTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      done();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -47,6 +47,7 @@ import { formatCount } from "../targets/destinations.ts";
 import type { InventoryContext, InventoryStart, Publish } from "./contract.ts";
 import { query, RESOLV_CONF, systemServers, type QueryTiming } from "./dns-client.ts";
 import { canonicalName, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SRV, typeName, type Message } from "./dns-wire.ts";
+import { abortableSleep } from "../daemon/timers.ts";
 
 /** How the inventory asks and what it reads; tests change these. */
 export interface DnsTiming extends QueryTiming {
@@ -145,7 +146,7 @@ export function dnsInventory(timing: Partial<DnsTiming> = {}): InventoryStart {
     while (!signal.aborted) {
       const began = performance.now();
       await inventory.refresh();
-      await sleep(Math.max(0, inventory.refreshMs - (performance.now() - began)), signal);
+      await abortableSleep(Math.max(0, inventory.refreshMs - (performance.now() - began)), signal);
     }
   };
 }
@@ -463,20 +464,4 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
-}
-
-/** Waits `ms`, or less if the signal aborts; leaves no timer behind. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((done) => {
-    if (signal.aborted) return done();
-    const onAbort = () => {
-      clearTimeout(timer);
-      done();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      done();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -21,6 +21,7 @@ import { InventoryListSchema } from "../config/schema.ts";
 import { VERSION } from "../version.ts";
 import type { InventoryStart } from "./contract.ts";
 import { describeError } from "./runner.ts";
+import { abortableSleep } from "../daemon/timers.ts";
 
 /** Largest body read; a bigger one is a failed poll. */
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -63,7 +64,7 @@ export const start: InventoryStart = async (_name, options, publish, context) =>
       failing = true;
       context.reportError(`${where}: ${result.problem}; keeping the last good list`, { url: where });
     }
-    await sleep(Math.max(0, opts.refreshMs - (performance.now() - began)), context.signal);
+    await abortableSleep(Math.max(0, opts.refreshMs - (performance.now() - began)), context.signal);
   }
 };
 
@@ -240,21 +241,6 @@ function displayUrl(url: string): string {
   return u.href;
 }
 
-/** Waits `ms`, or less if the signal aborts; leaves no timer behind. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((done) => {
-    if (signal.aborted) return done();
-    const onAbort = () => {
-      clearTimeout(timer);
-      done();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      done();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 function describe(e: unknown): string {
   const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
