@@ -41,11 +41,21 @@ const v6 = (n: number) => h.v6.routedPrefix.replace(/::\/64$/, `::${n.toString(1
 const bigAddress = (k: number) => `198.18.${k >> 8}.${k & 255}`;
 
 /** Replaces the hosts file dnsmasq answers from (atomically: it never reads half a file) and tells it to read it again. */
-function setHosts(lines: string[]): void {
+/** Times dnsmasq has said it read the hosts file (at start, and after each SIGHUP). */
+const hostsReads = () => dnsmasqLog.split(`read ${hostsFile}`).length - 1;
+
+/**
+ * Replaces the records and waits until dnsmasq has re-read them: it does so some time after
+ * SIGHUP, and a query before that gets the old records (CI runs did).
+ */
+async function setHosts(lines: string[]): Promise<void> {
   const tmp = `${hostsFile}.tmp`;
   writeFileSync(tmp, `${lines.join("\n")}\n`, { mode: 0o644 });
   renameSync(tmp, hostsFile);
-  dnsmasq?.kill("SIGHUP");
+  if (!dnsmasq) return;
+  const before = hostsReads();
+  dnsmasq.kill("SIGHUP");
+  await waitFor(() => hostsReads() > before, "dnsmasq re-reading its hosts file");
 }
 
 async function startDnsmasq(): Promise<void> {
@@ -92,7 +102,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "netprobify-dnsmasq-"));
   chmodSync(dir, 0o755);
   hostsFile = join(dir, "hosts");
-  setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`]);
+  await setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`]);
   await startDnsmasq();
   server = `${h.v4.host}:53`;
 }, 30_000);
@@ -118,24 +128,24 @@ function startInventory(options: Record<string, unknown>): Running {
 describe("the inventory against dnsmasq", () => {
   test("records added and removed at run time: targets appear and vanish; the prober's own address is skipped", async () => {
     // h.v4.root is this namespace's end of the veth: one of the prober's own addresses.
-    setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`, `${h.v4.root} mesh.test`]);
+    await setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`, `${h.v4.root} mesh.test`]);
     const inventory = startInventory({});
     await waitFor(() => inventory.published.length >= 1, "the first list");
     expect(hostnames(inventory.last())).toEqual([v4(5), v4(6)]);
     expect(inventory.logs.find((l) => l.message === "publishing targets")?.fields).toMatchObject({ own_addresses_skipped: 1 });
 
-    setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`, `${v4(7)} mesh.test`]);
+    await setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`, `${v4(7)} mesh.test`]);
     await waitFor(() => hostnames(inventory.last()).length === 3, "198.19.X.7 to appear");
     expect(hostnames(inventory.last())).toEqual([v4(5), v4(6), v4(7)]);
 
-    setHosts([`${v4(7)} mesh.test`]);
+    await setHosts([`${v4(7)} mesh.test`]);
     await waitFor(() => hostnames(inventory.last()).length === 1, "5 and 6 to vanish");
     expect(hostnames(inventory.last())).toEqual([v4(7)]);
     expect(inventory.errors).toEqual([]);
   }, 20_000);
 
   test("AAAA records, and a name that does not exist: NXDOMAIN reported, the other name's targets kept", async () => {
-    setHosts([`${v4(5)} mesh.test`, `${v6(5)} mesh.test`, `${v6(6)} mesh.test`]);
+    await setHosts([`${v4(5)} mesh.test`, `${v6(5)} mesh.test`, `${v6(6)} mesh.test`]);
     const inventory = startInventory({ record_type: "AAAA", names: ["nowhere.test", "mesh.test"] });
     await waitFor(() => inventory.published.length >= 1 && inventory.errors.length >= 1, "the list and the report");
     expect(hostnames(inventory.last())).toEqual([v6(5), v6(6)]);
@@ -143,7 +153,7 @@ describe("the inventory against dnsmasq", () => {
   }, 20_000);
 
   test("SRV records set dst_port; their targets are looked up", async () => {
-    setHosts([`${v4(10)} node-a.mesh.test`, `${v4(11)} node-b.mesh.test`, `${v4(12)} node-b.mesh.test`]);
+    await setHosts([`${v4(10)} node-a.mesh.test`, `${v4(11)} node-b.mesh.test`, `${v4(12)} node-b.mesh.test`]);
     const inventory = startInventory({ type: "TCPsyn", record_type: "SRV", names: ["_probe._tcp.mesh.test"] });
     await waitFor(() => inventory.published.length >= 1, "the list");
     expect(inventory.last()).toEqual([
@@ -155,15 +165,9 @@ describe("the inventory against dnsmasq", () => {
   }, 20_000);
 
   test("a 64 KiB answer: dnsmasq truncates it over UDP, the inventory gets it whole over TCP", async () => {
-    setHosts(Array.from({ length: BIG }, (_, k) => `${bigAddress(k)} big.test`));
-    // What the wire says: over UDP the answer came truncated, over TCP whole. dnsmasq re-reads its
-    // hosts file some time after SIGHUP: asked until it has (a CI run asked before it had).
-    const ask = () => query([{ address: h.v4.host, port: 53, family: "ipv4" }], "big.test", TYPE_A, { timeoutMs: 2_000, attempts: 1 }, new AbortController().signal);
-    let answer = await ask();
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline && !(answer.ok && answer.message.answers.length === BIG); ) {
-      await Bun.sleep(50);
-      answer = await ask();
-    }
+    await setHosts(Array.from({ length: BIG }, (_, k) => `${bigAddress(k)} big.test`));
+    // What the wire says: over UDP the answer came truncated, over TCP whole.
+    const answer = await query([{ address: h.v4.host, port: 53, family: "ipv4" }], "big.test", TYPE_A, { timeoutMs: 2_000, attempts: 1 }, new AbortController().signal);
     if (!answer.ok) throw new Error(answer.problem);
     expect(answer.overTcp).toBe(true);
     expect(answer.message.answers).toHaveLength(BIG);
@@ -187,7 +191,7 @@ describe("the daemon with a dns inventory", () => {
   const errors = (e: Exposition) => e.value("netprobify_inventory_errors_total", { inventory: "mesh" }) ?? 0;
 
   test("probes the namespace host's addresses, follows the records, and keeps them while the server is down", async () => {
-    setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`, `${h.v4.root} mesh.test`]);
+    await setHosts([`${v4(5)} mesh.test`, `${v4(6)} mesh.test`, `${h.v4.root} mesh.test`]);
     d = await startDaemon({
       config: `global:
   probe_name: dns
@@ -223,7 +227,7 @@ inventories:
     // The prober's own address is in the records but not probed.
     expect(first.withLabel("destination", self)).toEqual([]);
 
-    setHosts([`${v4(5)} mesh.test`, `${v4(7)} mesh.test`]);
+    await setHosts([`${v4(5)} mesh.test`, `${v4(7)} mesh.test`]);
     await d.waitFor("7 in, 6 out", (e) => (sent(e, seven) ?? 0) >= 2 && sent(e, six) === undefined && e, { timeoutMs: 30_000 });
 
     // The server stops: the last good list stays probed, and each failed refresh is counted.
