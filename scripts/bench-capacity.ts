@@ -160,10 +160,10 @@ interface Trial {
   peakRssKb: number;
 }
 
-function snapshot(): Snapshot {
+async function snapshot(): Promise<Snapshot> {
   // Counters first: read at the end of an iteration, before the scrape, while nothing crosses.
   const c = pn.counters();
-  const s = curlScrape(pn.prober, `http://127.0.0.1:${PORT}/metrics`, true);
+  const s = await curlScrape(pn.prober, `http://127.0.0.1:${PORT}/metrics`, true);
   if (s.status !== 200) throw new Error(`/metrics answered ${s.status}`);
   const gauge = (name: string) => {
     const m = sumMetric(s.text, name);
@@ -235,11 +235,11 @@ async function trial(targets: number): Promise<Trial> {
     t.startS = (s.servingAt - s.startedAt) / 1000;
     await s.waitEnds(1, s.servingAt + 3 * INTERVAL * 1000 + 120_000);
     t.warmupS = s.ends[0]!.seconds;
-    let prev = snapshot();
+    let prev = await snapshot();
     for (let k = 1; k <= ITERATIONS; k++) {
       const last = s.ends[k - 1]!;
       await s.waitEnds(k + 1, last.t + Math.max(INTERVAL * 1000, 3 * last.seconds * 1000) + 60_000);
-      const cur = snapshot();
+      const cur = await snapshot();
       const end = s.ends[k]!;
       const c = check(targets, prev, cur, end.seconds, end.cpu - last.cpu);
       t.iterations.push(c);

@@ -43,12 +43,17 @@ export interface Scrape {
  * GET /metrics from inside namespace `ns` with curl: gzip as Prometheus asks for it (the bytes are
  * the compressed ones; the text is decoded) or plain (no Accept-Encoding).
  */
-export function curlScrape(ns: string, url: string, gzip: boolean, keepText = true): Scrape {
-  const file = `/tmp/netprobify-scrape-${process.pid}-${gzip ? "gz" : "plain"}`;
+let scrapeFiles = 0;
+export async function curlScrape(ns: string, url: string, gzip: boolean, keepText = true): Promise<Scrape> {
+  const file = `/tmp/netprobify-scrape-${process.pid}-${scrapeFiles++}`;
   const argv = ["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "60", "-o", file, "-w", "%{http_code} %{size_download} %{time_total}", ...(gzip ? ["-H", "Accept-Encoding: gzip"] : []), url];
-  const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`curl ${url} in ${ns}: exit ${r.exitCode}: ${r.stderr.toString().trim()}`);
-  const [status, bytes, seconds] = r.stdout.toString().trim().split(" ").map(Number) as [number, number, number];
+  const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) {
+    rmSync(file, { force: true });
+    throw new Error(`curl ${url} in ${ns}: exit ${code}: ${stderr.trim()}`);
+  }
+  const [status, bytes, seconds] = stdout.trim().split(" ").map(Number) as [number, number, number];
   let text = "";
   if (keepText) {
     const raw = readFileSync(file);
@@ -64,6 +69,8 @@ export class DaemonSession {
   readonly notable: string[] = [];
   readonly lines: string[] = [];
   readonly startedAt = performance.now();
+  /** When the daemon logged "starting" (its config loaded) and "serving metrics". */
+  startingAt = NaN;
   servingAt = NaN;
   readonly #proc: Subprocess<"ignore", "pipe", "pipe">;
   readonly #pumps: Promise<void[]>;
@@ -102,6 +109,8 @@ export class DaemonSession {
         /* exited meanwhile */
       }
       this.ends.push({ t: performance.now(), seconds, cpu, rssKb });
+    } else if (/ msg="?starting"? /.test(line) && Number.isNaN(this.startingAt)) {
+      this.startingAt = performance.now();
     } else if (line.includes('msg="serving metrics"')) {
       this.servingAt = performance.now();
     } else if (/level=(WARNING|ERROR|CRITICAL)/.test(line) || !line.startsWith("ts=")) {
