@@ -33,7 +33,7 @@
  * banner, and the exit status is then 1.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { EXIT_FAILURE, EXIT_USAGE } from "../src/cli/exit.ts";
 import { MAX_PROBES_PER_SECOND } from "../src/config/limits.ts";
@@ -62,7 +62,7 @@ const int = (name: string, fallback: number, min: number, max: number) => {
   if (!Number.isInteger(v) || v < min || v > max) usage(`--${name} wants an integer from ${min} to ${max}, got ${arg(name)}`);
   return v;
 };
-const nproc = Number(Bun.spawnSync(["nproc"]).stdout.toString().trim()) || 1;
+const nproc = availableParallelism();
 const START = int("start", quick ? 10 : 2000, 1, MAX_TARGET_ADDRESSES);
 const MAX = int("max", quick ? 20 : 100_000, START, Math.min(100_000, MAX_TARGET_ADDRESSES));
 const STEPS = int("steps", quick ? 2 : 10, 1, 30);

@@ -29,7 +29,7 @@
  * fails is named under a PARTIAL RUN banner above the table, and the exit status is then 1.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { EXIT_FAILURE, EXIT_USAGE } from "../src/cli/exit.ts";
@@ -56,7 +56,7 @@ const int = (name: string, fallback: number, min: number, max: number) => {
   if (!Number.isInteger(v) || v < min || v > max) usage(`--${name} wants an integer from ${min} to ${max}, got ${arg(name)}`);
   return v;
 };
-const nproc = Number(Bun.spawnSync(["nproc"]).stdout.toString().trim()) || 1;
+const nproc = availableParallelism();
 const COUNTS = (arg("targets") ?? (quick ? "10" : "1000,10000,100000")).split(",").map((x) => Number(x.replace(/_/g, "")));
 if (COUNTS.some((n) => !Number.isInteger(n) || n < 1 || n > Math.min(100_000, MAX_TARGET_ADDRESSES))) usage("--targets wants counts from 1 to 100000");
 const PACKETS = int("packets", 10, 1, 1000);
