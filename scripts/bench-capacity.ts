@@ -79,7 +79,7 @@ const TOLERANCE = 0.05;
 const GRAIN = quick ? 1 : 100;
 const PORT = 8000;
 
-await rootUnderBenchLock("bench-capacity", "network namespaces, raw packets", ["ip", "curl", "sysctl"]);
+await rootUnderBenchLock("bench-capacity", "network namespaces, raw packets", ["ip", "curl", "sysctl", "timeout"]);
 const ctx = startRun("bench-capacity.ts", argv);
 const log = (line: string) => process.stderr.write(`bench-capacity: ${line}\n`);
 const tmp = mkdtempSync(join(tmpdir(), "bench-capacity-"));

@@ -69,7 +69,7 @@ if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or 
 const PORT = 8000;
 const PROM_PORT = 9090;
 
-await rootUnderBenchLock("bench-cost", "network namespaces, raw packets", ["ip", "curl", "prometheus", "promtool", "sysctl"]);
+await rootUnderBenchLock("bench-cost", "network namespaces, raw packets", ["ip", "curl", "prometheus", "promtool", "sysctl", "timeout"]);
 const ctx = startRun("bench-cost.ts", argv);
 const log = (line: string) => process.stderr.write(`bench-cost: ${line}\n`);
 const tmp = mkdtempSync(join(tmpdir(), "bench-cost-"));
