@@ -42,7 +42,7 @@ import { EXIT_USAGE } from "../src/cli/exit.ts";
 import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
-import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { cpuSeconds, kbOf, statusKb, threadCount, threadCpu } from "./proc-stats.ts";
 
 const root = resolve(import.meta.dir, "..");
@@ -375,19 +375,7 @@ async function runCase(targets: number, runner: Runner, b: Bench): Promise<CaseR
     }
     notify();
   };
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stream) {
-      buf += dec.decode(chunk, { stream: true });
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        onLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    }
-    if (buf) onLine(buf);
-  };
-  const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  const pumps = Promise.all([pumpLines(proc.stdout, onLine), pumpLines(proc.stderr, onLine)]);
   const tracer = traceDir
     ? setInterval(() => {
         try {

@@ -50,3 +50,17 @@ export function chooseRunner(choice: RunnerChoice, buildDir: string, log: (line:
   log(`build failed (${r.stderr.toString().trim().split("\n").pop()}): running from source instead`);
   return { ...fromSource, description: `${fromSource.description} (${why} and the build failed)` };
 }
+
+/** Calls onLine for each line the stream carries (a daemon's stdout or stderr), the last one even without its newline. */
+export async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += dec.decode(chunk, { stream: true });
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) onLine(buf);
+}

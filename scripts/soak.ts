@@ -79,7 +79,7 @@ import { freePort, parseExposition, type Exposition } from "../tests/support/dae
 import { createTestNet, type TestHost, type TestNet } from "../tests/support/testnet.ts";
 import { replaceWorkers, type ProcessLevel, type ReplacementReport } from "../tests/support/worker-replacement.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
-import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { openFds, statusKb, threadCount, workerThreadIds } from "./proc-stats.ts";
 import { mulberry32 } from "../tests/support/prng.ts";
 
@@ -495,19 +495,7 @@ async function soak(runner: Runner, net: TestNet): Promise<SoakResult> {
     }
     notify();
   };
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stream) {
-      buf += dec.decode(chunk, { stream: true });
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        onLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    }
-    if (buf) onLine(buf);
-  };
-  const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  const pumps = Promise.all([pumpLines(proc.stdout, onLine), pumpLines(proc.stderr, onLine)]);
   void proc.exited.then(notify);
 
   /** Waits until `done()` holds; throws when the daemon exits or `ms` pass. */
