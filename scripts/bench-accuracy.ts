@@ -10,16 +10,25 @@
  *  (a) low rate: ProbeEngine against TUN hosts (tests/support/tun-responder.ts) answering after 1 ms
  *      and 20 ms, every probe type and family, --low-count probes each at one per 5 ms; the capture
  *      is on the TUN device.
- *  (b) full rate: ProbeEngine unpaced (no rate cap, interval 0), --count TCPsyn probes to a veth
- *      test host; the capture is on the root-side veth, the interface the probes leave by (a
- *      capture inside the host would add the veth crossing to the truth). When tcpdump drops
- *      packets the case is repeated at lower rate caps until it does not, and every attempt is
- *      printed.
+ *  (b) veth host: ProbeEngine, --low-count TCPsyn probes at one per 5 ms, then --count unpaced
+ *      (no rate cap, interval 0); the near-end capture is on the root-side veth, the interface the
+ *      probes leave by. When that tcpdump drops packets the unpaced case is repeated at lower rate
+ *      caps until it does not, and every attempt is printed. A second tcpdump, the far end, runs
+ *      inside the host's namespace on the host's own veth end: the same probe and its answer seen
+ *      there time the host's stack (far-end RTT: probe in, answer out) and the veth crossing both
+ *      ways (near-end RTT minus far-end RTT). Its drops are printed; a probe it missed is left
+ *      out of the far-end figures only.
  *  (c) the daemon (bun src/main.ts CONFIG, percentile [50, 99]) against the 20 ms TUN host: its
  *      *_round_trip_seconds{percentile="50"|"99"} after exactly one iteration, against the same
  *      percentiles of that iteration's probes on the wire (the capture runs from before the daemon
  *      starts until its first iteration is published, and the daemon is killed then, seconds
  *      before its second iteration; the probes on the wire must equal the *_sent_total counters).
+ *
+ * What "reported minus wire" is: a matching check, not an independent clock. The kernel stamps
+ * each frame once at the packet tap, and the prober's capture and the near-end tcpdump both read
+ * that one stamp; an error of 0 says the prober paired every answer with its probe and did the
+ * arithmetic right, and cannot show the kernel's own stamping delay. The far-end capture is the
+ * one reading taken elsewhere (another interface, another namespace's stack).
  *
  * Per-probe pairing (a, b): the engine sends one target's probes in slot order, so slot k is the
  * k-th probe of the target seen on the wire (checked: its source port, or its ICMP sequence, is
@@ -27,16 +36,17 @@
  * payload tag quoted in the ICMP error (tests/privileged/wire.ts, a decoder independent of
  * src/packet/parse.ts).
  *
- * Root only. Takes /tmp/bench.lock (as bench-engine.ts does) so two measurements never share the
- * CPUs. Hosts from tests/support/testnet.ts, torn down at exit, on failure and on SIGINT/SIGTERM.
+ * Root only; tcpdump and ip. Takes /tmp/bench.lock (bench-lock.ts) so two measurements never
+ * share the CPUs, and says so in one line when it is held. A case that fails is named under a
+ * PARTIAL RUN banner above the tables, and the exit status is then 1. Hosts from tests/support/testnet.ts, torn down at exit, on failure and on SIGINT/SIGTERM.
  * Prints markdown tables, with the original prober's figures
  * (../shared/reference/netprobify-baseline-figures.md, tables C and C2) beside.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { EXIT_INTERRUPTED, EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE } from "../src/cli/exit.ts";
 import { openProbeEngine } from "../src/engine/pcap-network.ts";
 import { SLOT_ANSWERED, type BatchResult, type ProbeTarget } from "../src/engine/probe-engine.ts";
 import type { TargetType } from "../src/config/schema.ts";
@@ -46,6 +56,7 @@ import { startDaemon, type Exposition } from "../tests/support/daemon-process.ts
 import { readPcapFile } from "../tests/support/pcap-file.ts";
 import { createTestNet, type TestHost, type TestNet, type TunHost } from "../tests/support/testnet.ts";
 import { answerOf, decodeCapture, isProbe, probeKey, type WirePacket } from "../tests/privileged/wire.ts";
+import { describeRun, partialBanner, startRun } from "./bench-context.ts";
 import { rootUnderBenchLock } from "./bench-lock.ts";
 
 const argv = process.argv.slice(2);
@@ -54,10 +65,11 @@ const arg = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const quick = argv.includes("--quick");
-const FULL_COUNT = Number(arg("count") ?? (quick ? 50_000 : 200_000));
-const LOW_COUNT = Number(arg("low-count") ?? (quick ? 100 : 200));
+const FULL_COUNT = Number(arg("count") ?? (quick ? 5_000 : 200_000));
+const LOW_COUNT = Number(arg("low-count") ?? (quick ? 20 : 200));
 const LOW_INTERVAL_MS = 5;
-const DELAYS_MS = [1, 20];
+/** TUN delays of (a); --quick only the 20 ms host, which (c) needs. */
+const DELAYS_MS = quick ? [20] : [1, 20];
 /** Rate caps tried, in order, when tcpdump cannot keep up with the unpaced engine. */
 const FALLBACK_RATES = [50_000, 25_000, 10_000, 5_000];
 /** tcpdump's ring, KiB: a whole full-rate run fits in it even if tcpdump read nothing meanwhile. */
@@ -70,8 +82,10 @@ function usage(message: string): never {
 }
 if (!Number.isInteger(FULL_COUNT) || FULL_COUNT < 1000 || FULL_COUNT > 2_000_000) usage("--count wants an integer from 1000 to 2000000");
 if (!Number.isInteger(LOW_COUNT) || LOW_COUNT < 10 || LOW_COUNT > 65_535) usage("--low-count wants an integer from 10 to 65535");
+if (FULL_COUNT < LOW_COUNT) usage("--count wants at least --low-count");
 
-await rootUnderBenchLock("bench-accuracy", "network namespaces, TUN devices, raw packets, captures");
+await rootUnderBenchLock("bench-accuracy", "network namespaces, TUN devices, raw packets, captures", ["tcpdump", "ip", "ping"]);
+const ctx = startRun("bench-accuracy.ts", argv);
 
 const log = (line: string) => process.stderr.write(`bench-accuracy: ${line}\n`);
 
@@ -99,14 +113,14 @@ interface WireCapture {
 }
 
 /**
- * tcpdump in the root namespace on `iface`: nanosecond kernel timestamps, immediate mode (no
- * block timeout between the kernel and tcpdump), each packet written at once (-U) so the file
- * shows when tcpdump has caught up, and a ring large enough for a whole full-rate run.
+ * tcpdump on `iface`, in the root namespace or in `ns`: nanosecond kernel timestamps, immediate
+ * mode (no block timeout between the kernel and tcpdump), each packet written at once (-U) so the
+ * file shows when tcpdump has caught up, and a ring large enough for a whole full-rate run.
  */
-async function startCapture(iface: string, filter: string): Promise<{ stop(): Promise<WireCapture> }> {
+async function startCapture(iface: string, filter: string, ns: string | null = null): Promise<{ stop(): Promise<WireCapture> }> {
   const file = join(tmp, `${iface}-${captures.size}-${Date.now()}.pcap`);
   const proc = Bun.spawn(
-    ["tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "--time-stamp-precision=nano", "-s", String(SNAPLEN),
+    [...(ns ? ["ip", "netns", "exec", ns] : []), "tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "--time-stamp-precision=nano", "-s", String(SNAPLEN),
       "-B", String(TCPDUMP_BUFFER_KIB), "-Z", "root", "-w", file, filter], // prettier-ignore
     { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
   );
@@ -365,38 +379,103 @@ async function lowRate(net: TestNet, tuns: Map<number, TunHost>): Promise<string
 }
 
 // ---------------------------------------------------------------------------------------------
-// (b) full rate, veth host
+// (b) veth host: near end and far end
 
-interface FullRow {
+interface VethRow {
   row: string;
   clean: boolean;
 }
 
-async function fullRate(host: TestHost, cap: number | null): Promise<FullRow> {
+/** The probes of `t` and their answers on one capture, by probe key. */
+function probesAndAnswers(pkts: WirePacket[], t: ProbeTarget): { probes: Map<string, WirePacket>; answers: Map<string, WirePacket> } {
+  const probes = new Map<string, WirePacket>();
+  for (const p of pkts) if (isProbe(p, t) && !probes.has(probeKey(p, t.type))) probes.set(probeKey(p, t.type), p);
+  return { probes, answers: wireAnswers(pkts, t, probes) };
+}
+
+interface FarFigures {
+  /** Probes answered in both captures. */
+  pairs: number;
+  /** Far end: the host's stack, probe in to answer out. */
+  farP50Us: number;
+  farP99Us: number;
+  /** Near-end RTT minus far-end RTT: the veth crossing, out and back. */
+  vethP50Us: number;
+  vethP99Us: number;
+  /** One way each: near probe to far probe, far answer to near answer. */
+  outP50Us: number;
+  backP50Us: number;
+}
+
+/**
+ * The same probes and answers seen at both ends of the veth. Both captures stamp with the same
+ * clock (CLOCK_REALTIME, shared by the namespaces), so one-way differences are meaningful.
+ */
+function farFigures(near: WirePacket[], far: WirePacket[], t: ProbeTarget): FarFigures {
+  const n = probesAndAnswers(near, t);
+  const f = probesAndAnswers(far, t);
+  const farRtt: number[] = [];
+  const veth: number[] = [];
+  const out: number[] = [];
+  const back: number[] = [];
+  for (const [k, np] of n.probes) {
+    const na = n.answers.get(k);
+    const fp = f.probes.get(k);
+    const fa = f.answers.get(k);
+    if (!na || !fp || !fa) continue;
+    farRtt.push(Number(fa.t - fp.t));
+    veth.push(Number(na.t - np.t - (fa.t - fp.t)));
+    out.push(Number(fp.t - np.t));
+    back.push(Number(na.t - fa.t));
+  }
+  const [a, b, c, d] = [sortNum(farRtt), sortNum(veth), sortNum(out), sortNum(back)];
+  return {
+    pairs: farRtt.length,
+    farP50Us: pct(a, 50) / 1e3,
+    farP99Us: pct(a, 99) / 1e3,
+    vethP50Us: pct(b, 50) / 1e3,
+    vethP99Us: pct(b, 99) / 1e3,
+    outP50Us: pct(c, 50) / 1e3,
+    backP50Us: pct(d, 50) / 1e3,
+  };
+}
+
+/**
+ * `count` TCPsyn probes to the veth host, `intervalMs` apart (0: unpaced, under `cap` probes/s
+ * if set), captured at the near end (root-side veth) and the far end (the host's veth, inside its
+ * namespace).
+ */
+async function vethCase(host: TestHost, label: string, count: number, intervalMs: number, cap: number | null): Promise<VethRow> {
   const engine = openProbeEngine({ captureBufferBytes: 64 << 20, l3RawSocket: false, maxProbesPerSecond: cap ?? 1e9, identBase: 0x6000_0000 });
   try {
-    const t = target("TCPsyn", 4, host.v4.host, host.closedPort, FULL_COUNT, 0);
-    const capture = await startCapture(host.rootIf, `tcp and host ${host.v4.host}`);
+    const t = target("TCPsyn", 4, host.v4.host, host.closedPort, count, intervalMs);
+    const filter = `tcp and host ${host.v4.host}`;
+    const nearCapture = await startCapture(host.rootIf, filter);
+    const farCapture = await startCapture(host.hostIf, filter, host.ns);
     const cpu0 = process.cpuUsage();
     const r = engine.run([t]);
     const cpu = process.cpuUsage(cpu0);
     const st = { ...r.stats };
-    const rate = FULL_COUNT / (st.sendMs / 1000);
+    const rate = count / (st.sendMs / 1000);
     // Paired before the next run (views into the engine's buffers).
-    const wire = await capture.stop();
+    const wire = await nearCapture.stop();
+    const farWire = await farCapture.stop();
     const p = pairTarget(r, 0, t, wire.pkts);
     const f = errorFigures(p);
+    const far = farFigures(wire.pkts, farWire.pkts, t);
     log(
-      `full rate (cap ${cap ?? "none"}): ${fmt(rate)} probes/s, tcpdump dropped ${wire.dropped}, ${f.pairs} pairs, ` +
-        `error p50 ${us(f.errP50Us)} us p99 ${us(f.errP99Us)} us, max |error| ${fmt(f.maxAbsUs, 3)} us, engine CPU ${fmt((cpu.user + cpu.system) / 1e6, 2)} s`,
+      `${label}: ${fmt(rate)} probes/s, tcpdump dropped ${wire.dropped} near / ${farWire.dropped} far, ${f.pairs} pairs, ` +
+        `error p50 ${us(f.errP50Us)} us p99 ${us(f.errP99Us)} us, max |error| ${fmt(f.maxAbsUs, 3)} us, far-end RTT p50 ${fmt(far.farP50Us, 1)} us, ` +
+        `engine CPU ${fmt((cpu.user + cpu.system) / 1e6, 2)} s`,
     );
     const clean = wire.dropped === 0 && p.wireProbes === p.sent && p.duplicates === 0 && p.orderMismatch === 0;
     const checks = [p.wireProbes === p.sent ? "" : `wire saw ${fmt(p.wireProbes)} probes`, p.orderMismatch ? `${fmt(p.orderMismatch)} order mismatches` : "",
       p.engineMissed ? `${fmt(p.engineMissed)} answers the engine missed` : "", p.wireMissed ? `${fmt(p.wireMissed)} engine answers not on the wire` : ""].filter(Boolean); // prettier-ignore
     const row =
-      `| ${cap === null ? "unpaced" : `capped at ${fmt(cap)}/s`} | ${fmt(rate)} | ${fmt(f.pairs)} / ${fmt(p.sent)}${checks.length ? ` (${checks.join(", ")})` : ""} | ` +
-      `${fmt(f.wireP50Us, 1)} / ${fmt(f.wireP99Us, 1)} | ${us(f.errP50Us)} / ${us(f.errP99Us)} | ${fmt(f.maxAbsUs, 3)} | ${us(f.pctDiffP50Us)} / ${us(f.pctDiffP99Us)} | ` +
-      `${fmt(wire.dropped)} of ${fmt(wire.captured + wire.dropped)} | ${fmt(st.captureDropped)} / ${fmt(st.txMissing)} | ${clean ? "yes" : "no"} |`;
+      `| ${label} | ${fmt(rate)} | ${fmt(f.pairs)} / ${fmt(p.sent)}${checks.length ? ` (${checks.join(", ")})` : ""} | ` +
+      `${us(f.errP50Us)} / ${us(f.errP99Us)} | ${fmt(f.maxAbsUs, 3)} | ${fmt(f.wireP50Us, 1)} / ${fmt(f.wireP99Us, 1)} | ` +
+      `${fmt(far.farP50Us, 1)} / ${fmt(far.farP99Us, 1)} | ${fmt(far.vethP50Us, 1)} / ${fmt(far.vethP99Us, 1)} | ${fmt(far.outP50Us, 1)} / ${fmt(far.backP50Us, 1)} | ` +
+      `${fmt(far.pairs)} | ${fmt(wire.dropped)} / ${fmt(farWire.dropped)} | ${fmt(st.captureDropped)} / ${fmt(st.txMissing)} | ${clean ? "yes" : "no"} |`;
     return { row, clean };
   } finally {
     engine.close();
@@ -501,35 +580,65 @@ async function daemonCase(tun: TunHost): Promise<{ rows: string[]; notes: string
 
 let net: TestNet | null = null;
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(EXIT_INTERRUPTED));
+const failures: string[] = [];
+/** Runs one section; a failure is recorded (and printed above the tables), the others still run. */
+async function section<T>(name: string, f: () => Promise<T>): Promise<T | null> {
+  try {
+    return await f();
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    log(`${name} FAILED: ${message}`);
+    failures.push(`${name}: ${message.split("\n")[0]}`);
+    return null;
+  }
+}
 try {
-  net = await createTestNet({ hosts: 1 });
-  const host = net.hosts[0]!;
+  try {
+    net = await createTestNet({ hosts: 1 });
+  } catch (e) {
+    console.error(`bench-accuracy: cannot run: the test network could not be built: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+    process.exit(EXIT_FAILURE);
+  }
+  const testNet = net;
+  const host = testNet.hosts[0]!;
   const tuns = new Map<number, TunHost>();
-  for (const delay of DELAYS_MS) tuns.set(delay, await net.addTunHost({ delayMs: delay }));
   // The kernel's neighbour entry for the veth host, so the engine does not solicit it mid-run.
   sh(["ping", "-c", "1", "-W", "1", "-q", host.v4.host], false);
 
   log(`(a) low rate: TUN hosts, ${LOW_COUNT} probes per case at one per ${LOW_INTERVAL_MS} ms`);
-  const low = await lowRate(net, tuns);
+  const low = await section("(a) low rate, TUN hosts", async () => {
+    for (const delay of DELAYS_MS) tuns.set(delay, await testNet.addTunHost({ delayMs: delay }));
+    return lowRate(testNet, tuns);
+  });
 
-  log(`(b) full rate: ${fmt(FULL_COUNT)} TCPsyn probes to the veth host, capture on ${host.rootIf}`);
-  const full: FullRow[] = [await fullRate(host, null)];
-  for (const rate of FALLBACK_RATES) {
-    if (full[full.length - 1]!.clean) break;
-    full.push(await fullRate(host, rate));
-  }
+  log(`(b) veth host: ${fmt(LOW_COUNT)} TCPsyn probes one per ${LOW_INTERVAL_MS} ms, then ${fmt(FULL_COUNT)} unpaced; captures on ${host.rootIf} and, in ${host.ns}, on ${host.hostIf}`);
+  const veth = await section("(b) veth host", async () => {
+    const rows: VethRow[] = [await vethCase(host, `one per ${LOW_INTERVAL_MS} ms, ${fmt(LOW_COUNT)} probes`, LOW_COUNT, LOW_INTERVAL_MS, null)];
+    const full: VethRow[] = [await vethCase(host, `unpaced, ${fmt(FULL_COUNT)} probes`, FULL_COUNT, 0, null)];
+    for (const rate of FALLBACK_RATES) {
+      if (full[full.length - 1]!.clean) break;
+      full.push(await vethCase(host, `capped at ${fmt(rate)}/s, ${fmt(FULL_COUNT)} probes`, FULL_COUNT, 0, rate));
+    }
+    return { paced: rows, full };
+  });
 
   log("(c) the daemon, one iteration against the 20 ms TUN host");
-  const daemon = await daemonCase(tuns.get(20)!);
+  const daemon = await section("(c) the daemon", async () => {
+    const tun = tuns.get(20);
+    if (!tun) throw new Error("no 20 ms TUN host (section (a) failed before making it)");
+    return daemonCase(tun);
+  });
 
-  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "?";
-  const machine = `${sh(["nproc"]).trim()} vCPU ${cpuModel}, kernel ${sh(["uname", "-r"]).trim()}, Bun ${Bun.version}, ${new Date().toISOString().slice(0, 10)}`;
   const out: string[] = [];
-  out.push(`RTT accuracy against the wire (${machine})`, "");
+  out.push(...partialBanner(failures));
+  out.push("RTT accuracy against the wire", "", ...describeRun(ctx), "");
   out.push(
-    "Error = the prober's RTT for a probe minus the same probe's RTT in an independent tcpdump capture (nanosecond kernel " +
-      "timestamps) on the interface the probe leaves by; us. \"Reported - wire\" is the percentile of the prober's RTTs minus " +
-      "the same percentile of the wire's, what a *_round_trip_seconds gauge would be off by.",
+    "Error = the prober's RTT for a probe minus the same probe's RTT in a tcpdump capture (nanosecond kernel timestamps) on the " +
+      "interface the probe leaves by (the near end); us. \"Reported - wire\" is the percentile of the prober's RTTs minus the same " +
+      "percentile of the wire's, what a *_round_trip_seconds gauge would be off by. This is a matching check, not an independent " +
+      "clock: the kernel stamps each frame once, and the prober's capture and the near-end tcpdump read that same stamp, so an error " +
+      "of 0 says every answer was paired with its probe and the arithmetic is right; it cannot show the kernel's own stamping delay. " +
+      "The far end (table b) is a second reading taken elsewhere: tcpdump inside the test host's namespace on the host's own veth end.",
     "",
   );
   out.push(`### (a) Low rate: TUN host, ${LOW_COUNT} probes per case, one per ${LOW_INTERVAL_MS} ms (ProbeEngine)`, "");
@@ -538,22 +647,36 @@ try {
       "drops: tcpdump / engine capture / untimed answers | original: reported - configured delay, p50 / p95 us (C) | original: reported - wire p50 / p99 us (C2) |",
   );
   out.push("|---|---|---|---|---|---|---|---|---|---|---|");
-  out.push(...low, "");
-  out.push(`### (b) Full rate: veth host, ${fmt(FULL_COUNT)} TCPsyn probes (closed port, RST-ACK), one batch, capture on the root-side veth (ProbeEngine)`, "");
+  out.push(...(low ?? ["| FAILED (see above) | | | | | | | | | | |"]), "");
   out.push(
-    "| sending | probes/s | pairs / sent | wire RTT p50 / p99 us | error p50 / p99 us | max abs error us | reported - wire p50 / p99 us | " +
-      "tcpdump drops | engine capture drops / untimed answers | capture complete |",
+    `### (b) veth host: TCPsyn (closed port, RST-ACK), one batch each, near end on the root-side veth, far end inside the host (ProbeEngine)`,
+    "",
   );
-  out.push("|---|---|---|---|---|---|---|---|---|---|");
-  out.push(...full.map((f) => f.row), "");
-  if (!full[0]!.clean) {
-    const ok = full.find((f) => f.clean);
-    out.push(
-      ok
-        ? "tcpdump could not keep up with the unpaced engine (drops, see the first row): the figures of record are those of the first row with a complete capture."
-        : "tcpdump dropped packets at every rate tried: no full-rate figure here is against a complete capture.",
-      "",
-    );
+  out.push(
+    "The far-end RTT (the host's stack: probe in, answer out, on the host's veth end) and the near-end RTT minus it (the veth " +
+      "crossing out and back, and the root namespace's own receive path) are read probe by probe from the two captures, which stamp " +
+      "with one clock. Probes the far-end tcpdump dropped are left out of those columns only.",
+    "",
+  );
+  out.push(
+    "| sending | probes/s | pairs / sent | reported - near wire: error p50 / p99 us | max abs error us | near-end RTT p50 / p99 us | " +
+      "far-end RTT p50 / p99 us | near minus far p50 / p99 us | one way p50 us: out / back | far pairs | tcpdump drops near / far | " +
+      "engine capture drops / untimed answers | near capture complete |",
+  );
+  out.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+  if (veth) {
+    out.push(...veth.paced.map((f) => f.row), ...veth.full.map((f) => f.row), "");
+    if (!veth.full[0]!.clean) {
+      const ok = veth.full.find((f) => f.clean);
+      out.push(
+        ok
+          ? "The near-end tcpdump could not keep up with the unpaced engine (drops, see the first unpaced row): the figures of record are those of the first row with a complete capture."
+          : "The near-end tcpdump dropped packets at every rate tried: no full-rate figure here is against a complete capture.",
+        "",
+      );
+    }
+  } else {
+    out.push("| FAILED (see above) | | | | | | | | | | | | |", "");
   }
   out.push(
     "The original prober has no full-rate figure: it peaks at 250-460 probes/s (baseline A), where its error is 27-42 us at p50 (C) and 10-13 us against the wire (C2).",
@@ -568,10 +691,10 @@ try {
       "wire p99 ms | reported p99 ms | reported - wire p99 us | original: reported - wire p50 / p99 us (C2) |",
   );
   out.push("|---|---|---|---|---|---|---|---|---|---|---|");
-  out.push(...daemon.rows, "");
-  for (const n of daemon.notes) out.push(`- ${n}`);
-  out.push("", `Command: \`sudo node_modules/.bin/bun scripts/bench-accuracy.ts${argv.length ? ` ${argv.join(" ")}` : ""}\``);
+  out.push(...(daemon?.rows ?? ["| FAILED (see above) | | | | | | | | | | |"]), "");
+  for (const n of daemon?.notes ?? []) out.push(`- ${n}`);
   console.log(out.join("\n"));
 } finally {
   if (net) await net.teardown();
 }
+if (failures.length) process.exit(EXIT_FAILURE);

@@ -38,7 +38,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE, EXIT_USAGE } from "../src/cli/exit.ts";
 import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
@@ -77,7 +77,7 @@ if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTER
 if (PORT_KIND !== "closed" && PORT_KIND !== "open") usage("--port is closed or open");
 if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
 
-await rootUnderBenchLock("bench-daemon", "network namespaces, raw packets");
+await rootUnderBenchLock("bench-daemon", "network namespaces, raw packets", ["ip", "ping"]);
 
 /** Interval per case: long enough for the case to finish (the plan spreads target starts over
  * (interval - longest target) / 2, so the iteration time follows the interval by design). */
@@ -531,6 +531,12 @@ function printTables(results: CaseResult[], runner: Runner, b: Bench, startLoad:
   const commit = sh(["git", "-C", root, "rev-parse", "--short", "HEAD"], false).trim();
   const dirty = sh(["git", "-C", root, "status", "--porcelain", "src"], false).trim() ? " + uncommitted changes under src/" : "";
   const cmd = `sudo node_modules/.bin/bun scripts/bench-daemon.ts${argv.length ? ` ${argv.join(" ")}` : ""}`;
+  const failed = results.filter((r) => r.error);
+  if (failed.length) {
+    console.log(`PARTIAL RUN: ${failed.length} case(s) failed, their rows are incomplete (marked FAILED):`);
+    for (const r of failed) console.log(`- ${r.targets} targets: ${r.error}`);
+    console.log("");
+  }
   console.log(`Daemon benchmark: \`${cmd}\``);
   console.log("");
   console.log(
@@ -669,3 +675,4 @@ try {
   await bench?.net.teardown();
 }
 printTables(results, runner, bench!, startLoad);
+if (results.some((r) => r.error)) process.exit(EXIT_FAILURE);

@@ -17,7 +17,7 @@
  *
  * Prints a markdown table.
  */
-import { EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_UNAVAILABLE, EXIT_USAGE } from "../src/cli/exit.ts";
 import { parseConfigText } from "../src/config/load.ts";
 import { makeHandler, serveMetrics } from "../src/daemon/http.ts";
 import { Metrics } from "../src/daemon/metrics.ts";
@@ -37,6 +37,10 @@ const arg = (name: string, fallback: number) => {
   }
   return v;
 };
+if (!Bun.which("curl")) {
+  console.error("bench-scrape: cannot run: curl not found in PATH (scripts/setup.sh installs it)");
+  process.exit(EXIT_UNAVAILABLE);
+}
 const TARGETS = arg("targets", 10_000);
 const SCRAPES = arg("scrapes", 20);
 const ITERATIONS = arg("iterations", 3);

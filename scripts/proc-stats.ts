@@ -4,7 +4,9 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 
-const CLK_TCK = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
+// Read at import: guarded, so that a script importing this still starts (and says which tool it
+// lacks) where getconf is missing.
+const CLK_TCK = (Bun.which("getconf") && Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim())) || 100;
 
 /** The fields of a /proc stat line after the command name: field N (counted from 1) is f[N - 3]. */
 const statFields = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
