@@ -10,7 +10,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { Counter, Gauge, Registry } from "prom-client";
-import type { TargetConfig, TargetType } from "../config/schema.ts";
+import { GLOBAL_DEFAULTS, type TargetConfig, type TargetType } from "../config/schema.ts";
 import type { BatchStats } from "../engine/probe-engine.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { Resolution } from "./resolver.ts";
@@ -810,7 +810,7 @@ export class Metrics {
       for (const f of g.all()) kept(f).add(gl);
     }
     const liveLabels = new Set<string>();
-    const worst = it.worstTargets ?? 10;
+    const worst = it.worstTargets ?? GLOBAL_DEFAULTS.worst_targets;
     for (const bucket of buckets) {
       for (const i of st.worst(bucket, worst)) {
         const s = it.series[i]!;
