@@ -61,6 +61,9 @@ export const MAX_NB_PROC = 64;
 /** global.max_probes_per_second: far above what one machine can send. */
 export const MAX_PROBES_PER_SECOND = 10_000_000;
 
+/** global.worst_targets: targets shown per probe type, group and address family in the bounded mode. */
+export const MAX_WORST_TARGETS = 10_000;
+
 /** global.histogram_buckets: each bucket is one more series per histogram. */
 export const MAX_HISTOGRAM_BUCKETS = 64;
 

@@ -26,6 +26,7 @@ import {
   MAX_PROBES_PER_ITERATION,
   MAX_PATH_LENGTH,
   MAX_PROBES_PER_SECOND,
+  MAX_WORST_TARGETS,
   MAX_SHARD_COUNT,
   MAX_TARGETS,
 } from "./limits.ts";
@@ -72,6 +73,8 @@ export const GLOBAL_DEFAULTS = {
   histogram_buckets: DEFAULT_HISTOGRAM_BUCKETS,
   histogram_per_destination: false,
   max_probes_per_second: 100_000,
+  per_target_series: true,
+  worst_targets: 10,
 } as const;
 
 export const GROUP_DEFAULTS = {
@@ -502,6 +505,28 @@ export const GlobalSchema = v.pipe(
           "hosts. Sending slows down to stay under it; the lag shows in netprobify_send_lag_seconds.",
       ),
       GLOBAL_DEFAULTS.max_probes_per_second,
+    ),
+    per_target_series: v.optional(
+      booleanField(
+        "Added by this project. true (the original's metrics): every target has its per-target series " +
+          "(*_sent_total, *_loss_total, *_loss_ratio, *_round_trip_seconds, path and count series, " +
+          "app_time_ooo_total, threshold). false bounds them for very large configurations: per group and " +
+          "address family, <prefix>_group_sent_total, _group_loss_total, _group_loss_ratio, _group_targets, " +
+          "_group_targets_with_loss (and _group_paths_down, _group_path_loss_ratio_max for the types that rotate " +
+          "ports), the histograms, and the per-target series of the worst_targets worst targets only.",
+      ),
+      GLOBAL_DEFAULTS.per_target_series,
+    ),
+    worst_targets: v.optional(
+      integerField(
+        0,
+        MAX_WORST_TARGETS,
+        "Added by this project. With per_target_series: false, the targets of each probe type, group and " +
+          "address family that keep their per-target series: the highest loss ratio in the last iteration " +
+          "first, then the highest round trip at the highest percentile, then by name. Ignored while " +
+          "per_target_series is true.",
+      ),
+      GLOBAL_DEFAULTS.worst_targets,
     ),
     shard: v.optional(shardSchema),
   }),

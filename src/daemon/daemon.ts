@@ -542,6 +542,8 @@ export class Daemon {
       percentiles: c.global.percentile,
       histogramBuckets: c.global.histogram_buckets,
       histogramPerDestination: c.global.histogram_per_destination,
+      perTargetSeries: c.global.per_target_series,
+      worstTargets: c.global.worst_targets,
       targets: c.targets ?? {},
       resolutions: this.#resolver.resolutions(),
       stats,

@@ -10,11 +10,12 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { Counter, Gauge, Registry } from "prom-client";
-import type { TargetConfig, TargetType } from "../config/schema.ts";
+import { GLOBAL_DEFAULTS, type TargetConfig, type TargetType } from "../config/schema.ts";
 import type { BatchStats } from "../engine/probe-engine.ts";
 import type { SeriesSummary } from "../engine/stats.ts";
 import type { Resolution } from "./resolver.ts";
 import type { Series } from "./plan.ts";
+import { SeriesState } from "./series-state.ts";
 import type { Shard } from "./shard.ts";
 import type { ProbeType, TypeMetric } from "../probes/probe-type.ts";
 import { PROBE_TYPE_LIST } from "../probes/registry.ts";
@@ -98,6 +99,8 @@ class Family {
     readonly name: string,
     readonly help: string,
     readonly type: "counter" | "gauge",
+    /** Leaves out HELP and TYPE too while the family has no series (the families of one mode only). */
+    readonly omitWhenEmpty = false,
   ) {}
 
   set(labels: string, v: number): void {
@@ -114,6 +117,7 @@ class Family {
   }
 
   render(out: ByteWriter): void {
+    if (this.omitWhenEmpty && this.series.size === 0) return;
     out.line(`# HELP ${this.name} ${this.help}`);
     out.line(`# TYPE ${this.name} ${this.type}`);
     for (const [labels, v] of this.series) out.sample(this.name, labels, num(v));
@@ -238,6 +242,41 @@ class TypeFamilies {
   }
 }
 
+/**
+ * The per-group families of one probe type, exported instead of every target's series when
+ * global.per_target_series is false: labels probe_name, group, address_family.
+ */
+class GroupFamilies {
+  readonly sent: Family;
+  readonly loss: Family;
+  readonly lossRatio: Family;
+  readonly targets: Family;
+  readonly targetsWithLoss: Family;
+  readonly pathsDown: Family | null;
+  readonly pathLossMax: Family | null;
+
+  constructor(type: ProbeType) {
+    const { prefix: p, what: w } = type.metrics;
+    const f = (name: string, help: string, kind: "counter" | "gauge") => new Family(`${p}_group_${name}`, help, kind, true);
+    const note = "(global.per_target_series: false, in place of the per-target series)";
+    this.sent = f("sent_total", `number of sent packets using ${w}, summed over the group's targets ${note}.`, "counter");
+    this.loss = f("loss_total", `number of lost packets using ${w}, summed over the group's targets ${note}.`, "counter");
+    this.lossRatio = f("loss_ratio", `loss ratio using ${w} of the group's targets together in their last iteration (lost / sent) ${note}.`, "gauge");
+    this.targets = f("targets", `targets of the group probed using ${w} (series: one per target and address family) ${note}.`, "gauge");
+    this.targetsWithLoss = f("targets_with_loss", `targets of the group that lost at least one packet using ${w} in their last iteration ${note}.`, "gauge");
+    this.pathsDown = type.rotatesPorts
+      ? f("paths_down", `paths (source address and port) with 3 or more probes and no answer using ${w}, summed over the group's targets ${note}.`, "gauge")
+      : null;
+    this.pathLossMax = type.rotatesPorts
+      ? f("path_loss_ratio_max", `loss ratio of the worst path (source address and port) of any of the group's targets using ${w} ${note}.`, "gauge")
+      : null;
+  }
+
+  all(): Family[] {
+    return [this.sent, this.loss, this.lossRatio, this.targets, this.targetsWithLoss, this.pathsDown, this.pathLossMax].filter((f): f is Family => f !== null);
+  }
+}
+
 /** Pre-rendered label sets of one series. */
 interface SeriesLabels {
   key: string;
@@ -262,6 +301,14 @@ export interface IterationInput {
   percentiles: readonly number[];
   histogramBuckets: readonly number[];
   histogramPerDestination: boolean;
+  /**
+   * global.per_target_series; absent means true: every series has its per-target families. False:
+   * per-group families, the histograms, and the per-target families of the worstTargets worst
+   * series of each type, group and address family only.
+   */
+  perTargetSeries?: boolean;
+  /** global.worst_targets: the series shown per type, group and address family when perTargetSeries is false. */
+  worstTargets?: number;
   targets: Record<string, TargetConfig>;
   resolutions: Resolution[];
   stats: BatchStats[];
@@ -286,6 +333,7 @@ export class Metrics {
   // methods below, so one module decides what each series means (tests/daemon/metric-writers.test.ts).
   readonly #registry = new Registry();
   readonly #types = Object.fromEntries(PROBE_TYPE_LIST.map((t) => [t.type, new TypeFamilies(t)])) as Record<TargetType, TypeFamilies>;
+  readonly #groups = Object.fromEntries(PROBE_TYPE_LIST.map((t) => [t.type, new GroupFamilies(t)])) as Record<TargetType, GroupFamilies>;
   readonly #threshold = new Family("threshold", "threshold for alerting systems.", "gauge");
   readonly #resolutionStatus = new Family("app_host_resolution_status", "hostname resolution status.", "gauge");
   readonly #resolutionChanges = new Family("app_host_resolution_change_total", "number of hostname resolution change.", "counter");
@@ -293,6 +341,10 @@ export class Metrics {
   #queue: Promise<void> = Promise.resolve();
   readonly #labelCache = new Map<string, SeriesLabels>();
   #labelCacheKey = "";
+  /** Whether the last publish was bounded (per_target_series false); null before the first. */
+  #bounded: boolean | null = null;
+  /** Every series' cumulative state in bounded mode; null in the default mode. */
+  #state: SeriesState | null = null;
   /** The per-target text, encoded once per iteration: scrapes send these bytes as they are. */
   #rendered: Uint8Array = new Uint8Array(0);
   #probeName = "";
@@ -419,6 +471,7 @@ export class Metrics {
       this.#shardInfo.reset();
       this.#shardKey = "";
       for (const f of this.#allFamilies()) f.retain(new Set());
+      this.#state = null;
     }
     this.#probeName = name;
     this.#reloadFailedStatus.set({ probe_name: name }, 0);
@@ -513,7 +566,7 @@ export class Metrics {
 
   #allFamilies(): (Family | HistogramFamily)[] {
     return [
-      ...Object.values(this.#types).flatMap((t) => t.all()),
+      ...PROBE_TYPE_LIST.flatMap((t) => [...this.#types[t.type].all(), ...this.#groups[t.type].all()]),
       this.#threshold,
       this.#resolutionStatus,
       this.#resolutionChanges,
@@ -573,14 +626,58 @@ export class Metrics {
       if (!s) keep.set(f, (s = new Set()));
       return s;
     };
-    const matchFail = new Map<string, number>();
-    const portMismatch = new Map<string, number>();
+    const bounded = it.perTargetSeries === false;
+    if (this.#bounded !== null && bounded !== this.#bounded) this.#switchMode();
+    this.#bounded = bounded;
     for (const f of Object.values(this.#types)) f.histogram.setBounds(it.histogramBuckets);
     const cacheKey = `${pn}\0${it.percentiles.join(",")}\0${it.histogramPerDestination}`;
     if (cacheKey !== this.#labelCacheKey) {
       this.#labelCache.clear();
       this.#labelCacheKey = cacheKey;
     }
+    if (bounded) await this.#foldBounded(it, kept);
+    else await this.#foldAll(it, kept);
+    for (const res of it.resolutions) {
+      const l = labelText({ probe_name: pn, destination: res.target, address_family: `ipv${res.family}` });
+      this.#resolutionStatus.set(l, res.status);
+      kept(this.#resolutionStatus).add(l);
+      if (res.changes > 0) {
+        this.#resolutionChanges.set(l, res.changes);
+        kept(this.#resolutionChanges).add(l);
+      }
+    }
+    for (const f of this.#allFamilies()) f.retain(keep.get(f) ?? new Set());
+    this.#iterationTime.set({ probe_name: pn }, it.iterationSeconds);
+    let dropped = 0;
+    let errors = 0;
+    let resetErrors = 0;
+    let lag = 0;
+    for (const st of it.stats) {
+      dropped += st.captureDropped;
+      errors += st.sendErrors;
+      resetErrors += st.resetErrors;
+      lag = Math.max(lag, st.sendLagMs / 1000);
+    }
+    this.#captureDropped.inc({ probe_name: pn }, dropped);
+    this.#sendErrors.inc({ probe_name: pn }, errors);
+    this.#resetErrors.inc({ probe_name: pn }, resetErrors);
+    this.#sendLag.set({ probe_name: pn }, lag);
+    this.#degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
+    if (it.endedAt !== null) {
+      this.#lastIterationEnd = it.endedAt;
+      this.#lastIterationEndTime.set({ probe_name: pn }, it.endedAt);
+    }
+    await this.#render();
+  }
+
+  /**
+   * Every series' per-target families (the default, the original's): label sets cached per
+   * series, values folded into the families' maps.
+   */
+  async #foldAll(it: IterationInput, kept: (f: Family | HistogramFamily) => Set<string>): Promise<void> {
+    const pn = it.probeName;
+    const matchFail = new Map<string, number>();
+    const portMismatch = new Map<string, number>();
     const liveLabels = new Set<string>();
     for (let i = 0; i < it.series.length; i++) {
       if (i % SLICE === SLICE - 1) await nextTurn();
@@ -635,37 +732,143 @@ export class Metrics {
         for (const k of kept(f)) f.add(k, m.get(k) ?? 0);
       }
     }
-    for (const res of it.resolutions) {
-      const l = labelText({ probe_name: pn, destination: res.target, address_family: `ipv${res.family}` });
-      this.#resolutionStatus.set(l, res.status);
-      kept(this.#resolutionStatus).add(l);
-      if (res.changes > 0) {
-        this.#resolutionChanges.set(l, res.changes);
-        kept(this.#resolutionChanges).add(l);
+  }
+
+  /**
+   * per_target_series changed (by a reload): the per-target and per-group series of the other
+   * mode go, and their counters start again from 0 (a counter reset, as rate() reads one). The
+   * histograms, per group in both modes, carry on.
+   */
+  #switchMode(): void {
+    for (const f of this.#allFamilies()) if (f instanceof Family && f !== this.#resolutionStatus && f !== this.#resolutionChanges) f.retain(new Set());
+    this.#labelCache.clear();
+    this.#state = null;
+  }
+
+  /**
+   * The bounded mode (per_target_series false): every series is folded into typed arrays, the
+   * per-group families are summed from them, and only the worstTargets worst series of each type,
+   * group and address family get label sets and per-target series, with the values the default
+   * mode would show for them.
+   */
+  async #foldBounded(it: IterationInput, kept: (f: Family | HistogramFamily) => Set<string>): Promise<void> {
+    const pn = it.probeName;
+    const st = (this.#state ??= new SeriesState());
+    st.sync(it.series, it.percentiles);
+    const buckets = st.buckets;
+    const P = it.percentiles.length;
+    const histograms = it.histogramBuckets.length > 0;
+    const groupLabels = buckets.map((b) => {
+      const labels: Labels = { probe_name: pn, group: b.group, address_family: `ipv${b.family}` };
+      return { text: labelText(labels), labels };
+    });
+    const sentNow = new Float64Array(buckets.length);
+    const lostNow = new Float64Array(buckets.length);
+    for (let i = 0; i < it.series.length; i++) {
+      if (i % SLICE === SLICE - 1) await nextTurn();
+      const s = it.series[i]!;
+      const b = st.bucketOf[i]!;
+      const fam = this.#types[s.type];
+      let h = groupLabels[b]!;
+      if (histograms && it.histogramPerDestination) {
+        // Asked for: one histogram per target, so a label set per target (as in the default mode).
+        const labels: Labels = { ...h.labels, destination: s.target };
+        h = { text: labelText(labels), labels };
+      }
+      if (histograms) kept(fam.histogram).add(h.text);
+      const r = it.results[i];
+      if (!r) continue; // the Worker failed: keep the series, advance nothing
+      st.fold(i, r);
+      sentNow[b]! += r.sent;
+      lostNow[b]! += r.lost;
+      if (r.buckets.length > 0) fam.histogram.observe(h.text, h.labels, r.buckets, r.rttSum);
+    }
+    for (let b = 0; b < buckets.length; b++) {
+      const { type, members } = buckets[b]!;
+      const g = this.#groups[type];
+      const gl = groupLabels[b]!.text;
+      let sent = 0;
+      let lost = 0;
+      let withLoss = 0;
+      let pathsDown = 0;
+      let pathMax = 0;
+      for (const i of members) {
+        if (!st.seen[i]) continue;
+        sent += st.lastSent[i]!;
+        lost += st.lastLost[i]!;
+        if (st.lastLost[i]! > 0) withLoss++;
+        pathsDown += st.pathsDown[i]!;
+        pathMax = Math.max(pathMax, st.pathLossMax[i]!);
+      }
+      g.sent.add(gl, sentNow[b]!);
+      g.loss.add(gl, lostNow[b]!);
+      g.lossRatio.set(gl, sent === 0 ? 0 : lost / sent);
+      g.targets.set(gl, members.length);
+      g.targetsWithLoss.set(gl, withLoss);
+      g.pathsDown?.set(gl, pathsDown);
+      g.pathLossMax?.set(gl, pathMax);
+      for (const f of g.all()) kept(f).add(gl);
+    }
+    const liveLabels = new Set<string>();
+    const worst = it.worstTargets ?? GLOBAL_DEFAULTS.worst_targets;
+    for (const bucket of buckets) {
+      for (const i of st.worst(bucket, worst)) {
+        const s = it.series[i]!;
+        const fam = this.#types[s.type];
+        const ls = this.#labelsOf(pn, s, it.targets[s.target], it.percentiles, it.histogramPerDestination);
+        liveLabels.add(ls.key);
+        const { L, short, ooo, pct } = ls;
+        for (const [tl, value] of ls.thresholds) {
+          this.#threshold.set(tl, value);
+          kept(this.#threshold).add(tl);
+        }
+        // Counted over every group of the target (hidden ones included), present from the start.
+        const rep = st.shortOf[i]!;
+        for (const [f, counts] of [[fam.matchFail, st.matchFail], [fam.portMismatch, st.portMismatch]] as const) {
+          if (!f) continue;
+          f.set(short, counts[rep]!);
+          kept(f).add(short);
+        }
+        if (st.oooSeen[i]) {
+          this.#timeOoo.set(ooo, st.ooo[i]!);
+          kept(this.#timeOoo).add(ooo);
+        }
+        for (let f = 0; f < fam.own.length; f++) {
+          const { metric, family } = fam.own[f]!;
+          const v = st.own(i, f);
+          if (!v) continue;
+          if (metric.kind === "counter") {
+            family.set(L, v[0]!);
+            kept(family).add(L);
+          } else {
+            for (let k = 0; k < P; k++) {
+              family.set(pct[k]!, v[k]!);
+              kept(family).add(pct[k]!);
+            }
+          }
+        }
+        if (st.rttSeen[i]) {
+          for (let k = 0; k < P; k++) {
+            fam.rtt.set(pct[k]!, st.rtt[i * P + k]!);
+            kept(fam.rtt).add(pct[k]!);
+          }
+        }
+        if (!st.seen[i]) continue;
+        const values: [Family | null, number][] = [
+          [fam.sent, st.sent[i]!],
+          [fam.loss, st.lost[i]!],
+          [fam.lossRatio, st.lossRatio(i)],
+          [fam.pathLossMax, st.pathLossMax[i]!],
+          [fam.pathsDown, st.pathsDown[i]!],
+        ];
+        for (const [f, v] of values) {
+          if (!f) continue;
+          f.set(L, v);
+          kept(f).add(L);
+        }
       }
     }
-    for (const f of this.#allFamilies()) f.retain(keep.get(f) ?? new Set());
-    this.#iterationTime.set({ probe_name: pn }, it.iterationSeconds);
-    let dropped = 0;
-    let errors = 0;
-    let resetErrors = 0;
-    let lag = 0;
-    for (const st of it.stats) {
-      dropped += st.captureDropped;
-      errors += st.sendErrors;
-      resetErrors += st.resetErrors;
-      lag = Math.max(lag, st.sendLagMs / 1000);
-    }
-    this.#captureDropped.inc({ probe_name: pn }, dropped);
-    this.#sendErrors.inc({ probe_name: pn }, errors);
-    this.#resetErrors.inc({ probe_name: pn }, resetErrors);
-    this.#sendLag.set({ probe_name: pn }, lag);
-    this.#degraded.set({ probe_name: pn }, it.degraded ? 1 : 0);
-    if (it.endedAt !== null) {
-      this.#lastIterationEnd = it.endedAt;
-      this.#lastIterationEndTime.set({ probe_name: pn }, it.endedAt);
-    }
-    await this.#render();
+    for (const k of this.#labelCache.keys()) if (!liveLabels.has(k)) this.#labelCache.delete(k);
   }
 
   /** Renders the per-target families to text, kept until the next iteration. */

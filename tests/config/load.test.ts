@@ -277,10 +277,10 @@ const INVALID: [file: string, lines: string[]][] = [
     "bad-unknown-fields-everywhere.yaml:21:5: targets.web.color: unknown field (one of type, description, destination, address_family, dont_fragment, is_subnet, nb_packets, threshold, alert_level, state, timeout, dns_update_interval, auto_register_to_groups, explicit_groups, dst_port, ip_payload_size)",
   ]],
   ["bad-unknown-global-field-typo.yaml", [
-    "bad-unknown-global-field-typo.yaml:9:3: global.reload_conf_intervall: unknown field, did you mean reload_conf_interval? (one of probe_name, interval, interval_packets, nb_proc, verbose, logging_level, prometheus_port, prometheus_address, dns_update_interval, reload_conf_interval, l3_raw_socket, timeout, percentile, disable_dynamic_inventories, histogram_buckets, histogram_per_destination, max_probes_per_second, shard)",
+    "bad-unknown-global-field-typo.yaml:9:3: global.reload_conf_intervall: unknown field, did you mean reload_conf_interval? (one of probe_name, interval, interval_packets, nb_proc, verbose, logging_level, prometheus_port, prometheus_address, dns_update_interval, reload_conf_interval, l3_raw_socket, timeout, percentile, disable_dynamic_inventories, histogram_buckets, histogram_per_destination, max_probes_per_second, per_target_series, worst_targets, shard)",
   ]],
   ["bad-unknown-global-field.yaml", [
-    "bad-unknown-global-field.yaml:9:3: global.metrics_path: unknown field (one of probe_name, interval, interval_packets, nb_proc, verbose, logging_level, prometheus_port, prometheus_address, dns_update_interval, reload_conf_interval, l3_raw_socket, timeout, percentile, disable_dynamic_inventories, histogram_buckets, histogram_per_destination, max_probes_per_second, shard)",
+    "bad-unknown-global-field.yaml:9:3: global.metrics_path: unknown field (one of probe_name, interval, interval_packets, nb_proc, verbose, logging_level, prometheus_port, prometheus_address, dns_update_interval, reload_conf_interval, l3_raw_socket, timeout, percentile, disable_dynamic_inventories, histogram_buckets, histogram_per_destination, max_probes_per_second, per_target_series, worst_targets, shard)",
   ]],
   ["bad-unknown-group-field.yaml", [
     "bad-unknown-group-field.yaml:14:5: groups.standard.bogus: unknown field (one of src_ipv4, src_ipv6, src_subnet_ipv4, src_subnet_ipv6, src_port_a, src_port_z, ip_payload_size, dscp, permit_target_auto_register)",
@@ -431,6 +431,8 @@ test("a minimal file gets every default", async () => {
       histogram_buckets: [...DEFAULT_HISTOGRAM_BUCKETS],
       histogram_per_destination: false,
       max_probes_per_second: 100000,
+      per_target_series: true,
+      worst_targets: 10,
     },
     groups: {
       default: { src_port_a: 65000, src_port_z: 65001, dscp: 0, permit_target_auto_register: true, src_ipv4: undefined },
