@@ -375,9 +375,9 @@ if (best) {
 }
 out.push(
   "",
-  "What the ratio compares: the daemon (nb_proc Workers; the planner spreads target starts over half the interval's slack, " +
-    `(${INTERVAL} s - 1 s timeout) / 2, so an iteration's probes leave within that window and probes per iteration / interval is at ` +
-    "most about half the rate the daemon sends at) with one engine thread sending one target's probes back to back. What it does not " +
+  "What the ratio compares: the daemon (nb_proc Workers; the planner spreads target starts over 90% of the interval's slack, " +
+    `(${INTERVAL} s - 1 s timeout) x 0.9, so an iteration's probes leave within that window and probes per iteration / interval is at ` +
+    "most about 0.87 of the rate the daemon sends at) with one engine thread sending one target's probes back to back. What it does not " +
     "measure: a real network (the host is the kernel's RST path on a veth, on the same CPUs as the prober), other probe types, or " +
     "many groups and source ports per target.",
 );

@@ -17,7 +17,7 @@
  * The daemon (--runner auto): dist/netprobify when it is newer than every file under src/, else
  * the same binary built by build.ts from the working tree into the run's temp dir (dist/ is left
  * alone), else `bun src/main.ts`; the table says which. Intervals: 5 s up to 100 targets, 10 s up
- * to 1,000, 30 s above (--interval overrides): the plan spreads target starts over half the
+ * to 1,000, 30 s above (--interval overrides): the plan spreads target starts over 90% of the
  * interval's slack, so the iteration time follows the interval by design.
  *
  * Per case: 1 warm-up iteration, then --iterations clean ones (iteration time, CPU, probes/s),

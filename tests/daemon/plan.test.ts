@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfigText } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { buildPlan, type Plan } from "../../src/daemon/plan.ts";
+import { buildPlan, START_SPREAD_SHARE, type Plan } from "../../src/daemon/plan.ts";
 import { Resolver } from "../../src/daemon/resolver.ts";
 import type { ProbeTarget } from "../../src/engine/probe-engine.ts";
 import type { Logger } from "../../src/log.ts";
@@ -239,7 +239,10 @@ ${many}
         // Evenly spaced, and over a real part of the slack rather than the first milliseconds.
         const gaps = starts.slice(1).map((s, i) => s - starts[i]!);
         expect(Math.max(...gaps) - Math.min(...gaps)).toBeLessThan(1e-6);
-        expect(starts.at(-1)!).toBeGreaterThan((intervalMs - longestMs) / 4);
+        // Over START_SPREAD_SHARE of the slack: the last start is one gap short of that window.
+        const window = (intervalMs - longestMs) * START_SPREAD_SHARE;
+        expect(starts.at(-1)!).toBeCloseTo((window * (starts.length - 1)) / starts.length, 6);
+        expect(starts.at(-1)! + gaps[0]!).toBeGreaterThan((intervalMs - longestMs) * 0.8);
       }
     }
   });

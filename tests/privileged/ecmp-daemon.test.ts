@@ -58,8 +58,8 @@ describe("daemon: one ECMP path of 16 down shows in *_paths_down and *_path_loss
     const config = [
       "global:",
       `  probe_name: ${PROBE_NAME}`,
-      // The daemon spreads target starts over half the slack of the interval: the first iteration
-      // ends about 3.5 s in, the second starts at 6 s. The test looks at the first only.
+      // The daemon spreads target starts over 90% of the slack of the interval: the first
+      // iteration ends about 5.5 s in, the second starts at 6 s. The test looks at the first only.
       "  interval: 6",
       "  interval_packets: 0.004",
       "  nb_proc: 1",
