@@ -4,8 +4,12 @@
  * real Prometheus all along.
  *
  *   sudo node_modules/.bin/bun scripts/bench-cost.ts [--quick] [--targets 1000,10000,100000]
- *        [--packets 10] [--interval 30] [--iterations 3] [--scrape-interval 15] [--nb-proc N]
- *        [--runner auto|dist|bun]
+ *        [--bounded 10000,100000] [--worst 10] [--packets 10] [--interval 30] [--iterations 3]
+ *        [--scrape-interval 15] [--nb-proc N] [--runner auto|dist|bun]
+ *
+ * Each count of --targets runs with every target's series (the default); each count of --bounded
+ * runs again with global.per_target_series false and worst_targets --worst (the opt-in bound),
+ * a row of its own ("none" runs no bounded row).
  *
  * Per count, in the namespaces of prober-net.ts:
  *  - config load: `netprobify check FILE` (wall time and peak RSS, its own process), and the
@@ -57,8 +61,16 @@ const int = (name: string, fallback: number, min: number, max: number) => {
   return v;
 };
 const nproc = availableParallelism();
-const COUNTS = (arg("targets") ?? (quick ? "10" : "1000,10000,100000")).split(",").map((x) => Number(x.replace(/_/g, "")));
-if (COUNTS.some((n) => !Number.isInteger(n) || n < 1 || n > Math.min(100_000, MAX_TARGET_ADDRESSES))) usage("--targets wants counts from 1 to 100000");
+function counts(name: string, fallback: string): number[] {
+  const text = arg(name) ?? fallback;
+  if (text === "none") return [];
+  const list = text.split(",").map((x) => Number(x.replace(/_/g, "")));
+  if (list.some((n) => !Number.isInteger(n) || n < 1 || n > Math.min(100_000, MAX_TARGET_ADDRESSES))) usage(`--${name} wants counts from 1 to 100000 (or none)`);
+  return list;
+}
+const COUNTS = counts("targets", quick ? "10" : "1000,10000,100000");
+const BOUNDED = counts("bounded", quick ? "10" : "10000,100000");
+const WORST = int("worst", 10, 0, 10_000);
 const PACKETS = int("packets", 10, 1, 1000);
 const INTERVAL = int("interval", quick ? 3 : 30, 2, 3600);
 const ITERATIONS = int("iterations", quick ? 2 : 3, 1, 100);
@@ -155,6 +167,8 @@ function promSamples(expr: string, seconds: number): number[] {
 
 interface Cost {
   targets: number;
+  /** global.worst_targets with per_target_series false; null: every target's series. */
+  worst: number | null;
   probes: number;
   checkS: number;
   checkPeakMb: number;
@@ -178,9 +192,10 @@ interface Cost {
   error: string | null;
 }
 
-async function measure(targets: number): Promise<Cost> {
+async function measure(targets: number, worst: number | null): Promise<Cost> {
   const c: Cost = {
     targets,
+    worst,
     probes: targets * PACKETS,
     checkS: NaN,
     checkPeakMb: NaN,
@@ -204,7 +219,11 @@ async function measure(targets: number): Promise<Cost> {
   };
   const dir = mkdtempSync(join(tmp, `t${targets}-`));
   const config = join(dir, "netprobify.yaml");
-  writeFileSync(config, generatedConfig({ targets, packets: PACKETS, probeName: "cost", interval: INTERVAL, nbProc: NB_PROC, port: PORT }, targetFile));
+  const series = worst === null ? {} : { worstTargets: worst };
+  writeFileSync(config, generatedConfig({ targets, packets: PACKETS, probeName: "cost", interval: INTERVAL, nbProc: NB_PROC, port: PORT, ...series }, targetFile));
+  // Bounded, the per-target counters cover the worst targets only: the group's add up every one.
+  const sentName = worst === null ? "tcpsyn_sent_total" : "tcpsyn_group_sent_total";
+  const lossName = worst === null ? "tcpsyn_loss_total" : "tcpsyn_group_loss_total";
 
   const t0 = performance.now();
   const check = Bun.spawnSync([...runner.argv, "check", config], { stdout: "pipe", stderr: "pipe" });
@@ -280,8 +299,8 @@ async function measure(targets: number): Promise<Cost> {
     c.gzipBytes = gz.bytes;
     c.plainBytes = plain.bytes;
     c.series = plain.text.split("\n").filter((l) => l && !l.startsWith("#")).length;
-    const sent = sumMetric(plain.text, "tcpsyn_sent_total").sum - sumMetric(text0, "tcpsyn_sent_total").sum;
-    c.lost = sumMetric(plain.text, "tcpsyn_loss_total").sum - sumMetric(text0, "tcpsyn_loss_total").sum;
+    const sent = sumMetric(plain.text, sentName).sum - sumMetric(text0, sentName).sum;
+    c.lost = sumMetric(plain.text, lossName).sum - sumMetric(text0, lossName).sum;
     c.cpuPerMillion = ((end.cpu - first.cpu) / sent) * 1e6;
     const d = (f: (l: LinkCounters) => number, side: "host" | "prober") => f(counters1[side]) - f(counters0[side]);
     const hostRx = d((l) => l.rxPackets, "host");
@@ -312,15 +331,17 @@ async function measure(targets: number): Promise<Cost> {
 const costs: Cost[] = [];
 const failures: string[] = [];
 try {
-  for (const n of COUNTS) {
-    log(`${n} targets x ${PACKETS} packets, interval ${INTERVAL} s, scrapes every ${SCRAPE_S} s, 1 + ${ITERATIONS} iterations`);
+  const runs = [...COUNTS.map((n) => ({ n, worst: null })), ...BOUNDED.map((n) => ({ n, worst: WORST }))];
+  for (const { n, worst } of runs) {
+    const what = `${n} targets${worst === null ? "" : ` (bounded: worst ${worst})`}`;
+    log(`${what} x ${PACKETS} packets, interval ${INTERVAL} s, scrapes every ${SCRAPE_S} s, 1 + ${ITERATIONS} iterations`);
     try {
-      const c = await measure(n);
+      const c = await measure(n, worst);
       costs.push(c);
-      if (c.error) failures.push(`${n} targets: ${c.error}`);
-      log(`${n} targets: ${c.error ? `FAILED: ${c.error}` : `peak RSS ${c.peakRssMb.toFixed(0)} MB, gzip scrape p50 ${median(c.gzipMs).toFixed(1)} ms`}`);
+      if (c.error) failures.push(`${what}: ${c.error}`);
+      log(`${what}: ${c.error ? `FAILED: ${c.error}` : `peak RSS ${c.peakRssMb.toFixed(0)} MB, gzip scrape p50 ${median(c.gzipMs).toFixed(1)} ms`}`);
     } catch (e) {
-      failures.push(`${n} targets: ${(e as Error).message}`);
+      failures.push(`${what}: ${(e as Error).message}`);
     }
   }
 } finally {
@@ -346,13 +367,13 @@ out.push(
   "",
 );
 out.push(
-  "| targets | probes / iteration | check: s, peak MB | daemon start to config loaded / serving s | iteration s | steady RSS MB | peak RSS MB | CPU-s / 1M probes | series | /metrics bytes plain | /metrics bytes gzip | gzip scrape by Prometheus p50 / max ms (n) | " +
+  "| targets | mode | probes / iteration | check: s, peak MB | daemon start to config loaded / serving s | iteration s | steady RSS MB | peak RSS MB | CPU-s / 1M probes | series | /metrics bytes plain | /metrics bytes gzip | gzip scrape by Prometheus p50 / max ms (n) | " +
     `plain scrape by ${plainByPrometheus ? "Prometheus" : "curl"} p50 / max ms (n) | loss: daemon, veth counters |`,
-  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 );
 for (const c of costs) {
   out.push(
-    `| ${fmt(c.targets)} | ${fmt(c.probes)} | ${fmt(c.checkS, 2)} s, ${fmt(c.checkPeakMb)} MB | ${fmt(c.toStartingS, 2)} / ${fmt(c.toServingS, 2)} | ${range(c.iterationS, 2)} | ` +
+    `| ${fmt(c.targets)} | ${c.worst === null ? "every target's" : `bounded: groups + worst ${c.worst}`} | ${fmt(c.probes)} | ${fmt(c.checkS, 2)} s, ${fmt(c.checkPeakMb)} MB | ${fmt(c.toStartingS, 2)} / ${fmt(c.toServingS, 2)} | ${range(c.iterationS, 2)} | ` +
       `${fmt(c.steadyRssMb)} | ${fmt(c.peakRssMb)} | ${fmt(c.cpuPerMillion, 1)} | ${fmt(c.series)} | ${fmt(c.plainBytes)} | ${fmt(c.gzipBytes)} | ` +
       `${lat(c.gzipMs)}${c.gzipDown ? `, ${c.gzipDown} failed` : ""} | ${lat(c.plainMs)}${c.plainFailed ? `, ${c.plainFailed} failed` : ""} | ` +
       `${fmt(c.lost)}, ${c.vethOk === null ? "-" : c.vethOk ? "0 (every probe and answer counted)" : `MISMATCH: ${c.vethNote}`} |` +

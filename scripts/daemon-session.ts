@@ -181,6 +181,8 @@ export interface GeneratedConfigOptions {
   port: number;
   /** Unset: the default (100,000). */
   maxProbesPerSecond?: number;
+  /** Set: global.per_target_series false with this global.worst_targets (the bounded series). */
+  worstTargets?: number;
 }
 
 /**
@@ -198,6 +200,7 @@ export function generatedConfig(o: GeneratedConfigOptions, targetFile: (opts: { 
     `  interval: ${o.interval}`,
     `  nb_proc: ${o.nbProc}`,
     ...(o.maxProbesPerSecond === undefined ? [] : [`  max_probes_per_second: ${o.maxProbesPerSecond}`]),
+    ...(o.worstTargets === undefined ? [] : ["  per_target_series: false", `  worst_targets: ${o.worstTargets}`]),
     "  logging_level: DEBUG",
     `  prometheus_port: ${o.port}`,
     "  prometheus_address: 127.0.0.1",
