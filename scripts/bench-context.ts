@@ -1,10 +1,12 @@
 /**
  * What a benchmark's output says about the run beside its figures: the command, the commit (and
- * whether the working tree differs from it), the machine, and the load average before and after,
- * so that a figure taken while other work shared the CPUs reads as such.
+ * whether the working tree differs from it), the machine, the load average before and after, and
+ * the CPU other processes used meanwhile, so that a figure taken while other work shared the CPUs
+ * reads as such (the load average after a run counts the benchmark's own work too).
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { otherProcessCpu } from "./proc-stats.ts";
 
 const root = resolve(import.meta.dir, "..");
 
@@ -29,6 +31,8 @@ export interface RunContext {
   machine: string;
   startedAt: Date;
   loadBefore: [number, number, number];
+  /** otherProcessCpu() at the start. */
+  otherCpuBefore: Map<number, number>;
 }
 
 export function startRun(script: string, argv: readonly string[]): RunContext {
@@ -47,24 +51,46 @@ export function startRun(script: string, argv: readonly string[]): RunContext {
     machine: `${nproc} vCPU ${cpu}, ${memGb.toFixed(0)} GB, kernel ${out(["uname", "-r"])}, Bun ${Bun.version}`,
     startedAt: new Date(),
     loadBefore: loadAverage(),
+    otherCpuBefore: otherProcessCpu(process.pid),
   };
 }
 
-/** "measured under load" when either load average (1 min) is above half the CPUs. */
-export function underLoad(ctx: RunContext, loadAfter: [number, number, number]): boolean {
-  return Math.max(ctx.loadBefore[0], loadAfter[0]) > ctx.nproc / 2;
+/** Other work's share of the machine: a run with more than this beside it is "under load". */
+const OTHER_WORK_SHARE = 0.1;
+
+/**
+ * CPU seconds other processes used since the run started: what each process alive now used since
+ * the start (all of it for one started since), its reaped children included. A process that
+ * started and ended in between is counted through its parent's children's time, or not at all
+ * when its parent ended too.
+ */
+export function otherWork(ctx: RunContext): { cpuS: number; share: number } {
+  let cpuS = 0;
+  for (const [pid, now] of otherProcessCpu(process.pid)) cpuS += Math.max(0, now - (ctx.otherCpuBefore.get(pid) ?? 0));
+  const wallS = (Date.now() - ctx.startedAt.getTime()) / 1000;
+  return { cpuS, share: wallS > 0 && ctx.nproc > 0 ? cpuS / (wallS * ctx.nproc) : 0 };
+}
+
+/**
+ * "Measured under load": the load average before the run was above half the CPUs, or other
+ * processes used more than OTHER_WORK_SHARE of the machine during it.
+ */
+export function underLoad(ctx: RunContext, otherShare: number): boolean {
+  return ctx.loadBefore[0] > ctx.nproc / 2 || otherShare > OTHER_WORK_SHARE;
 }
 
 /** The lines that head a benchmark's output. */
 export function describeRun(ctx: RunContext): string[] {
   const after = loadAverage();
+  const other = otherWork(ctx);
   const fmt = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
   const dirty = ctx.dirty.length ? ` + uncommitted changes (${ctx.dirty.slice(0, 5).join(", ")}${ctx.dirty.length > 5 ? ", ..." : ""})` : " (clean)";
   return [
     `Command: \`${ctx.command}\``,
     `Commit: ${ctx.commit}${dirty}. Machine: ${ctx.machine}. Started ${ctx.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC.`,
-    `Load average (1 / 5 / 15 min) before: ${fmt(ctx.loadBefore)}, after: ${fmt(after)}, nproc ${ctx.nproc}` +
-      (underLoad(ctx, after)
+    `Load average (1 / 5 / 15 min) before: ${fmt(ctx.loadBefore)}, after: ${fmt(after)} (the run's own work included), nproc ${ctx.nproc}; ` +
+      `other processes used ${other.cpuS.toFixed(1)} CPU-s during the run, ${(other.share * 100).toFixed(1)}% of the machine` +
+      (underLoad(ctx, other.share)
         ? ": MEASURED UNDER LOAD (other work shared the CPUs; the bench lock only keeps benchmarks apart)."
         : ": the machine was otherwise quiet."),
   ];

@@ -25,6 +25,34 @@ export function statusKb(pid: number, field: string): number {
   return kbOf(readFileSync(`/proc/${pid}/status`, "utf8"), field);
 }
 
+/**
+ * CPU seconds (their own and their reaped children's) of every user-space process outside the
+ * tree rooted at `self`, by pid: what other work on the machine used. Kernel threads (children of
+ * kthreadd, pid 2) are left out: their softirq work is mostly the benchmark's own traffic.
+ */
+export function otherProcessCpu(self: number): Map<number, number> {
+  const parent = new Map<number, number>();
+  const cpu = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      const f = statFields(readFileSync(`/proc/${pid}/stat`, "utf8"));
+      parent.set(pid, Number(f[1]));
+      cpu.set(pid, (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK);
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  const ours = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) if (p === self) return true;
+    return false;
+  };
+  const out = new Map<number, number>();
+  for (const [pid, c] of cpu) if (pid !== 2 && parent.get(pid) !== 2 && !ours(pid)) out.set(pid, c);
+  return out;
+}
+
 export interface ThreadCpu {
   main: number;
   workers: number;

@@ -64,7 +64,7 @@ function expectComplete(r: Run, tableCount: number): { header: string[]; rows: s
   expect(r.stdout).not.toContain("FAILED");
   expect(r.stdout).toMatch(/^Command: `sudo node_modules\/\.bin\/bun scripts\/bench-[a-z]+\.ts --quick`$/m);
   expect(r.stdout).toMatch(/^Commit: [0-9a-f]{12}/m);
-  expect(r.stdout).toMatch(/^Load average \(1 \/ 5 \/ 15 min\) before: [\d.]+ [\d.]+ [\d.]+, after: [\d.]+ [\d.]+ [\d.]+, nproc \d+/m);
+  expect(r.stdout).toMatch(/^Load average \(1 \/ 5 \/ 15 min\) before: [\d.]+ [\d.]+ [\d.]+, after: [\d.]+ [\d.]+ [\d.]+ \(the run.s own work included\), nproc \d+; other processes used [\d.]+ CPU-s during the run, [\d.]+% of the machine/m);
   const t = tables(r.stdout);
   expect(t.length).toBe(tableCount);
   for (const { header, rows } of t) {

@@ -1,0 +1,48 @@
+/**
+ * How a benchmark tells other work on the machine from its own: processes outside its tree are
+ * counted (their reaped children too), its own descendants and kernel threads are not.
+ */
+import { afterEach, expect, test } from "bun:test";
+import type { Subprocess } from "bun";
+import { otherWork, startRun, underLoad } from "../../scripts/bench-context.ts";
+import { otherProcessCpu } from "../../scripts/proc-stats.ts";
+
+const spawned: Subprocess[] = [];
+afterEach(() => {
+  for (const p of spawned.splice(0)) p.kill("SIGKILL");
+});
+const spawn = (script: string) => {
+  const p = Bun.spawn(["sh", "-c", script], { stdout: "ignore", stderr: "ignore" });
+  spawned.push(p);
+  return p;
+};
+
+test("a busy process outside the tree is other work; the tree's own busy descendant is not", async () => {
+  const busy = spawn("end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do :; done");
+  const bench = spawn("sleep 30");
+  const before = otherProcessCpu(bench.pid);
+  await Bun.sleep(800);
+  // Seen from `bench` (as if it were the benchmark), the busy sibling used CPU meanwhile.
+  const after = otherProcessCpu(bench.pid);
+  expect(after.has(busy.pid)).toBe(true);
+  expect(after.get(busy.pid)! - (before.get(busy.pid) ?? 0)).toBeGreaterThan(0.3);
+  expect(after.has(bench.pid)).toBe(false);
+  // Seen from this test process, both are its own descendants: neither is other work.
+  const mine = otherProcessCpu(process.pid);
+  expect(mine.has(busy.pid)).toBe(false);
+  expect(mine.has(process.pid)).toBe(false);
+  // Kernel threads never count.
+  expect(after.has(2)).toBe(false);
+});
+
+test("the run's verdict: quiet with its own work only, under load when the load before was high", async () => {
+  const ctx = startRun("bench-test.ts", []);
+  // Work in this process's tree is the benchmark's own.
+  const busy = spawn("end=$(($(date +%s) + 1)); while [ $(date +%s) -lt $end ]; do :; done");
+  await busy.exited;
+  const own = otherWork(ctx);
+  expect(own.share).toBeLessThan(0.5);
+  expect(underLoad({ ...ctx, loadBefore: [0, 0, 0] }, 0.05)).toBe(false);
+  expect(underLoad({ ...ctx, loadBefore: [0, 0, 0] }, 0.2)).toBe(true);
+  expect(underLoad({ ...ctx, loadBefore: [ctx.nproc, 0, 0] }, 0)).toBe(true);
+});
