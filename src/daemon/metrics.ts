@@ -635,9 +635,13 @@ export class Metrics {
       this.#labelCache.clear();
       this.#labelCacheKey = cacheKey;
     }
-    if (bounded) await this.#foldBounded(it, kept);
-    else await this.#foldAll(it, kept);
+    // Bounded, a target's resolution series are there while it is shown or while it fails to
+    // resolve (and so is not probed, and never among the worst): 100,000 literal addresses
+    // would otherwise be 200,000 series of 1s.
+    const shown = bounded ? await this.#foldBounded(it, kept) : null;
+    if (!bounded) await this.#foldAll(it, kept);
     for (const res of it.resolutions) {
+      if (shown && res.status !== 0 && !shown.has(`${res.target}\0${res.family}`)) continue;
       const l = labelText({ probe_name: pn, destination: res.target, address_family: `ipv${res.family}` });
       this.#resolutionStatus.set(l, res.status);
       kept(this.#resolutionStatus).add(l);
@@ -751,7 +755,7 @@ export class Metrics {
    * group and address family get label sets and per-target series, with the values the default
    * mode would show for them.
    */
-  async #foldBounded(it: IterationInput, kept: (f: Family | HistogramFamily) => Set<string>): Promise<void> {
+  async #foldBounded(it: IterationInput, kept: (f: Family | HistogramFamily) => Set<string>): Promise<Set<string>> {
     const pn = it.probeName;
     const st = (this.#state ??= new SeriesState());
     st.sync(it.series, it.percentiles);
@@ -810,10 +814,12 @@ export class Metrics {
       for (const f of g.all()) kept(f).add(gl);
     }
     const liveLabels = new Set<string>();
+    const shownTargets = new Set<string>();
     const worst = it.worstTargets ?? GLOBAL_DEFAULTS.worst_targets;
     for (const bucket of buckets) {
       for (const i of st.worst(bucket, worst)) {
         const s = it.series[i]!;
+        shownTargets.add(`${s.target}\0${s.family}`);
         const fam = this.#types[s.type];
         const ls = this.#labelsOf(pn, s, it.targets[s.target], it.percentiles, it.histogramPerDestination);
         liveLabels.add(ls.key);
@@ -869,6 +875,7 @@ export class Metrics {
       }
     }
     for (const k of this.#labelCache.keys()) if (!liveLabels.has(k)) this.#labelCache.delete(k);
+    return shownTargets;
   }
 
   /** Renders the per-target families to text, kept until the next iteration. */

@@ -265,6 +265,36 @@ describe("per_target_series: false", () => {
     expect(e.value("tcpsyn_sent_total", { destination: "gone" })).toBe(10);
   });
 
+  test("hostname resolution series: every target's in the default mode; bounded, the shown targets' and the failing ones' only", async () => {
+    const series = [tcp("t1"), tcp("t2"), tcp("t3"), tcp("t4")];
+    const results = [summary({ lost: 5 }), summary({ lost: 1 }), summary(), summary()];
+    const resolution = (target: string, status: number) => ({ target, family: 4 as const, status, changes: 1, addresses: status ? ["198.18.0.1"] : [] });
+    // t5 failed to resolve: not probed, so in no series and never among the worst.
+    const resolutions = [...series.map((s) => resolution(s.target, 1)), resolution("t5", 0)];
+    const destinations = (e: Exposition, name: string) =>
+      e
+        .get(name)
+        .map((x) => x.labels.destination ?? "")
+        .sort();
+    const all = fresh();
+    await all.applyIteration(iteration(series, results, { perTargetSeries: true, resolutions }));
+    const eAll = await scrape(all);
+    expect(destinations(eAll, "app_host_resolution_status")).toEqual(["t1", "t2", "t3", "t4", "t5"]);
+    expect(destinations(eAll, "app_host_resolution_change_total")).toEqual(["t1", "t2", "t3", "t4", "t5"]);
+    const bounded = fresh();
+    await bounded.applyIteration(iteration(series, results, { worstTargets: 2, resolutions }));
+    const e = await scrape(bounded);
+    expect(shown(e)).toEqual(["t1", "t2"]);
+    expect(destinations(e, "app_host_resolution_status")).toEqual(["t1", "t2", "t5"]);
+    expect(e.get("app_host_resolution_status", { destination: "t5" })[0]!.value).toBe(0);
+    expect(destinations(e, "app_host_resolution_change_total")).toEqual(["t1", "t2", "t5"]);
+    // t2 recovers and t3 loses: t3 takes t2's place, and its resolution series with it.
+    await bounded.applyIteration(iteration(series, [summary({ lost: 5 }), summary(), summary({ lost: 3 }), summary()], { worstTargets: 2, resolutions }));
+    const e2 = await scrape(bounded);
+    expect(shown(e2)).toEqual(["t1", "t3"]);
+    expect(destinations(e2, "app_host_resolution_status")).toEqual(["t1", "t3", "t5"]);
+  });
+
   test("switching by reload, true -> false -> true: each mode's series only, counters restarting at the switch", async () => {
     const m = fresh();
     const series = Array.from({ length: 5 }, (_, i) => tcp(`t${i}`));
