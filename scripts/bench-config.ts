@@ -2,7 +2,7 @@
  * Config benchmark: `netprobify check` on generated files of N targets (scripts/gen-targets.ts:
  * TCPsyn on 198.18.0.0/15 with description, state, alert_level and threshold, in block style),
  * valid and with one fault in every target, each run in a fresh process: wall time, CPU time and
- * peak RSS (the child's maxrss), median and range over the repeats.
+ * peak RSS (the child's own VmHWM: proc-stats.ts runMeasured), median and range over the repeats.
  *
  *   node_modules/.bin/bun scripts/bench-config.ts [--targets 1000,10000,100000] [--repeat 5]
  *     [--before DIR] [--timeout 120]
@@ -18,6 +18,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { EXIT_USAGE } from "../src/cli/exit.ts";
 import { targetFile } from "./gen-targets.ts";
+import { runMeasured } from "./proc-stats.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 
@@ -40,24 +41,15 @@ export interface CheckRun {
 }
 
 /** `bun src/main.ts check FILE` in `repo`, in a fresh process. */
-export function runCheck(repo: string, file: string, timeoutS: number): CheckRun {
-  const t0 = performance.now();
-  const r = Bun.spawnSync([process.execPath, join(repo, "src", "main.ts"), "check", file], {
-    cwd: repo,
-    stdout: "pipe",
-    stderr: "pipe",
-    timeout: timeoutS * 1000,
-  });
-  const wallS = (performance.now() - t0) / 1000;
-  const output = `${r.stdout.toString()}${r.stderr.toString()}`;
-  const usage = r.resourceUsage;
+export async function runCheck(repo: string, file: string, timeoutS: number): Promise<CheckRun> {
+  const r = await runMeasured([process.execPath, join(repo, "src", "main.ts"), "check", file], { cwd: repo, timeoutS });
   return {
     exitCode: r.exitCode,
-    lines: output.split("\n").filter((line) => line.length > 0).length,
-    wallS,
-    cpuS: Number(usage.cpuTime.total) / 1e6,
-    peakMb: usage.maxRSS / 1024 / 1024,
-    killed: r.exitedDueToTimeout === true || r.exitCode === null,
+    lines: `${r.stdout}${r.stderr}`.split("\n").filter((line) => line.length > 0).length,
+    wallS: r.wallS,
+    cpuS: r.cpuS,
+    peakMb: r.peakMb,
+    killed: r.killed,
   };
 }
 
@@ -88,7 +80,7 @@ export interface BenchRow {
 }
 
 /** Every case, `repeat` times, this checkout and the one before alternating which goes first. */
-export function bench(options: BenchOptions): BenchRow[] {
+export async function bench(options: BenchOptions): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), "netprobify-bench-config-"));
   const codes = [{ label: `this tree (${commitOf(REPO)})`, repo: REPO }];
   if (options.before) codes.push({ label: `before (${commitOf(options.before)})`, repo: resolve(options.before) });
@@ -106,7 +98,7 @@ export function bench(options: BenchOptions): BenchRow[] {
           for (const k of order) {
             // A checkout that needed the whole timeout once will again: one such run says it.
             if (runs[k]!.some((run) => run.killed)) continue;
-            runs[k]!.push(runCheck(codes[k]!.repo, file, options.timeoutS));
+            runs[k]!.push(await runCheck(codes[k]!.repo, file, options.timeoutS));
           }
         }
         codes.forEach((code, k) => rows.push({ code: code.label, targets, kind, fileMb, runs: runs[k]! }));
@@ -178,7 +170,7 @@ function parseArgs(argv: readonly string[]): BenchOptions {
 if (import.meta.main) {
   const options = parseArgs(process.argv.slice(2));
   const startLoad = loadavg().map((l) => l.toFixed(2)).join(" ");
-  const rows = bench(options);
+  const rows = await bench(options);
   const endLoad = loadavg().map((l) => l.toFixed(2)).join(" ");
   const command = ["node_modules/.bin/bun scripts/bench-config.ts", ...process.argv.slice(2)].join(" ");
   console.log(`\`${command}\``);

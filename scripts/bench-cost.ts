@@ -42,7 +42,7 @@ import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-session.ts";
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { targetFile } from "./gen-targets.ts";
-import { statusKb } from "./proc-stats.ts";
+import { runMeasured, statusKb } from "./proc-stats.ts";
 import { createProberNet, MAX_TARGET_ADDRESSES, type LinkCounters, type ProberNet } from "./prober-net.ts";
 
 const argv = process.argv.slice(2);
@@ -225,11 +225,10 @@ async function measure(targets: number, worst: number | null): Promise<Cost> {
   const sentName = worst === null ? "tcpsyn_sent_total" : "tcpsyn_group_sent_total";
   const lossName = worst === null ? "tcpsyn_loss_total" : "tcpsyn_group_loss_total";
 
-  const t0 = performance.now();
-  const check = Bun.spawnSync([...runner.argv, "check", config], { stdout: "pipe", stderr: "pipe" });
-  c.checkS = (performance.now() - t0) / 1000;
-  c.checkPeakMb = (check.resourceUsage?.maxRSS ?? NaN) / 1024 / 1024;
-  if (check.exitCode !== 0) throw new Error(`check exited ${check.exitCode}: ${check.stderr.toString().trim().split("\n")[0]}`);
+  const check = await runMeasured([...runner.argv, "check", config]);
+  c.checkS = check.wallS;
+  c.checkPeakMb = check.peakMb;
+  if (check.exitCode !== 0) throw new Error(`check exited ${check.exitCode}: ${check.stderr.trim().split("\n")[0]}`);
 
   const s = new DaemonSession(pn.inNs(pn.prober, [...runner.argv, config]), dir);
   session = s;

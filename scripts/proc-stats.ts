@@ -11,6 +11,9 @@ const CLK_TCK = (Bun.which("getconf") && Number(Bun.spawnSync(["getconf", "CLK_T
 /** The fields of a /proc stat line after the command name: field N (counted from 1) is f[N - 3]. */
 const statFields = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 
+/** How often runMeasured reads a child's VmHWM. */
+const PEAK_POLL_MS = 5;
+
 /** utime + stime + cutime + cstime of the whole process (every thread, live or ended), seconds. */
 export function cpuSeconds(pid: number): number {
   const f = statFields(readFileSync(`/proc/${pid}/stat`, "utf8"));
@@ -51,6 +54,56 @@ export function otherProcessCpu(self: number): Map<number, number> {
   const out = new Map<number, number>();
   for (const [pid, c] of cpu) if (pid !== 2 && parent.get(pid) !== 2 && !ours(pid)) out.set(pid, c);
   return out;
+}
+
+export interface ChildRun {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  wallS: number;
+  /** User + system CPU of the child, seconds. */
+  cpuS: number;
+  /** The child's own peak RSS (VmHWM, read every few ms while it runs), MB. */
+  peakMb: number;
+  killed: boolean;
+}
+
+/**
+ * Runs argv to its end and measures it. Its peak RSS is its own VmHWM, polled from /proc while
+ * it runs: the rusage maxrss of a child counts the RSS its parent had when it forked (Linux keeps
+ * the pre-exec high-water mark), so a benchmark holding 800 MB would report that for a 60 MB
+ * child. The last reading can miss growth in the final poll interval only.
+ */
+export async function runMeasured(argv: string[], opts: { cwd?: string; timeoutS?: number } = {}): Promise<ChildRun> {
+  const t0 = performance.now();
+  const proc = Bun.spawn(argv, { cwd: opts.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  let peakKb = 0;
+  let killed = false;
+  const timer = opts.timeoutS === undefined ? null : setTimeout(() => {
+    killed = true;
+    proc.kill("SIGKILL");
+  }, opts.timeoutS * 1000);
+  const poll = setInterval(() => {
+    try {
+      const kb = statusKb(proc.pid, "VmHWM");
+      if (Number.isFinite(kb)) peakKb = Math.max(peakKb, kb);
+    } catch {
+      /* exited */
+    }
+  }, PEAK_POLL_MS);
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearInterval(poll);
+  if (timer) clearTimeout(timer);
+  const cpu = proc.resourceUsage()?.cpuTime;
+  return {
+    exitCode: killed ? null : exitCode,
+    stdout,
+    stderr,
+    wallS: (performance.now() - t0) / 1000,
+    cpuS: cpu ? Number(cpu.total) / 1e6 : NaN,
+    peakMb: peakKb / 1024,
+    killed,
+  };
 }
 
 export interface ThreadCpu {

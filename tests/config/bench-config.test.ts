@@ -5,8 +5,8 @@
 import { expect, test } from "bun:test";
 import { bench, table } from "../../scripts/bench-config.ts";
 
-test("bench-config measures check on a valid and a faulty generated file, each in a fresh process", () => {
-  const rows = bench({ targets: [150], repeat: 1, timeoutS: 60 });
+test("bench-config measures check on a valid and a faulty generated file, each in a fresh process", async () => {
+  const rows = await bench({ targets: [150], repeat: 1, timeoutS: 60 });
   expect(rows.map((r) => [r.targets, r.kind, r.runs.length])).toEqual([
     [150, "valid", 1],
     [150, "invalid", 1],

@@ -268,7 +268,7 @@ describe("per_target_series: false", () => {
   test("hostname resolution series: every target's in the default mode; bounded, the shown targets' and the failing ones' only", async () => {
     const series = [tcp("t1"), tcp("t2"), tcp("t3"), tcp("t4")];
     const results = [summary({ lost: 5 }), summary({ lost: 1 }), summary(), summary()];
-    const resolution = (target: string, status: number) => ({ target, family: 4 as const, status, changes: 1, addresses: status ? ["198.18.0.1"] : [] });
+    const resolution = (target: string, status: 0 | 1) => ({ target, family: 4 as const, status, changes: 1, addresses: status ? ["198.18.0.1"] : [] });
     // t5 failed to resolve: not probed, so in no series and never among the worst.
     const resolutions = [...series.map((s) => resolution(s.target, 1)), resolution("t5", 0)];
     const destinations = (e: Exposition, name: string) =>
