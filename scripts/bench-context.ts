@@ -72,11 +72,12 @@ export function otherWork(ctx: RunContext): { cpuS: number; share: number } {
 }
 
 /**
- * "Measured under load": the load average before the run was above half the CPUs, or other
- * processes used more than OTHER_WORK_SHARE of the machine during it.
+ * "Measured under load": other processes used more than OTHER_WORK_SHARE of the machine during
+ * the run. Not the load average: a 1-minute average still counts a benchmark that ended just
+ * before this one started, and after a run it counts the run's own work.
  */
-export function underLoad(ctx: RunContext, otherShare: number): boolean {
-  return ctx.loadBefore[0] > ctx.nproc / 2 || otherShare > OTHER_WORK_SHARE;
+export function underLoad(otherShare: number): boolean {
+  return otherShare > OTHER_WORK_SHARE;
 }
 
 /** The lines that head a benchmark's output. */
@@ -90,7 +91,7 @@ export function describeRun(ctx: RunContext): string[] {
     `Commit: ${ctx.commit}${dirty}. Machine: ${ctx.machine}. Started ${ctx.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC.`,
     `Load average (1 / 5 / 15 min) before: ${fmt(ctx.loadBefore)}, after: ${fmt(after)} (the run's own work included), nproc ${ctx.nproc}; ` +
       `other processes used ${other.cpuS.toFixed(1)} CPU-s during the run, ${(other.share * 100).toFixed(1)}% of the machine` +
-      (underLoad(ctx, other.share)
+      (underLoad(other.share)
         ? ": MEASURED UNDER LOAD (other work shared the CPUs; the bench lock only keeps benchmarks apart)."
         : ": the machine was otherwise quiet."),
   ];
