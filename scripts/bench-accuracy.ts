@@ -46,7 +46,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE, EXIT_INTERRUPTED } from "../src/cli/exit.ts";
 import { openProbeEngine } from "../src/engine/pcap-network.ts";
 import { SLOT_ANSWERED, type BatchResult, type ProbeTarget } from "../src/engine/probe-engine.ts";
 import type { TargetType } from "../src/config/schema.ts";
@@ -58,13 +58,10 @@ import { createTestNet, type TestHost, type TestNet, type TunHost } from "../tes
 import { answerOf, decodeCapture, isProbe, probeKey, type WirePacket } from "../tests/privileged/wire.ts";
 import { describeRun, partialBanner, startRun } from "./bench-context.ts";
 import { rootUnderBenchLock } from "./bench-lock.ts";
+import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 
-const argv = process.argv.slice(2);
-const arg = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const quick = argv.includes("--quick");
+const cli: ScriptArgs = scriptArgs("bench-accuracy", { values: ["count", "low-count"], flags: ["quick"] });
+const { argv, arg, quick } = cli;
 const FULL_COUNT = Number(arg("count") ?? (quick ? 5_000 : 200_000));
 const LOW_COUNT = Number(arg("low-count") ?? (quick ? 20 : 200));
 const LOW_INTERVAL_MS = 5;
@@ -76,13 +73,9 @@ const FALLBACK_RATES = [50_000, 25_000, 10_000, 5_000];
 const TCPDUMP_BUFFER_KIB = 256 * 1024;
 const SNAPLEN = 160;
 
-function usage(message: string): never {
-  console.error(`bench-accuracy: ${message}`);
-  process.exit(EXIT_USAGE);
-}
-if (!Number.isInteger(FULL_COUNT) || FULL_COUNT < 1000 || FULL_COUNT > 2_000_000) usage("--count wants an integer from 1000 to 2000000");
-if (!Number.isInteger(LOW_COUNT) || LOW_COUNT < 10 || LOW_COUNT > 65_535) usage("--low-count wants an integer from 10 to 65535");
-if (FULL_COUNT < LOW_COUNT) usage("--count wants at least --low-count");
+if (!Number.isInteger(FULL_COUNT) || FULL_COUNT < 1000 || FULL_COUNT > 2_000_000) cli.usage("--count wants an integer from 1000 to 2000000");
+if (!Number.isInteger(LOW_COUNT) || LOW_COUNT < 10 || LOW_COUNT > 65_535) cli.usage("--low-count wants an integer from 10 to 65535");
+if (FULL_COUNT < LOW_COUNT) cli.usage("--count wants at least --low-count");
 
 await rootUnderBenchLock("bench-accuracy", "network namespaces, TUN devices, raw packets, captures", ["tcpdump", "ip", "ping"]);
 const ctx = startRun("bench-accuracy.ts", argv);

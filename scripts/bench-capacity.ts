@@ -35,10 +35,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { EXIT_FAILURE, EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE } from "../src/cli/exit.ts";
 import { MAX_PROBES_PER_SECOND } from "../src/config/limits.ts";
 import { describeRun, median, partialBanner, startRun } from "./bench-context.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
+import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import type { ClosedLoopFigures } from "./closed-loop.ts";
 import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-session.ts";
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
@@ -47,21 +48,8 @@ import { statusKb } from "./proc-stats.ts";
 import { createProberNet, MAX_TARGET_ADDRESSES, type LinkCounters, type ProberNet } from "./prober-net.ts";
 
 const root = resolve(import.meta.dir, "..");
-const argv = process.argv.slice(2);
-const arg = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-function usage(message: string): never {
-  console.error(`bench-capacity: ${message}`);
-  process.exit(EXIT_USAGE);
-}
-const quick = argv.includes("--quick");
-const int = (name: string, fallback: number, min: number, max: number) => {
-  const v = Number(arg(name) ?? fallback);
-  if (!Number.isInteger(v) || v < min || v > max) usage(`--${name} wants an integer from ${min} to ${max}, got ${arg(name)}`);
-  return v;
-};
+const cli: ScriptArgs = scriptArgs("bench-capacity", { values: ["start", "max", "steps", "iterations", "interval", "packets", "nb-proc", "engine-count", "engine-reps", "runner"], flags: ["quick"] });
+const { argv, arg, int, quick } = cli;
 const nproc = availableParallelism();
 const START = int("start", quick ? 10 : 2000, 1, MAX_TARGET_ADDRESSES);
 const MAX = int("max", quick ? 20 : 100_000, START, Math.min(100_000, MAX_TARGET_ADDRESSES));
@@ -73,7 +61,7 @@ const NB_PROC = int("nb-proc", nproc, 1, 64);
 const ENGINE_COUNT = int("engine-count", quick ? 20_000 : 1_000_000, 1000, 10_000_000);
 const ENGINE_REPS = int("engine-reps", quick ? 1 : 3, 1, 20);
 const RUNNER = arg("runner") ?? (quick ? "bun" : "auto");
-if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
+if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
 const MAX_LAG_S = 0.1;
 const TOLERANCE = 0.05;
 const GRAIN = quick ? 1 : 100;
@@ -93,7 +81,7 @@ let runner: Runner;
 try {
   runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
 } catch (e) {
-  usage(e instanceof Error ? e.message : String(e));
+  cli.usage(e instanceof Error ? e.message : String(e));
 }
 let pn: ProberNet;
 try {

@@ -36,36 +36,24 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { EXIT_FAILURE, EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE } from "../src/cli/exit.ts";
 import { describeRun, median, partialBanner, startRun } from "./bench-context.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
+import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-session.ts";
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { targetFile } from "./gen-targets.ts";
 import { runMeasured, statusKb } from "./proc-stats.ts";
 import { createProberNet, MAX_TARGET_ADDRESSES, type LinkCounters, type ProberNet } from "./prober-net.ts";
 
-const argv = process.argv.slice(2);
-const arg = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-function usage(message: string): never {
-  console.error(`bench-cost: ${message}`);
-  process.exit(EXIT_USAGE);
-}
-const quick = argv.includes("--quick");
-const int = (name: string, fallback: number, min: number, max: number) => {
-  const v = Number(arg(name) ?? fallback);
-  if (!Number.isInteger(v) || v < min || v > max) usage(`--${name} wants an integer from ${min} to ${max}, got ${arg(name)}`);
-  return v;
-};
+const cli: ScriptArgs = scriptArgs("bench-cost", { values: ["targets", "bounded", "worst", "packets", "interval", "iterations", "scrape-interval", "nb-proc", "runner"], flags: ["quick"] });
+const { argv, arg, int, quick } = cli;
 const nproc = availableParallelism();
 function counts(name: string, fallback: string): number[] {
   const text = arg(name) ?? fallback;
   if (text === "none") return [];
   const list = text.split(",").map((x) => Number(x.replace(/_/g, "")));
-  if (list.some((n) => !Number.isInteger(n) || n < 1 || n > Math.min(100_000, MAX_TARGET_ADDRESSES))) usage(`--${name} wants counts from 1 to 100000 (or none)`);
+  if (list.some((n) => !Number.isInteger(n) || n < 1 || n > Math.min(100_000, MAX_TARGET_ADDRESSES))) cli.usage(`--${name} wants counts from 1 to 100000 (or none)`);
   return list;
 }
 const COUNTS = counts("targets", quick ? "10" : "1000,10000,100000");
@@ -77,7 +65,7 @@ const ITERATIONS = int("iterations", quick ? 2 : 3, 1, 100);
 const SCRAPE_S = int("scrape-interval", quick ? 1 : 15, 1, 300);
 const NB_PROC = int("nb-proc", nproc, 1, 64);
 const RUNNER = arg("runner") ?? (quick ? "bun" : "auto");
-if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
+if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
 const PORT = 8000;
 const PROM_PORT = 9090;
 
@@ -106,7 +94,7 @@ let runner: Runner;
 try {
   runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
 } catch (e) {
-  usage(e instanceof Error ? e.message : String(e));
+  cli.usage(e instanceof Error ? e.message : String(e));
 }
 let pn: ProberNet;
 try {

@@ -38,20 +38,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { EXIT_FAILURE, EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE } from "../src/cli/exit.ts";
 import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
+import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { cpuSeconds, kbOf, statusKb, threadCount, threadCpu } from "./proc-stats.ts";
 
 const root = resolve(import.meta.dir, "..");
-const argv = process.argv.slice(2);
-const arg = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const quick = argv.includes("--quick");
+const cli: ScriptArgs = scriptArgs("bench-daemon", { values: ["targets", "iterations", "scrapes", "interval", "port", "runner", "nb-proc"], flags: ["quick"] });
+const { argv, arg, quick } = cli;
 const TARGET_COUNTS = (arg("targets") ?? (quick ? "10,100" : "10,100,1000,10000")).split(",").map((s) => Number(s.replace(/_/g, "")));
 const ITERATIONS = Number(arg("iterations") ?? 2);
 const SCRAPES_PER_ITERATION = Number(arg("scrapes") ?? 10);
@@ -65,17 +62,13 @@ const NB_PROC = Number(arg("nb-proc") ?? 2);
 const SRC_PORT_A = 65000;
 const SRC_PORT_Z = 65099;
 
-function usage(message: string): never {
-  console.error(`bench-daemon: ${message}`);
-  process.exit(EXIT_USAGE);
-}
-if (TARGET_COUNTS.some((n) => !Number.isInteger(n) || n < 1 || n > 16000)) usage(`--targets wants counts from 1 to 16000, got ${arg("targets")}`);
-if (!Number.isInteger(ITERATIONS) || ITERATIONS < 1) usage("--iterations wants an integer >= 1");
-if (!Number.isInteger(NB_PROC) || NB_PROC < 1 || NB_PROC > 16) usage("--nb-proc wants an integer from 1 to 16");
-if (!Number.isInteger(SCRAPES_PER_ITERATION) || SCRAPES_PER_ITERATION < 1) usage("--scrapes wants an integer >= 1");
-if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTERVAL_OVERRIDE < 2)) usage("--interval wants whole seconds >= 2");
-if (PORT_KIND !== "closed" && PORT_KIND !== "open") usage("--port is closed or open");
-if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
+if (TARGET_COUNTS.some((n) => !Number.isInteger(n) || n < 1 || n > 16000)) cli.usage(`--targets wants counts from 1 to 16000, got ${arg("targets")}`);
+if (!Number.isInteger(ITERATIONS) || ITERATIONS < 1) cli.usage("--iterations wants an integer >= 1");
+if (!Number.isInteger(NB_PROC) || NB_PROC < 1 || NB_PROC > 16) cli.usage("--nb-proc wants an integer from 1 to 16");
+if (!Number.isInteger(SCRAPES_PER_ITERATION) || SCRAPES_PER_ITERATION < 1) cli.usage("--scrapes wants an integer >= 1");
+if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTERVAL_OVERRIDE < 2)) cli.usage("--interval wants whole seconds >= 2");
+if (PORT_KIND !== "closed" && PORT_KIND !== "open") cli.usage("--port is closed or open");
+if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
 
 await rootUnderBenchLock("bench-daemon", "network namespaces, raw packets", ["ip", "ping"]);
 
@@ -655,7 +648,7 @@ let runner: Runner;
 try {
   runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
 } catch (e) {
-  usage(e instanceof Error ? e.message : String(e));
+  cli.usage(e instanceof Error ? e.message : String(e));
 }
 log(`daemon: ${runner.description}`);
 const results: CaseResult[] = [];

@@ -22,12 +22,13 @@
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { EXIT_FAILURE, EXIT_NOINPUT, EXIT_USAGE } from "../src/cli/exit.ts";
+import { EXIT_FAILURE, EXIT_NOINPUT } from "../src/cli/exit.ts";
 import type { TargetType } from "../src/config/schema.ts";
 import type { ProbeTarget } from "../src/engine/probe-engine.ts";
 import type { Family } from "../src/packet/address.ts";
 import { describeRun, median, partialBanner, startRun } from "./bench-context.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
+import { scriptArgs } from "./script-args.ts";
 import { CAPTURE_RING_MB, engineClosedLoop, openBenchEngine, type ClosedLoopFigures } from "./closed-loop.ts";
 
 const root = resolve(import.meta.dir, "..");
@@ -36,26 +37,13 @@ const benchDir =
   [process.env.NETPROBIFY_YARDSTICK_DIR, resolve(root, "..", "shared", "bench"), resolve(root, "..", "..", "shared", "bench")].find(
     (d): d is string => d !== undefined && existsSync(join(d, "plbench.c")),
   ) ?? resolve(root, "..", "shared", "bench");
-const argv = process.argv.slice(2);
-const arg = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const quick = argv.includes("--quick");
-const COUNT = Number(arg("count") ?? (quick ? 20_000 : 1_000_000));
-const REPS = Number(arg("reps") ?? (quick ? 1 : 3));
+const { argv, int, quick } = scriptArgs("bench-engine", { values: ["count", "reps"], flags: ["quick"] });
+const COUNT = int("count", quick ? 20_000 : 1_000_000, 1000, 10_000_000);
+const REPS = int("reps", quick ? 1 : 3, 1, 20);
 const IDLE_S = quick ? 2 : 20;
 /** plbench's time limit per run: far above what COUNT takes, so every run sends COUNT. */
 const YARDSTICK_SECS = 60;
 
-if (!Number.isInteger(COUNT) || COUNT < 1000 || COUNT > 10_000_000) {
-  console.error("bench-engine: --count wants an integer from 1000 to 10000000");
-  process.exit(EXIT_USAGE);
-}
-if (!Number.isInteger(REPS) || REPS < 1 || REPS > 20) {
-  console.error("bench-engine: --reps wants an integer from 1 to 20");
-  process.exit(EXIT_USAGE);
-}
 if (!existsSync(join(benchDir, "plbench.c"))) {
   console.error(`bench-engine: cannot run: the C reference loop is not at ${benchDir}`);
   process.exit(EXIT_NOINPUT);

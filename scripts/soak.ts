@@ -74,30 +74,23 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { FileSink, Subprocess } from "bun";
-import { EXIT_USAGE } from "../src/cli/exit.ts";
 import { freePort, parseExposition, type Exposition } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestHost, type TestNet } from "../tests/support/testnet.ts";
 import { replaceWorkers, type ProcessLevel, type ReplacementReport } from "../tests/support/worker-replacement.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
+import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { openFds, statusKb, threadCount, workerThreadIds } from "./proc-stats.ts";
 import { mulberry32 } from "../tests/support/prng.ts";
 
 const root = resolve(import.meta.dir, "..");
-const argv = process.argv.slice(2);
-const arg = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-function usage(message: string): never {
-  console.error(`soak: ${message}`);
-  process.exit(EXIT_USAGE);
-}
+const cli: ScriptArgs = scriptArgs("soak", { values: ["minutes", "warmup-minutes", "interval", "reload-every", "churn-every", "samples", "replacements", "runner"] });
+const { argv, arg } = cli;
 const numberArg = (name: string, fallback: number) => {
   const v = arg(name);
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) usage(`--${name} wants a number >= 0, got ${v}`);
+  if (!Number.isFinite(n) || n < 0) cli.usage(`--${name} wants a number >= 0, got ${v}`);
   return n;
 };
 
@@ -110,11 +103,11 @@ const CHURN_EVERY_S = numberArg("churn-every", 3);
 const RUNNER = arg("runner") ?? "auto";
 /** Every sample as tab-separated values, for a closer look. */
 const SAMPLES_FILE = arg("samples");
-if (MINUTES <= 0 || WARMUP_MINUTES >= MINUTES) usage("--minutes must be above 0 and above --warmup-minutes");
-if (RELOAD_EVERY_S < 1 || CHURN_EVERY_S < 1) usage("--reload-every and --churn-every want at least 1 s");
-if (!Number.isInteger(INTERVAL_S) || INTERVAL_S < 2) usage("--interval wants whole seconds >= 2");
-if (!Number.isInteger(REPLACEMENTS)) usage("--replacements wants an integer");
-if (!["auto", "dist", "bun"].includes(RUNNER)) usage("--runner is auto, dist or bun");
+if (MINUTES <= 0 || WARMUP_MINUTES >= MINUTES) cli.usage("--minutes must be above 0 and above --warmup-minutes");
+if (RELOAD_EVERY_S < 1 || CHURN_EVERY_S < 1) cli.usage("--reload-every and --churn-every want at least 1 s");
+if (!Number.isInteger(INTERVAL_S) || INTERVAL_S < 2) cli.usage("--interval wants whole seconds >= 2");
+if (!Number.isInteger(REPLACEMENTS)) cli.usage("--replacements wants an integer");
+if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
 
 const TARGETS = 200;
 const CHURN_POOL = 100;
@@ -817,7 +810,7 @@ let runner: Runner;
 try {
   runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
 } catch (e) {
-  usage(e instanceof Error ? e.message : String(e));
+  cli.usage(e instanceof Error ? e.message : String(e));
 }
 log(`daemon: ${runner.description}`);
 
