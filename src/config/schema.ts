@@ -513,7 +513,8 @@ export const GlobalSchema = v.pipe(
           "app_time_ooo_total, threshold). false bounds them for very large configurations: per group and " +
           "address family, <prefix>_group_sent_total, _group_loss_total, _group_loss_ratio, _group_targets, " +
           "_group_targets_with_loss (and _group_paths_down, _group_path_loss_ratio_max for the types that rotate " +
-          "ports), the histograms, and the per-target series of the worst_targets worst targets only.",
+          "ports), the histograms, and the per-target series of the worst_targets worst targets only (with " +
+          "app_host_resolution_status and app_host_resolution_change_total for those and for the targets failing to resolve).",
       ),
       GLOBAL_DEFAULTS.per_target_series,
     ),
