@@ -45,7 +45,7 @@ import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { targetFile } from "./gen-targets.ts";
 import { statusKb } from "./proc-stats.ts";
-import { createProberNet, MAX_TARGET_ADDRESSES, type LinkCounters, type ProberNet } from "./prober-net.ts";
+import { MAX_TARGET_ADDRESSES, proberNetOrExit, type LinkCounters, type ProberNet } from "./prober-net.ts";
 
 const root = resolve(import.meta.dir, "..");
 const cli: ScriptArgs = scriptArgs("bench-capacity", { values: ["start", "max", "steps", "iterations", "interval", "packets", "nb-proc", "engine-count", "engine-reps", "runner"], flags: ["quick"] });
@@ -83,13 +83,7 @@ try {
 } catch (e) {
   cli.usage(e instanceof Error ? e.message : String(e));
 }
-let pn: ProberNet;
-try {
-  pn = await createProberNet();
-} catch (e) {
-  console.error(`bench-capacity: cannot run: the test network could not be built: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
-  process.exit(EXIT_FAILURE);
-}
+const pn: ProberNet = await proberNetOrExit("bench-capacity");
 
 // ---------------------------------------------------------------------------------------------
 // The engine's closed loop, inside the prober's namespace

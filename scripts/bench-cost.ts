@@ -44,7 +44,7 @@ import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-
 import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
 import { targetFile } from "./gen-targets.ts";
 import { runMeasured, statusKb } from "./proc-stats.ts";
-import { createProberNet, MAX_TARGET_ADDRESSES, type LinkCounters, type ProberNet } from "./prober-net.ts";
+import { MAX_TARGET_ADDRESSES, proberNetOrExit, type LinkCounters, type ProberNet } from "./prober-net.ts";
 
 const cli: ScriptArgs = scriptArgs("bench-cost", { values: ["targets", "bounded", "worst", "packets", "interval", "iterations", "scrape-interval", "nb-proc", "runner"], flags: ["quick"] });
 const { argv, arg, int, quick } = cli;
@@ -96,13 +96,7 @@ try {
 } catch (e) {
   cli.usage(e instanceof Error ? e.message : String(e));
 }
-let pn: ProberNet;
-try {
-  pn = await createProberNet();
-} catch (e) {
-  console.error(`bench-cost: cannot run: the test network could not be built: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
-  process.exit(EXIT_FAILURE);
-}
+const pn: ProberNet = await proberNetOrExit("bench-cost");
 
 // ---------------------------------------------------------------------------------------------
 // Prometheus inside the prober's namespace

@@ -44,6 +44,7 @@ import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { sumMetric } from "./daemon-session.ts";
 import { cpuSeconds, kbOf, statusKb, threadCount, threadCpu } from "./proc-stats.ts";
 
 const root = resolve(import.meta.dir, "..");
@@ -246,17 +247,6 @@ interface CaseResult {
   error: string | null;
 }
 
-/** Sums a metric family's samples (name followed by labels or a space). */
-function sumMetric(text: string, name: string): { sum: number; count: number } {
-  let sum = 0;
-  let count = 0;
-  const re = new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, "gm");
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    sum += Number(m[2]);
-    count++;
-  }
-  return { sum, count };
-}
 
 function rttP50s(text: string): number[] {
   const out: number[] = [];

@@ -16,6 +16,7 @@
  * prober's namespace (the daemon, Prometheus, curl) talks over that namespace's loopback, where
  * every port is free.
  */
+import { EXIT_FAILURE } from "../src/cli/exit.ts";
 import { createNamespaces, type BareNamespaces } from "../tests/support/testnet.ts";
 
 export const PROBER_ADDRESS = "198.19.255.1";
@@ -81,6 +82,16 @@ function linkCounters(ns: string, ifname: string): LinkCounters {
     rxErrors: s.rx.errors ?? NaN,
     txErrors: s.tx.errors ?? NaN,
   };
+}
+
+/** createProberNet(), or the script's one-line refusal (exit 1) when the network cannot be built. */
+export async function proberNetOrExit(script: string): Promise<ProberNet> {
+  try {
+    return await createProberNet();
+  } catch (e) {
+    console.error(`${script}: cannot run: the test network could not be built: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+    process.exit(EXIT_FAILURE);
+  }
 }
 
 export async function createProberNet(): Promise<ProberNet> {
