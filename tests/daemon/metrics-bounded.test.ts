@@ -6,79 +6,21 @@
  * /metrics body that stays small at 100,000 series.
  */
 import { describe, expect, test } from "bun:test";
-import { parseConfigText } from "../../src/config/load.ts";
-import type { TargetConfig } from "../../src/config/schema.ts";
-import { Metrics, type IterationInput } from "../../src/daemon/metrics.ts";
+import type { IterationInput } from "../../src/daemon/metrics.ts";
 import type { Series } from "../../src/daemon/plan.ts";
 import type { SeriesSummary } from "../../src/engine/stats.ts";
 import { parseExposition, type Exposition } from "../support/daemon-process.ts";
+import { fresh, iteration as baseIteration, PN, scrape, summary } from "../support/metrics-fixtures.ts";
 
-const PN = "unit";
-
-const TARGETS: Record<string, TargetConfig> = (() => {
-  const r = parseConfigText(
-    `global: {probe_name: unit, interval: 10, nb_proc: 1, logging_level: INFO, prometheus_port: 9, dns_update_interval: 0}
-groups: {a: {}, b: {}}
-targets:
-  web: {type: TCPsyn, destination: 198.18.0.1, dst_port: 443, state: in production, alert_level: paging, threshold: {latency: 0.02, loss: 5}}
-  ping: {type: ICMPping, destination: "fd00::1"}
-  udp: {type: UDPunreachable, destination: 198.18.0.2, dst_port: 33434, threshold: {loss: 0}}
-  twamp: {type: TWAMPlight, destination: 198.18.0.3}
-`,
-    "metrics-bounded.yaml",
-  );
-  if (!r.ok) throw new Error("test config invalid");
-  return r.config.targets;
-})();
 
 const tcp = (target: string, group = "a", family: 4 | 6 = 4, state = "None"): Series => ({ target, group, type: "TCPsyn", family, state });
 
-function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
-  return {
-    sent: 10,
-    lost: 0,
-    percentiles: [0.002, 0.001],
-    buckets: [],
-    rttSum: 0,
-    rttCount: 0,
-    worstPathLossRatio: 0,
-    pathsDown: 0,
-    matchFail: 0,
-    portMismatch: 0,
-    timeOutOfOrder: 0,
-    unroutable: "",
-    extra: [],
-    ...o,
-  };
-}
 
-function iteration(series: Series[], results: (SeriesSummary | null)[], o: Partial<IterationInput> = {}): IterationInput {
-  return {
-    probeName: PN,
-    series,
-    results,
-    percentiles: [95, 50],
-    histogramBuckets: [0.001, 0.01, 0.1],
-    histogramPerDestination: false,
-    perTargetSeries: false,
-    worstTargets: 10,
-    targets: TARGETS,
-    resolutions: [],
-    stats: [],
-    iterationSeconds: 0.5,
-    endedAt: null,
-    degraded: false,
-    ...o,
-  };
-}
+/** The bounded mode with 10 worst targets, unless `o` says otherwise. */
+const iteration = (series: Series[], results: (SeriesSummary | null)[], o: Partial<IterationInput> = {}): IterationInput =>
+  baseIteration(series, results, { perTargetSeries: false, worstTargets: 10, ...o });
 
-function fresh(): Metrics {
-  const m = new Metrics({ version: "9.9.9", bun: "1.0.0", libpcap: "1.10.3" });
-  m.setProbeName(PN);
-  return m;
-}
 
-const scrape = async (m: Metrics): Promise<Exposition> => parseExposition(await m.exposition());
 
 const group = (g: string, family = "ipv4") => ({ probe_name: PN, group: g, address_family: family });
 

@@ -4,32 +4,13 @@
  * text is well-formed (parsed strictly by the same parser the end-to-end tests use).
  */
 import { describe, expect, test } from "bun:test";
-import { parseConfigText } from "../../src/config/load.ts";
-import type { TargetConfig } from "../../src/config/schema.ts";
-import { Metrics, type IterationInput } from "../../src/daemon/metrics.ts";
+import { Metrics } from "../../src/daemon/metrics.ts";
 import type { Series } from "../../src/daemon/plan.ts";
 import type { Resolution } from "../../src/daemon/resolver.ts";
 import type { BatchStats } from "../../src/engine/probe-engine.ts";
-import type { SeriesSummary } from "../../src/engine/stats.ts";
 import { labelKey, parseExposition, type Exposition } from "../support/daemon-process.ts";
+import { fresh, iteration, PN, scrape, summary } from "../support/metrics-fixtures.ts";
 
-const PN = "unit";
-
-const TARGETS: Record<string, TargetConfig> = (() => {
-  const r = parseConfigText(
-    `global: {probe_name: unit, interval: 10, nb_proc: 1, logging_level: INFO, prometheus_port: 9, dns_update_interval: 0}
-groups: {a: {}, b: {}}
-targets:
-  web: {type: TCPsyn, destination: 198.18.0.1, dst_port: 443, state: in production, alert_level: paging, threshold: {latency: 0.02, loss: 5}}
-  ping: {type: ICMPping, destination: "fd00::1"}
-  udp: {type: UDPunreachable, destination: 198.18.0.2, dst_port: 33434, threshold: {loss: 0}}
-  twamp: {type: TWAMPlight, destination: 198.18.0.3}
-`,
-    "metrics.yaml",
-  );
-  if (!r.ok) throw new Error("test config invalid");
-  return r.config.targets;
-})();
 
 const S = {
   webA: { target: "web", group: "a", type: "TCPsyn", family: 4, state: "in production" },
@@ -39,24 +20,6 @@ const S = {
   twampA: { target: "twamp", group: "a", type: "TWAMPlight", family: 4, state: "None" },
 } satisfies Record<string, Series>;
 
-function summary(o: Partial<SeriesSummary> = {}): SeriesSummary {
-  return {
-    sent: 10,
-    lost: 0,
-    percentiles: [0.002, 0.001],
-    buckets: [],
-    rttSum: 0,
-    rttCount: 0,
-    worstPathLossRatio: 0,
-    pathsDown: 0,
-    matchFail: 0,
-    portMismatch: 0,
-    timeOutOfOrder: 0,
-    unroutable: "",
-    extra: [],
-    ...o,
-  };
-}
 
 function stats(o: Partial<BatchStats> = {}): BatchStats {
   return { sent: 0, sendErrors: 0, unroutable: 0, resetErrors: 0, answered: 0, captureDropped: 0, txMissing: 0, duplicates: 0, late: 0, truncated: 0, sendLagMs: 0, sendMs: 0, durationMs: 0, ...o };
@@ -64,33 +27,8 @@ function stats(o: Partial<BatchStats> = {}): BatchStats {
 
 const res = (target: string, family: 4 | 6, status: 0 | 1, changes: number): Resolution => ({ target, family, status, changes, addresses: status ? ["198.18.0.1"] : null });
 
-function iteration(series: Series[], results: (SeriesSummary | null)[], o: Partial<IterationInput> = {}): IterationInput {
-  return {
-    probeName: PN,
-    series,
-    results,
-    percentiles: [95, 50],
-    histogramBuckets: [0.001, 0.01, 0.1],
-    histogramPerDestination: false,
-    targets: TARGETS,
-    resolutions: [],
-    stats: [],
-    iterationSeconds: 0.5,
-    endedAt: null,
-    degraded: false,
-    ...o,
-  };
-}
 
-function fresh(): Metrics {
-  const m = new Metrics({ version: "9.9.9", bun: "1.0.0", libpcap: "1.10.3" });
-  m.setProbeName(PN);
-  return m;
-}
 
-async function scrape(m: Metrics): Promise<Exposition> {
-  return parseExposition(await m.exposition());
-}
 
 const L = (s: Series) => ({ probe_name: PN, destination: s.target, address_family: `ipv${s.family}`, state: s.state, group: s.group });
 
