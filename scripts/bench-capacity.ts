@@ -42,14 +42,14 @@ import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import type { ClosedLoopFigures } from "./closed-loop.ts";
 import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-session.ts";
-import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { chooseRunner, RUNNER_CHOICES, type Runner } from "./daemon-runner.ts";
 import { targetFile } from "./gen-targets.ts";
 import { statusKb } from "./proc-stats.ts";
 import { MAX_TARGET_ADDRESSES, proberNetOrExit, type LinkCounters, type ProberNet } from "./prober-net.ts";
 
 const root = resolve(import.meta.dir, "..");
 const cli: ScriptArgs = scriptArgs("bench-capacity", { values: ["start", "max", "steps", "iterations", "interval", "packets", "nb-proc", "engine-count", "engine-reps", "runner"], flags: ["quick"] });
-const { argv, arg, int, quick } = cli;
+const { argv, int, quick } = cli;
 const nproc = availableParallelism();
 const START = int("start", quick ? 10 : 2000, 1, MAX_TARGET_ADDRESSES);
 const MAX = int("max", quick ? 20 : 100_000, START, Math.min(100_000, MAX_TARGET_ADDRESSES));
@@ -60,8 +60,7 @@ const PACKETS = int("packets", quick ? 10 : 100, 1, 1000);
 const NB_PROC = int("nb-proc", nproc, 1, 64);
 const ENGINE_COUNT = int("engine-count", quick ? 20_000 : 1_000_000, 1000, 10_000_000);
 const ENGINE_REPS = int("engine-reps", quick ? 1 : 3, 1, 20);
-const RUNNER = arg("runner") ?? (quick ? "bun" : "auto");
-if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
+const RUNNER = cli.choice("runner", RUNNER_CHOICES, quick ? "bun" : "auto");
 const MAX_LAG_S = 0.1;
 const TOLERANCE = 0.05;
 const GRAIN = quick ? 1 : 100;
@@ -77,12 +76,7 @@ cleanUpOnExit(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-let runner: Runner;
-try {
-  runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
-} catch (e) {
-  cli.usage(e instanceof Error ? e.message : String(e));
-}
+const runner: Runner = chooseRunner(RUNNER, tmp, log, cli.usage);
 const pn: ProberNet = await proberNetOrExit("bench-capacity");
 
 // ---------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import { describeRun, median, partialBanner, startRun } from "./bench-context.ts
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { scriptArgs, type ScriptArgs } from "./script-args.ts";
 import { DaemonSession, curlScrape, generatedConfig, sumMetric } from "./daemon-session.ts";
-import { chooseRunner, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { chooseRunner, RUNNER_CHOICES, type Runner } from "./daemon-runner.ts";
 import { targetFile } from "./gen-targets.ts";
 import { runMeasured, statusKb } from "./proc-stats.ts";
 import { MAX_TARGET_ADDRESSES, proberNetOrExit, type LinkCounters, type ProberNet } from "./prober-net.ts";
@@ -64,8 +64,7 @@ const INTERVAL = int("interval", quick ? 3 : 30, 2, 3600);
 const ITERATIONS = int("iterations", quick ? 2 : 3, 1, 100);
 const SCRAPE_S = int("scrape-interval", quick ? 1 : 15, 1, 300);
 const NB_PROC = int("nb-proc", nproc, 1, 64);
-const RUNNER = arg("runner") ?? (quick ? "bun" : "auto");
-if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
+const RUNNER = cli.choice("runner", RUNNER_CHOICES, quick ? "bun" : "auto");
 const PORT = 8000;
 const PROM_PORT = 9090;
 
@@ -90,12 +89,7 @@ function promHasEnableCompression(): boolean {
 const promVersion = /version (\S+)/.exec(Bun.spawnSync(["prometheus", "--version"], { stdout: "pipe", stderr: "pipe" }).stdout.toString())?.[1] ?? "?";
 const plainByPrometheus = promHasEnableCompression();
 
-let runner: Runner;
-try {
-  runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
-} catch (e) {
-  cli.usage(e instanceof Error ? e.message : String(e));
-}
+const runner: Runner = chooseRunner(RUNNER, tmp, log, cli.usage);
 const pn: ProberNet = await proberNetOrExit("bench-cost");
 
 // ---------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import { freePort } from "../tests/support/daemon-process.ts";
 import { createTestNet, type TestNet } from "../tests/support/testnet.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { scriptArgs, type ScriptArgs } from "./script-args.ts";
-import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { chooseRunner, pumpLines, RUNNER_CHOICES, type Runner } from "./daemon-runner.ts";
 import { sumMetric } from "./daemon-session.ts";
 import { cpuSeconds, kbOf, statusKb, threadCount, threadCpu } from "./proc-stats.ts";
 
@@ -55,7 +55,7 @@ const ITERATIONS = Number(arg("iterations") ?? 2);
 const SCRAPES_PER_ITERATION = Number(arg("scrapes") ?? 10);
 const INTERVAL_OVERRIDE = arg("interval") === undefined ? null : Number(arg("interval"));
 const PORT_KIND = arg("port") ?? "closed";
-const RUNNER = arg("runner") ?? "auto";
+const RUNNER = cli.choice("runner", RUNNER_CHOICES, "auto");
 const NB_PACKETS = 100;
 /** Cap on the back-to-back scrapes at the end of each scraped iteration. */
 const TAIL_SCRAPES_MAX = 80;
@@ -69,7 +69,6 @@ if (!Number.isInteger(NB_PROC) || NB_PROC < 1 || NB_PROC > 16) cli.usage("--nb-p
 if (!Number.isInteger(SCRAPES_PER_ITERATION) || SCRAPES_PER_ITERATION < 1) cli.usage("--scrapes wants an integer >= 1");
 if (INTERVAL_OVERRIDE !== null && (!Number.isInteger(INTERVAL_OVERRIDE) || INTERVAL_OVERRIDE < 2)) cli.usage("--interval wants whole seconds >= 2");
 if (PORT_KIND !== "closed" && PORT_KIND !== "open") cli.usage("--port is closed or open");
-if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
 
 await rootUnderBenchLock("bench-daemon", "network namespaces, raw packets", ["ip", "ping"]);
 
@@ -634,12 +633,7 @@ const cleanup = () => {
 cleanUpOnExit(cleanup);
 
 const startLoad = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-let runner: Runner;
-try {
-  runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
-} catch (e) {
-  cli.usage(e instanceof Error ? e.message : String(e));
-}
+const runner: Runner = chooseRunner(RUNNER, tmp, log, cli.usage);
 log(`daemon: ${runner.description}`);
 const results: CaseResult[] = [];
 try {

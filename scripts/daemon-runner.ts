@@ -13,7 +13,8 @@ export interface Runner {
   description: string;
 }
 
-export type RunnerChoice = "auto" | "dist" | "bun";
+export const RUNNER_CHOICES = ["auto", "dist", "bun"] as const;
+export type RunnerChoice = (typeof RUNNER_CHOICES)[number];
 
 function newestMtime(dir: string): number {
   let newest = 0;
@@ -25,15 +26,15 @@ function newestMtime(dir: string): number {
 }
 
 /**
- * `dist`: dist/netprobify as found (throws when it is missing); `bun`: the sources; `auto`: see
- * the file comment. `buildDir` receives a binary built for this run.
+ * `dist`: dist/netprobify as found (a usage error when it is missing); `bun`: the sources;
+ * `auto`: see the file comment. `buildDir` receives a binary built for this run.
  */
-export function chooseRunner(choice: RunnerChoice, buildDir: string, log: (line: string) => void): Runner {
+export function chooseRunner(choice: RunnerChoice, buildDir: string, log: (line: string) => void, usage: (message: string) => never): Runner {
   const dist = join(root, "dist", "netprobify");
   const fromSource: Runner = { argv: [process.execPath, join(root, "src", "main.ts")], description: `bun src/main.ts (Bun ${Bun.version})` };
   if (choice === "bun") return fromSource;
   if (choice === "dist") {
-    if (!existsSync(dist)) throw new Error("--runner dist: dist/netprobify does not exist (bun run build.ts)");
+    if (!existsSync(dist)) usage("--runner dist: dist/netprobify does not exist (bun run build.ts)");
     return { argv: [dist], description: "dist/netprobify (compiled binary, as found)" };
   }
   if (existsSync(dist) && statSync(dist).mtimeMs >= newestMtime(join(root, "src"))) {

@@ -17,6 +17,8 @@ export interface ScriptArgs {
   usage(message: string): never;
   /** --name as an integer from min to max, fallback when absent; a usage error otherwise. */
   int(name: string, fallback: number, min: number, max: number): number;
+  /** --name as one of `allowed`, fallback when absent; a usage error otherwise. */
+  choice<T extends string>(name: string, allowed: readonly T[], fallback: T): T;
 }
 
 /** The options a script takes: `values` are followed by a value, `flags` stand alone. */
@@ -61,5 +63,10 @@ export function scriptArgs(script: string, options: ScriptOptions, argv: readonl
     if (!Number.isInteger(v) || v < min || v > max) usage(`--${name} wants an integer from ${min} to ${max}, got ${arg(name)}`);
     return v;
   };
-  return { argv, quick: argv.includes("--quick"), arg, usage, int };
+  const choice = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const v = arg(name) ?? fallback;
+    if (!(allowed as readonly string[]).includes(v)) usage(`--${name} is ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`);
+    return v as T;
+  };
+  return { argv, quick: argv.includes("--quick"), arg, usage, int, choice };
 }

@@ -79,7 +79,7 @@ import { createTestNet, type TestHost, type TestNet } from "../tests/support/tes
 import { replaceWorkers, type ProcessLevel, type ReplacementReport } from "../tests/support/worker-replacement.ts";
 import { cleanUpOnExit, rootUnderBenchLock } from "./bench-lock.ts";
 import { scriptArgs, type ScriptArgs } from "./script-args.ts";
-import { chooseRunner, pumpLines, type Runner, type RunnerChoice } from "./daemon-runner.ts";
+import { chooseRunner, pumpLines, RUNNER_CHOICES, type Runner } from "./daemon-runner.ts";
 import { openFds, statusKb, threadCount, workerThreadIds } from "./proc-stats.ts";
 import { mulberry32 } from "../tests/support/prng.ts";
 
@@ -100,14 +100,13 @@ const RELOAD_EVERY_S = numberArg("reload-every", 4);
 const REPLACEMENTS = numberArg("replacements", 1000);
 const INTERVAL_S = numberArg("interval", 5);
 const CHURN_EVERY_S = numberArg("churn-every", 3);
-const RUNNER = arg("runner") ?? "auto";
+const RUNNER = cli.choice("runner", RUNNER_CHOICES, "auto");
 /** Every sample as tab-separated values, for a closer look. */
 const SAMPLES_FILE = arg("samples");
 if (MINUTES <= 0 || WARMUP_MINUTES >= MINUTES) cli.usage("--minutes must be above 0 and above --warmup-minutes");
 if (RELOAD_EVERY_S < 1 || CHURN_EVERY_S < 1) cli.usage("--reload-every and --churn-every want at least 1 s");
 if (!Number.isInteger(INTERVAL_S) || INTERVAL_S < 2) cli.usage("--interval wants whole seconds >= 2");
 if (!Number.isInteger(REPLACEMENTS)) cli.usage("--replacements wants an integer");
-if (!["auto", "dist", "bun"].includes(RUNNER)) cli.usage("--runner is auto, dist or bun");
 
 const TARGETS = 200;
 const CHURN_POOL = 100;
@@ -806,12 +805,7 @@ const cleanup = () => {
 cleanUpOnExit(cleanup);
 
 const startLoad = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-let runner: Runner;
-try {
-  runner = chooseRunner(RUNNER as RunnerChoice, tmp, log);
-} catch (e) {
-  cli.usage(e instanceof Error ? e.message : String(e));
-}
+const runner: Runner = chooseRunner(RUNNER, tmp, log, cli.usage);
 log(`daemon: ${runner.description}`);
 
 const checks: Check[] = [];

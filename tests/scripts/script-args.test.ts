@@ -23,6 +23,7 @@ test("an unknown option, a stray argument or a missing value: one line naming it
   expect(run("bench-capacity", ["30"])).toMatchObject({ code: EXIT_USAGE, stdout: "", stderr: expect.stringMatching(/^bench-capacity: unexpected argument 30; the options are: --start VALUE, .*--quick\n$/) });
   expect(run("bench-cost", ["--targets"])).toEqual({ code: EXIT_USAGE, stdout: "", stderr: "bench-cost: --targets wants a value\n" });
   expect(run("bench-engine", ["--count", "--quick"])).toEqual({ code: EXIT_USAGE, stdout: "", stderr: "bench-engine: --count wants a value\n" });
+  expect(run("soak", ["--runner", "nope"])).toEqual({ code: EXIT_USAGE, stdout: "", stderr: "soak: --runner is auto, dist or bun\n" });
   expect(run("bench-engine", ["--count", "12"])).toEqual({ code: EXIT_USAGE, stdout: "", stderr: "bench-engine: --count wants an integer from 1000 to 10000000, got 12\n" });
 });
 
